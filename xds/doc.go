@@ -1,0 +1,73 @@
+// Package xds serves Envoy resources to Envoy sidecars and proxyless gRPC
+// clients over ADS, state of the world and delta, on go-control-plane
+// v0.14.0. It knows nothing of ServiceProfiles or Kubernetes objects: it
+// serves the resources it is given.
+//
+// # Caches
+//
+// Listeners, routes, clusters and secrets are per node (SetNodeResources)
+// and live in a SnapshotCache. Endpoints are shared by every node
+// (SetEndpoints) and live in one LinearCache, so an endpoint change bumps
+// no other type and no proxy that does not subscribe to that
+// ClusterLoadAssignment. A MuxCache routes requests by type URL (Contour's
+// arrangement). In v0.14.0 all three implement CreateDeltaWatch, so the
+// composition serves delta xDS as well as SotW.
+//
+// Legacy wildcard is off for EDS, RDS and SDS: an empty request for those
+// means "nothing" (Envoy names them), so a proxy dropping its last EDS
+// cluster is not sent every CLA of the mesh. LDS and CDS keep it, as Envoy
+// subscribes to them with empty names.
+//
+// # Versions
+//
+// A node's per-type version is a hash of the sorted (name, SHA-256 of the
+// deterministic marshalling) pairs, and delta's per-resource versions are
+// those SHA-256s. They depend only on content: two servers, or one
+// restarted, give the same versions for the same resources. Hashes are
+// cached per resource pointer (weakly: collected resources drop out), and a
+// type's maps are shared between nodes with equal content, so 1,000
+// proxies with the same clusters cost one hash per cluster and one set of
+// maps. Resources handed to the server must therefore never be mutated.
+//
+// What a reconnect costs: a delta client lists what it holds
+// (initial_resource_versions) and gets nothing back but the empty response
+// a wildcard subscription needs. A SotW client cannot say what it holds;
+// go-control-plane re-sends the resources even when the first request
+// carries the current version, with that same version. Envoy compares
+// LDS/CDS resources by hash and leaves unchanged ones alone, so this costs
+// bandwidth, not drains. EDS versions in SotW are the LinearCache's counter,
+// not content hashes (delta's per-CLA versions are content hashes).
+//
+// # Admission
+//
+// A stream is admitted before go-control-plane sees it: the Authenticator
+// (if any) proves an Identity from the stream's context; the first request's
+// node.id, "<pod>.<namespace>", goes through the NodeValidator (which
+// resolves it to a known pod, or ends the stream with codes.NotFound: "no
+// pod web-123 in namespace demo"); the Identity must match that node; and a
+// later request may not switch node ids.
+//
+// # Tracking and metrics
+//
+// Every response and every ACK/NACK is recorded per node and type (version
+// set, sent, ACKed, last NACK): see Proxies, Proxy and DebugHandler.
+// Metrics, registered on Options.Registry:
+//
+//	weft_xds_connected_proxies              gauge
+//	weft_xds_streams                        gauge
+//	weft_xds_pushes_total{type}             counter
+//	weft_xds_nacks_total{type}              counter
+//	weft_xds_proxy_nacks_total{proxy,type}  counter, deleted when the proxy's last stream closes
+//	weft_xds_convergence_seconds{type}      histogram: change seen -> ACK of the version carrying it
+//	weft_xds_cache_update_seconds{kind}     histogram: snapshot | endpoints
+//	weft_xds_rejected_snapshots_total{proxy} counter, deleted by ClearNode
+//	weft_xds_rejected_endpoints_total       counter
+//	weft_xds_refused_streams_total{code}    counter
+//
+// Convergence is measured only for proxies connected when the change was
+// seen (a proxy's first fetch is start-up, not convergence). An unACKed
+// change followed by another keeps the older time, since the newer state of
+// the world delivers both; a delta change that produces no response for a
+// node (it does not subscribe to what changed) stays pending and is then
+// measured from its own time by the next change's ACK, so it can overstate.
+package xds

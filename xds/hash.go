@@ -1,0 +1,128 @@
+package xds
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"runtime"
+	"sync"
+	"weak"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+)
+
+// resourceHashes remembers the content hash of each resource by pointer.
+// Proxies with the same configuration share resource pointers (translate
+// caches per-service output), so a cluster shared by 1,000 proxies is
+// marshalled and hashed once, not 1,000 times. Entries hold weak pointers
+// and disappear when the resource is collected, so the cache never keeps
+// old configuration alive.
+//
+// This is only sound because resources are immutable once handed to the
+// server: a resource mutated in place keeps its old hash.
+type resourceHashes struct {
+	mu sync.Mutex
+	// keys are weak.Pointer[T] for the concrete resource type T.
+	m map[any]string
+
+	// computed counts actual marshal+hash runs, for tests.
+	computed int
+}
+
+func newResourceHashes() *resourceHashes {
+	return &resourceHashes{m: make(map[any]string)}
+}
+
+// hash returns the hex SHA-256 of the deterministic marshalling of r: the
+// same content gives the same hash in every process, so versions survive a
+// control-plane restart.
+func (h *resourceHashes) hash(r types.Resource) (string, error) {
+	switch v := r.(type) {
+	case *listenerv3.Listener:
+		return cachedHash(h, v)
+	case *routev3.RouteConfiguration:
+		return cachedHash(h, v)
+	case *clusterv3.Cluster:
+		return cachedHash(h, v)
+	case *tlsv3.Secret:
+		return cachedHash(h, v)
+	case *endpointv3.ClusterLoadAssignment:
+		return cachedHash(h, v)
+	default:
+		h.mu.Lock()
+		h.computed++
+		h.mu.Unlock()
+		return contentHash(r)
+	}
+}
+
+func cachedHash[T any, P interface {
+	*T
+	types.Resource
+}](h *resourceHashes, p P) (string, error) {
+	key := weak.Make((*T)(p))
+	h.mu.Lock()
+	if v, ok := h.m[key]; ok {
+		h.mu.Unlock()
+		return v, nil
+	}
+	h.computed++
+	h.mu.Unlock()
+
+	v, err := contentHash(p)
+	if err != nil {
+		return "", err
+	}
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.m[key]; !ok {
+		h.m[key] = v
+		runtime.AddCleanup((*T)(p), h.forget, any(key))
+	}
+	return v, nil
+}
+
+func (h *resourceHashes) forget(key any) {
+	h.mu.Lock()
+	delete(h.m, key)
+	h.mu.Unlock()
+}
+
+func (h *resourceHashes) len() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.m)
+}
+
+func contentHash(r types.Resource) (string, error) {
+	// cachev3.MarshalResource is proto.MarshalOptions{Deterministic: true}:
+	// map fields (Struct metadata, typed_per_filter_config) come out in one
+	// order, so equal content always hashes equal.
+	b, err := cachev3.MarshalResource(r)
+	if err != nil {
+		return "", fmt.Errorf("marshalling %s %q: %w", r.ProtoReflect().Descriptor().FullName(), cachev3.GetResourceName(r), err)
+	}
+	return cachev3.HashResource(b), nil
+}
+
+// typeVersion is the version of one resource type in a node's snapshot: a
+// hash over the (name, content hash) pairs sorted by name. It depends on
+// nothing but content, so two servers (or one restarted) given the same
+// resources give the same version.
+func typeVersion(sorted []namedResource) string {
+	d := sha256.New()
+	for _, n := range sorted {
+		d.Write([]byte(n.name))
+		d.Write([]byte{0})
+		d.Write([]byte(n.hash))
+		d.Write([]byte{0})
+	}
+	return hex.EncodeToString(d.Sum(nil)[:16])
+}

@@ -1,0 +1,488 @@
+package xds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	serverconfig "github.com/envoyproxy/go-control-plane/pkg/server/config"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+)
+
+// Options configures a Server. Every field is optional.
+type Options struct {
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Registry receives the weft_xds_* metrics; nil means a private registry
+	// (metrics still work in tests through testutil, but nobody scrapes them).
+	Registry prometheus.Registerer
+
+	// Checker judges a node's resource set before it is pushed; a set it
+	// refuses is not pushed and the last good one stays. Defaults to
+	// check.Resources with the peer matching node.Kind.
+	Checker func(node NodeInfo, res map[string][]types.Resource) error
+	// EndpointChecker judges each ClusterLoadAssignment before it enters the
+	// shared cache. Endpoints are shared by Envoy and grpc-go nodes, so the
+	// default checks them as the stricter peer, grpc-go.
+	EndpointChecker func(cla *endpointv3.ClusterLoadAssignment) error
+
+	// NodeValidator resolves node.id to a known pod on a stream's first
+	// request. Defaults to ParsingNodeValidator (any well-formed id).
+	NodeValidator NodeValidator
+	// Authenticator runs when a stream opens, before any request is read.
+	// nil allows unauthenticated (plaintext) streams. The identity it
+	// returns is bound to the node id the stream then claims.
+	Authenticator Authenticator
+	// NackReporter is told of every NACK (the controller turns it into a
+	// Kubernetes Event on the pod). It is called on the stream's goroutine
+	// and must not block.
+	NackReporter func(Nack)
+
+	// ServerOptions are added to the gRPC server Serve builds (transport
+	// credentials, for example).
+	ServerOptions []grpc.ServerOption
+	// ShutdownGrace bounds how long Serve waits for streams to end once its
+	// context is done. Default 5s.
+	ShutdownGrace time.Duration
+}
+
+// Server is an ADS server. Create it with New.
+type Server struct {
+	log           *slog.Logger
+	metrics       *metrics
+	checker       func(NodeInfo, map[string][]types.Resource) error
+	epChecker     func(*endpointv3.ClusterLoadAssignment) error
+	validator     NodeValidator
+	authenticator Authenticator
+	nackReporter  func(Nack)
+	serverOptions []grpc.ServerOption
+	grace         time.Duration
+	// ackHook, when set (benchmarks), hears every ACK of a known response.
+	ackHook func(nodeID, typeURL string, at time.Time)
+
+	hashes    *resourceHashes
+	typeSets  *typeSets
+	snapshots cachev3.SnapshotCache
+	endpoints *cachev3.LinearCache
+	xds       serverv3.Server
+
+	// setMu serializes snapshot updates so that "last good snapshot" and the
+	// pending-change bookkeeping agree with what the cache holds.
+	setMu   sync.Mutex
+	current map[string]*nodeSnapshot
+
+	ep endpointState
+
+	// mu guards the stream and node tracking.
+	mu      sync.Mutex
+	streams map[streamKey]*streamState
+	nodes   map[string]*nodeState
+	handles map[*streamHandle]struct{}
+	closing bool
+}
+
+// New builds a Server. It fails only if the metrics cannot be registered.
+func New(opts Options) (*Server, error) {
+	s := &Server{
+		log:           opts.Logger,
+		checker:       opts.Checker,
+		epChecker:     opts.EndpointChecker,
+		validator:     opts.NodeValidator,
+		authenticator: opts.Authenticator,
+		nackReporter:  opts.NackReporter,
+		serverOptions: opts.ServerOptions,
+		grace:         opts.ShutdownGrace,
+		hashes:        newResourceHashes(),
+		typeSets:      newTypeSets(),
+		current:       make(map[string]*nodeSnapshot),
+		streams:       make(map[streamKey]*streamState),
+		nodes:         make(map[string]*nodeState),
+		handles:       make(map[*streamHandle]struct{}),
+	}
+	s.ep.init()
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.log = s.log.With("component", "xds")
+	if s.checker == nil {
+		s.checker = defaultChecker
+	}
+	if s.epChecker == nil {
+		s.epChecker = defaultEndpointChecker
+	}
+	if s.validator == nil {
+		s.validator = ParsingNodeValidator
+	}
+	if s.grace <= 0 {
+		s.grace = 5 * time.Second
+	}
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = m
+
+	logger := gcpLogger{s.log}
+	// ads=false: answer a request with the subset of the snapshot it names
+	// instead of holding it until it names everything (Contour does the
+	// same); per-node snapshots are consistent by construction.
+	s.snapshots = cachev3.NewSnapshotCache(false, cachev3.IDHash{}, logger)
+	s.endpoints = cachev3.NewLinearCache(resourcev3.EndpointType, cachev3.WithLogger(logger))
+	mux := &cachev3.MuxCache{
+		Classify: func(r *cachev3.Request) string {
+			return classify(r.GetTypeUrl())
+		},
+		ClassifyDelta: func(r *cachev3.DeltaRequest) string {
+			return classify(r.GetTypeUrl())
+		},
+		Caches: map[string]cachev3.Cache{
+			"snapshot":  s.snapshots,
+			"endpoints": s.endpoints,
+		},
+	}
+	// The go-control-plane servers start no goroutines of their own; their
+	// context only ends stream loops, which Shutdown does per stream.
+	s.xds = serverv3.NewServer(context.Background(), mux, callbacks{s},
+		// An empty EDS/RDS/SDS request means "nothing", not "everything":
+		// Envoy names these resources, and legacy wildcard on the shared
+		// endpoint cache would send a proxy every CLA in the mesh when its
+		// last EDS cluster goes away. grpc-go never relies on wildcard. LDS
+		// and CDS keep it: Envoy subscribes to them with empty names.
+		serverconfig.DeactivateLegacyWildcardForTypes([]string{
+			resourcev3.EndpointType, resourcev3.RouteType, resourcev3.SecretType,
+		}),
+		func(o *serverconfig.Opts) { o.Logger = logger },
+	)
+	return s, nil
+}
+
+func classify(typeURL string) string {
+	if typeURL == resourcev3.EndpointType {
+		return "endpoints"
+	}
+	return "snapshot"
+}
+
+// SetNodeResources replaces the listeners, routes, clusters and secrets
+// (keyed by type URL: resourcev3.ListenerType, RouteType, ClusterType,
+// SecretType) of one node. A type absent from res is served empty.
+//
+// The checker runs first: a set it refuses is not pushed, the node keeps
+// its last good set, and the refusal is logged, counted
+// (weft_xds_rejected_snapshots_total) and returned. changeSeen is when the
+// controller saw the change that led here; it feeds
+// weft_xds_convergence_seconds (zero: not measured).
+//
+// Resources must not be mutated after the call: they are hashed once per
+// pointer and may be shared between nodes.
+func (s *Server) SetNodeResources(ctx context.Context, nodeID string, kind ProxyKind, res map[string][]types.Resource, changeSeen time.Time) error {
+	start := time.Now()
+	pod, ns, err := ParseNodeID(nodeID)
+	if err != nil {
+		return fmt.Errorf("setting resources of node: %w", err)
+	}
+	info := NodeInfo{ID: nodeID, Pod: pod, Namespace: ns, Kind: kind}
+
+	snap, err := buildSnapshot(s.hashes, s.typeSets, res)
+	if err == nil {
+		err = s.checker(info, res)
+	}
+	if err != nil {
+		s.metrics.rejectedSnapshots.WithLabelValues(nodeID).Inc()
+		s.log.Warn("refusing node resources: keeping the last good set", "node", nodeID, "kind", kind.String(), "problems", err.Error())
+		return fmt.Errorf("node %s: resources refused, last good set kept: %w", nodeID, err)
+	}
+
+	s.setMu.Lock()
+	defer s.setMu.Unlock()
+	prev := s.current[nodeID]
+	changed := changedTypes(prev, snap)
+	if len(changed) == 0 {
+		return nil
+	}
+	// Pending changes are recorded before the cache can answer a watch, so
+	// the response carrying the change always finds them.
+	s.notePending(nodeID, snap, changed, changeSeen)
+	if err := s.snapshots.SetSnapshot(ctx, nodeID, snap); err != nil {
+		s.dropPending(nodeID, changed)
+		return fmt.Errorf("node %s: setting snapshot: %w", nodeID, err)
+	}
+	s.current[nodeID] = snap
+	s.metrics.cacheUpdate.WithLabelValues("snapshot").Observe(time.Since(start).Seconds())
+	s.log.Debug("node resources set", "node", nodeID, "changed", changedLabels(changed), "versions", snap.versions())
+	return nil
+}
+
+func changedTypes(prev, next *nodeSnapshot) []string {
+	var out []string
+	for _, t := range snapshotTypes {
+		if prev == nil || prev.GetVersion(t) != next.GetVersion(t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func changedLabels(typeURLs []string) []string {
+	out := make([]string, len(typeURLs))
+	for i, t := range typeURLs {
+		out[i] = typeLabel(t)
+	}
+	return out
+}
+
+// NodeVersions returns the per-type versions of the node's current (last
+// good) resource set, keyed by type URL, or nil if none was set.
+func (s *Server) NodeVersions(nodeID string) map[string]string {
+	s.setMu.Lock()
+	defer s.setMu.Unlock()
+	if snap := s.current[nodeID]; snap != nil {
+		return snap.versions()
+	}
+	return nil
+}
+
+// ClearNode forgets a node (its pod is gone): its resources, its metric
+// series, and any stream it still has open, which ends with
+// codes.Unavailable so a proxy that is in fact alive reconnects and is
+// validated again.
+func (s *Server) ClearNode(nodeID string) {
+	s.mu.Lock()
+	var ending []*streamHandle
+	if n := s.nodes[nodeID]; n != nil {
+		for _, st := range n.streams {
+			ending = append(ending, st.handle)
+		}
+	}
+	s.mu.Unlock()
+	for _, h := range ending {
+		h.end(status.Newf(codes.Unavailable, "node %s was removed from the control plane", nodeID))
+	}
+
+	s.setMu.Lock()
+	delete(s.current, nodeID)
+	s.snapshots.ClearSnapshot(nodeID)
+	s.setMu.Unlock()
+
+	s.metrics.rejectedSnapshots.DeleteLabelValues(nodeID)
+	s.metrics.forgetProxy(nodeID)
+}
+
+// Register adds the ADS service to a gRPC server. Authentication and node
+// validation happen inside the service, so no interceptor is needed. xDS
+// streams never end by themselves: call Shutdown before GracefulStop.
+func (s *Server) Register(gs grpc.ServiceRegistrar) {
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, &adsService{s: s})
+}
+
+// Serve serves ADS on lis until ctx is done, then ends every stream with
+// codes.Unavailable (proxies reconnect to another replica) and stops the
+// gRPC server, forcefully after Options.ShutdownGrace.
+func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	gs := grpc.NewServer(append([]grpc.ServerOption{
+		// Proxies keep one stream for their whole life; keepalives notice
+		// a vanished peer (node gone, network partition) so its stream, its
+		// watches and its metric series are released.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.MaxConcurrentStreams(1 << 20),
+	}, s.serverOptions...)...)
+	s.Register(gs)
+
+	served := make(chan error, 1)
+	go func() { served <- gs.Serve(lis) }()
+
+	select {
+	case err := <-served:
+		s.Shutdown()
+		return fmt.Errorf("serving xDS on %s: %w", lis.Addr(), err)
+	case <-ctx.Done():
+	}
+
+	s.Shutdown()
+	stopped := make(chan struct{})
+	go func() {
+		gs.GracefulStop()
+		close(stopped)
+	}()
+	timer := time.NewTimer(s.grace)
+	defer timer.Stop()
+	select {
+	case <-stopped:
+	case <-timer.C:
+		s.log.Warn("xDS streams did not end within the grace period; stopping hard", "grace", s.grace)
+		gs.Stop()
+		<-stopped
+	}
+	if err := <-served; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return fmt.Errorf("serving xDS on %s: %w", lis.Addr(), err)
+	}
+	return nil
+}
+
+// Shutdown refuses new streams and ends open ones with codes.Unavailable.
+// Serve calls it; callers of Register call it before stopping their server.
+func (s *Server) Shutdown() {
+	s.mu.Lock()
+	s.closing = true
+	handles := make([]*streamHandle, 0, len(s.handles))
+	for h := range s.handles {
+		handles = append(handles, h)
+	}
+	s.mu.Unlock()
+	for _, h := range handles {
+		h.end(status.New(codes.Unavailable, "control plane shutting down"))
+	}
+}
+
+// admit authenticates a new stream and gives it a context the server can
+// end.
+func (s *Server) admit(parent context.Context) (context.Context, *streamHandle, error) {
+	h := &streamHandle{}
+	if s.authenticator != nil {
+		id, err := s.authenticator(parent)
+		if err != nil {
+			err = authStatus(err)
+			s.refused(err, "", "authentication failed")
+			return nil, nil, err
+		}
+		h.identity, h.authenticated = id, true
+	}
+	ctx, cancel := context.WithCancelCause(parent)
+	h.cancel = cancel
+	ctx = context.WithValue(ctx, handleKey{}, h)
+
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		cancel(nil)
+		return nil, nil, status.Error(codes.Unavailable, "control plane shutting down")
+	}
+	s.handles[h] = struct{}{}
+	s.mu.Unlock()
+	s.metrics.openStreams.Inc()
+	return ctx, h, nil
+}
+
+func (s *Server) release(h *streamHandle) {
+	s.mu.Lock()
+	delete(s.handles, h)
+	s.mu.Unlock()
+	h.cancel(nil)
+	s.metrics.openStreams.Dec()
+}
+
+func (s *Server) refused(err error, nodeID, why string) {
+	st := status.Convert(err)
+	s.metrics.refusedConnections.WithLabelValues(st.Code().String()).Inc()
+	s.log.Warn("refusing xDS stream", "node", nodeID, "reason", why, "code", st.Code().String(), "error", st.Message())
+}
+
+// adsService wraps go-control-plane's ADS handlers with admission, so that
+// Register works on any gRPC server without an interceptor.
+type adsService struct {
+	discoveryv3.UnimplementedAggregatedDiscoveryServiceServer
+	s *Server
+}
+
+// The go-control-plane stream loops end when the gRPC stream's Recv fails
+// or the server-wide context ends; they do not watch the stream's context.
+// To end one stream from outside (ClearNode, Shutdown), Recv is served from
+// a goroutine so that the wrapper can fail it when the stream's context is
+// cancelled. That goroutine ends when the handler returns, which cancels the
+// gRPC stream and so its blocked Recv.
+type recvResult[T any] struct {
+	msg *T
+	err error
+}
+
+func cancellableRecv[T any](ctx context.Context, recv func() (*T, error)) func() (*T, error) {
+	ch := make(chan recvResult[T])
+	go func() {
+		for {
+			m, err := recv()
+			select {
+			case ch <- recvResult[T]{m, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return func() (*T, error) {
+		select {
+		case r := <-ch:
+			return r.msg, r.err
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+	}
+}
+
+type sotwStream struct {
+	discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer
+	ctx  context.Context
+	recv func() (*discoveryv3.DiscoveryRequest, error)
+}
+
+func (w sotwStream) Context() context.Context                     { return w.ctx }
+func (w sotwStream) Recv() (*discoveryv3.DiscoveryRequest, error) { return w.recv() }
+
+type deltaStream struct {
+	discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesServer
+	ctx  context.Context
+	recv func() (*discoveryv3.DeltaDiscoveryRequest, error)
+}
+
+func (w deltaStream) Context() context.Context                          { return w.ctx }
+func (w deltaStream) Recv() (*discoveryv3.DeltaDiscoveryRequest, error) { return w.recv() }
+
+func (a *adsService) StreamAggregatedResources(stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
+	ctx, h, err := a.s.admit(stream.Context())
+	if err != nil {
+		return err
+	}
+	defer a.s.release(h)
+	err = a.s.xds.StreamAggregatedResources(sotwStream{stream, ctx, cancellableRecv(ctx, stream.Recv)})
+	return h.result(ctx, err)
+}
+
+func (a *adsService) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error {
+	ctx, h, err := a.s.admit(stream.Context())
+	if err != nil {
+		return err
+	}
+	defer a.s.release(h)
+	err = a.s.xds.DeltaAggregatedResources(deltaStream{stream, ctx, cancellableRecv(ctx, stream.Recv)})
+	return h.result(ctx, err)
+}
+
+// nodeOf returns the node a request identifies itself as, or nil when it
+// carries none (only a stream's first request must).
+func nodeOf(n *corev3.Node) *corev3.Node {
+	if n == nil || n.GetId() == "" {
+		return nil
+	}
+	return n
+}

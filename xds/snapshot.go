@@ -1,0 +1,215 @@
+package xds
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"weak"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+)
+
+// snapshotTypes are the per-node types. EDS is not among them: it lives in
+// one LinearCache shared by every node.
+var snapshotTypes = []string{
+	resourcev3.ListenerType,
+	resourcev3.RouteType,
+	resourcev3.ClusterType,
+	resourcev3.SecretType,
+}
+
+func isSnapshotType(typeURL string) bool { return slices.Contains(snapshotTypes, typeURL) }
+
+// typeSet is one resource type of a node snapshot.
+type typeSet struct {
+	version    string
+	withTTL    map[string]types.ResourceWithTTL
+	plain      map[string]types.Resource
+	versionMap map[string]string // name -> content hash, for delta xDS
+}
+
+// nodeSnapshot implements cachev3.ResourceSnapshot. go-control-plane's own
+// Snapshot re-marshals every resource of every node to build the delta
+// version map; this one reuses the per-pointer content hashes already
+// computed for the type versions, and is immutable once built so the maps
+// can be handed out without copying.
+type nodeSnapshot struct {
+	sets map[string]*typeSet
+}
+
+var _ cachev3.ResourceSnapshot = (*nodeSnapshot)(nil)
+
+// typeSets shares typeSet values between nodes: proxies with the same
+// configuration get the same maps, not 1,000 copies of 500-entry maps. The
+// key is the type version, a hash of names and content, so equal keys mean
+// equal content. Entries are weak and vanish with the last snapshot using
+// them.
+type typeSets struct {
+	mu sync.Mutex
+	m  map[string]weak.Pointer[typeSet]
+}
+
+func newTypeSets() *typeSets { return &typeSets{m: make(map[string]weak.Pointer[typeSet])} }
+
+func (ts *typeSets) get(typeURL, version string) *typeSet {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.m[typeURL+"\x00"+version].Value()
+}
+
+// put stores set unless an equal one is already live, and returns the one
+// to use.
+func (ts *typeSets) put(typeURL string, set *typeSet) *typeSet {
+	key := typeURL + "\x00" + set.version
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if live := ts.m[key].Value(); live != nil {
+		return live
+	}
+	wp := weak.Make(set)
+	ts.m[key] = wp
+	runtime.AddCleanup(set, func(k string) {
+		ts.mu.Lock()
+		defer ts.mu.Unlock()
+		// A newer set may have taken the key since.
+		if ts.m[k] == wp {
+			delete(ts.m, k)
+		}
+	}, key)
+	return set
+}
+
+func (ts *typeSets) len() int {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return len(ts.m)
+}
+
+type namedResource struct {
+	name string
+	res  types.Resource
+	hash string
+}
+
+// buildSnapshot validates the resource map's shape (the checker judges
+// content) and computes versions. Every snapshot type gets a version even
+// when it has no resources: an empty version would equal the empty
+// version_info of a proxy's first request, and go-control-plane would then
+// never answer it, leaving the proxy's initial fetch hanging.
+func buildSnapshot(hashes *resourceHashes, shared *typeSets, res map[string][]types.Resource) (*nodeSnapshot, error) {
+	var errs []error
+	for typeURL := range res {
+		if !isSnapshotType(typeURL) {
+			if typeURL == resourcev3.EndpointType {
+				errs = append(errs, fmt.Errorf("type %s: endpoints are set with SetEndpoints, not per node", typeURL))
+			} else {
+				errs = append(errs, fmt.Errorf("type %s: not served per node (want one of %v)", typeURL, snapshotTypes))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+
+	snap := &nodeSnapshot{sets: make(map[string]*typeSet, len(snapshotTypes))}
+	for _, typeURL := range snapshotTypes {
+		items := res[typeURL]
+		named := make([]namedResource, 0, len(items))
+		seen := make(map[string]struct{}, len(items))
+		for i, r := range items {
+			if r == nil || !r.ProtoReflect().IsValid() {
+				errs = append(errs, fmt.Errorf("type %s: resources[%d]: nil resource", typeURL, i))
+				continue
+			}
+			if got := r.ProtoReflect().Descriptor().FullName(); resourcev3.APITypePrefix+string(got) != typeURL {
+				errs = append(errs, fmt.Errorf("type %s: resources[%d]: is a %s", typeURL, i, got))
+				continue
+			}
+			name := cachev3.GetResourceName(r)
+			if name == "" {
+				errs = append(errs, fmt.Errorf("type %s: resources[%d]: empty name", typeURL, i))
+				continue
+			}
+			if _, dup := seen[name]; dup {
+				errs = append(errs, fmt.Errorf("type %s: resources[%d]: duplicate name %q", typeURL, i, name))
+				continue
+			}
+			seen[name] = struct{}{}
+			h, err := hashes.hash(r)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("type %s: resources[%d] (%q): %w", typeURL, i, name, err))
+				continue
+			}
+			named = append(named, namedResource{name, r, h})
+		}
+		if len(errs) > 0 {
+			continue
+		}
+		slices.SortFunc(named, func(a, b namedResource) int { return strings.Compare(a.name, b.name) })
+		version := typeVersion(named)
+		if set := shared.get(typeURL, version); set != nil {
+			snap.sets[typeURL] = set
+			continue
+		}
+		set := &typeSet{
+			version:    version,
+			withTTL:    make(map[string]types.ResourceWithTTL, len(named)),
+			plain:      make(map[string]types.Resource, len(named)),
+			versionMap: make(map[string]string, len(named)),
+		}
+		for _, n := range named {
+			set.plain[n.name] = n.res
+			set.withTTL[n.name] = types.ResourceWithTTL{Resource: n.res}
+			set.versionMap[n.name] = n.hash
+		}
+		snap.sets[typeURL] = shared.put(typeURL, set)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return snap, nil
+}
+
+func (s *nodeSnapshot) GetVersion(typeURL string) string {
+	if set := s.sets[typeURL]; set != nil {
+		return set.version
+	}
+	return ""
+}
+
+func (s *nodeSnapshot) GetResourcesAndTTL(typeURL string) map[string]types.ResourceWithTTL {
+	if set := s.sets[typeURL]; set != nil {
+		return set.withTTL
+	}
+	return nil
+}
+
+func (s *nodeSnapshot) GetResources(typeURL string) map[string]types.Resource {
+	if set := s.sets[typeURL]; set != nil {
+		return set.plain
+	}
+	return nil
+}
+
+// ConstructVersionMap has nothing to do: the map was built with the snapshot.
+func (s *nodeSnapshot) ConstructVersionMap() error { return nil }
+
+func (s *nodeSnapshot) GetVersionMap(typeURL string) map[string]string {
+	if set := s.sets[typeURL]; set != nil {
+		return set.versionMap
+	}
+	return nil
+}
+
+func (s *nodeSnapshot) versions() map[string]string {
+	out := make(map[string]string, len(s.sets))
+	for t, set := range s.sets {
+		out[t] = set.version
+	}
+	return out
+}
