@@ -20,6 +20,8 @@ type ServiceProfile struct {
 }
 
 // ServiceProfileList is a list of ServiceProfiles.
+//
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 type ServiceProfileList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata"`

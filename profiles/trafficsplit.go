@@ -14,6 +14,8 @@ var (
 )
 
 // TrafficSplitV1 is SMI split.smi-spec.io/v1alpha1: weights are quantities ("500m").
+//
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 type TrafficSplitV1 struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -32,6 +34,8 @@ type TrafficSplitV1Backend struct {
 }
 
 // TrafficSplitV2 is SMI split.smi-spec.io/v1alpha2: weights are integers.
+//
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 type TrafficSplitV2 struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

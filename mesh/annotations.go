@@ -1,0 +1,48 @@
+package mesh
+
+// Annotations Weft reads on Pods, Services and Namespaces. The injector
+// writes and reads the same names, so they live in one place.
+//
+// Where Linkerd has an equivalent, its name is accepted too so that a
+// workload annotated for Linkerd keeps its meaning under Weft; when both are
+// set on one object, Weft's own name wins.
+const (
+	// AnnotationProxyKind selects the data plane of a pod. "grpc" means the pod
+	// runs a proxyless grpc-go client/server that talks xDS itself: no Envoy
+	// sidecar is injected and the control plane sends it grpc-go's subset of
+	// xDS. Absent or "sidecar" means an Envoy sidecar.
+	AnnotationProxyKind = "weft.io/proxy"
+	// ProxyKindValueGRPC and ProxyKindValueSidecar are the accepted values of
+	// AnnotationProxyKind.
+	ProxyKindValueGRPC    = "grpc"
+	ProxyKindValueSidecar = "sidecar"
+
+	// AnnotationOpaquePorts lists ports that carry no protocol detection and no
+	// HTTP handling: a comma-separated list of port numbers, ranges
+	// ("4000-4100") and, on pods, container port names. On a Service it
+	// applies to the service's ports (port or numeric targetPort); on a
+	// Namespace to every Service and Pod in it that has none of its own.
+	AnnotationOpaquePorts        = "config.weft.io/opaque-ports"
+	LinkerdAnnotationOpaquePorts = "config.linkerd.io/opaque-ports"
+
+	// AnnotationSkipInboundPorts lists inbound ports that bypass the proxy
+	// (same list syntax as opaque ports).
+	AnnotationSkipInboundPorts        = "config.weft.io/skip-inbound-ports"
+	LinkerdAnnotationSkipInboundPorts = "config.linkerd.io/skip-inbound-ports"
+
+	// AnnotationSkipOutboundPorts lists outbound destination ports that bypass
+	// the proxy.
+	AnnotationSkipOutboundPorts        = "config.weft.io/skip-outbound-ports"
+	LinkerdAnnotationSkipOutboundPorts = "config.linkerd.io/skip-outbound-ports"
+)
+
+// annotationWithFallback returns the value of the first of names present on
+// the object, and which name it was.
+func annotationWithFallback(annotations map[string]string, names ...string) (value, name string, ok bool) {
+	for _, n := range names {
+		if v, found := annotations[n]; found {
+			return v, n, true
+		}
+	}
+	return "", "", false
+}

@@ -1,0 +1,141 @@
+package mesh
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// ProxyFromPod describes the data-plane node of a pod.
+//
+// The pod annotation weft.io/proxy: grpc makes it a proxyless grpc-go node
+// (no sidecar; see AnnotationProxyKind). Inbound ports are the TCP container
+// ports of all containers (and of restartable init containers, which are
+// sidecars that may serve), minus the skip-inbound list and the proxy's own
+// ports. Port lists come from the pod's annotations, else the namespace's
+// (ns may be nil). Any malformed annotation is an error naming the pod and
+// the annotation: a pod's proxy config is never built on a guess.
+func ProxyFromPod(pod *corev1.Pod, ns *corev1.Namespace) (*Proxy, error) {
+	errs := validatePodAnnotations(pod, ns)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("pod %s/%s: %w", pod.Namespace, pod.Name, errs.ToAggregate())
+	}
+
+	p := &Proxy{
+		Kind:      ProxySidecar,
+		Pod:       pod.Name,
+		Namespace: pod.Namespace,
+		IP:        pod.Status.PodIP,
+		Identity:  podIdentity(pod),
+	}
+	if pod.Annotations[AnnotationProxyKind] == ProxyKindValueGRPC {
+		p.Kind = ProxyProxylessGRPC
+	}
+
+	// Errors were all checked above, so these lookups cannot fail now.
+	opaque := podPortList(pod, ns, true, AnnotationOpaquePorts, LinkerdAnnotationOpaquePorts)
+	skipIn := podPortList(pod, ns, false, AnnotationSkipInboundPorts, LinkerdAnnotationSkipInboundPorts)
+	skipOut := podPortList(pod, ns, false, AnnotationSkipOutboundPorts, LinkerdAnnotationSkipOutboundPorts)
+	if skipIn != nil {
+		p.SkipInboundPorts = skipIn.Ports()
+	}
+	if skipOut != nil {
+		p.SkipOutboundPorts = skipOut.Ports()
+	}
+
+	seen := map[uint32]bool{}
+	addPorts := func(c corev1.Container) {
+		for _, cp := range c.Ports {
+			if cp.Protocol != "" && cp.Protocol != corev1.ProtocolTCP {
+				continue
+			}
+			if cp.ContainerPort < 1 || cp.ContainerPort > 65535 {
+				continue
+			}
+			port := uint32(cp.ContainerPort)
+			if seen[port] || isProxyPort(port) || (skipIn != nil && skipIn.Contains(port)) {
+				continue
+			}
+			seen[port] = true
+			p.InboundPorts = append(p.InboundPorts, ProxyPort{
+				Name:     cp.Name,
+				Port:     port,
+				Protocol: portProtocol(opaque, cp.Name, "", port),
+			})
+		}
+	}
+	for _, c := range pod.Spec.InitContainers {
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			addPorts(c)
+		}
+	}
+	for _, c := range pod.Spec.Containers {
+		addPorts(c)
+	}
+	slices.SortFunc(p.InboundPorts, func(a, b ProxyPort) int { return cmp.Compare(a.Port, b.Port) })
+
+	if opaque == nil {
+		p.OpaquePorts = slices.Clone(DefaultOpaquePorts)
+	} else {
+		// Names resolve against the pod's own container ports.
+		set := *opaque
+		for _, c := range append(slices.Clone(pod.Spec.InitContainers), pod.Spec.Containers...) {
+			for _, cp := range c.Ports {
+				if cp.Name != "" && slices.Contains(set.Names, cp.Name) && cp.ContainerPort > 0 && cp.ContainerPort <= 65535 {
+					set.Ranges = append(set.Ranges, PortRange{First: uint32(cp.ContainerPort), Last: uint32(cp.ContainerPort)})
+				}
+			}
+		}
+		p.OpaquePorts = set.Ports()
+	}
+	return p, nil
+}
+
+func isProxyPort(port uint32) bool {
+	return port == ProxyInboundPort || port == ProxyOutboundPort || port == ProxyAdminPort
+}
+
+// podPortList is the pod's list, else the namespace's, else nil.
+func podPortList(pod *corev1.Pod, ns *corev1.Namespace, allowNames bool, names ...string) *PortSet {
+	if set, _ := portListAnnotation(pod.Annotations, allowNames, names...); set != nil {
+		return set
+	}
+	if ns != nil {
+		set, _ := portListAnnotation(ns.Annotations, allowNames, names...)
+		return set
+	}
+	return nil
+}
+
+// validatePodAnnotations checks every annotation ProxyFromPod reads, on the
+// pod and, for inherited lists, on the namespace when the pod has none.
+func validatePodAnnotations(pod *corev1.Pod, ns *corev1.Namespace) field.ErrorList {
+	var errs field.ErrorList
+	if v, ok := pod.Annotations[AnnotationProxyKind]; ok && v != ProxyKindValueGRPC && v != ProxyKindValueSidecar {
+		errs = append(errs, field.NotSupported(annotationsPath.Key(AnnotationProxyKind), v, []string{ProxyKindValueGRPC, ProxyKindValueSidecar}))
+	}
+	for _, list := range []struct {
+		allowNames bool
+		names      []string
+	}{
+		{true, []string{AnnotationOpaquePorts, LinkerdAnnotationOpaquePorts}},
+		{false, []string{AnnotationSkipInboundPorts, LinkerdAnnotationSkipInboundPorts}},
+		{false, []string{AnnotationSkipOutboundPorts, LinkerdAnnotationSkipOutboundPorts}},
+	} {
+		set, err := portListAnnotation(pod.Annotations, list.allowNames, list.names...)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if set == nil && ns != nil {
+			if _, err := portListAnnotation(ns.Annotations, list.allowNames, list.names...); err != nil {
+				err.Field = "namespace " + ns.Name + " " + err.Field
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errs
+}
