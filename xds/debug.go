@@ -117,9 +117,11 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-// DebugHandler serves GET /debug/proxies (every connected proxy) and
-// GET /debug/proxies/<node> (one) as JSON. It matches full paths: mount it
-// with mux.Handle("/debug/proxies", h) and mux.Handle("/debug/proxies/", h).
+// DebugHandler serves GET /debug/proxies (every connected proxy),
+// GET /debug/proxies/<node> (one) and GET /debug/config/<node> (what the
+// node is served: a NodeConfigDocument) as JSON. It matches full paths:
+// mount it with mux.Handle("/debug/proxies", h),
+// mux.Handle("/debug/proxies/", h) and mux.Handle("/debug/config/", h).
 func (s *Server) DebugHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /debug/proxies", func(w http.ResponseWriter, _ *http.Request) {
@@ -134,6 +136,7 @@ func (s *Server) DebugHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, p)
 	})
+	mux.HandleFunc("GET /debug/config/{node}", s.serveConfig)
 	return mux
 }
 

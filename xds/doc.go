@@ -51,6 +51,9 @@
 //
 // Every response and every ACK/NACK is recorded per node and type (version
 // set, sent, ACKed, last NACK): see Proxies, Proxy and DebugHandler.
+// NodeConfig, and GET /debug/config/<node>, show what a node is served (its
+// last good set and the endpoints its clusters name), private keys redacted
+// in the JSON.
 // Metrics, registered on Options.Registry:
 //
 //	weft_xds_connected_proxies              gauge

@@ -1,0 +1,76 @@
+// Command weft is the operator's tool for a Weft mesh: what a proxy is
+// served (proxy-config), which proxies are connected and in sync (proxies),
+// and its own version. It talks to the control plane's admin address
+// (cp --admin-addr), not to Kubernetes.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	cmd := newRootCommand(os.Getenv, time.Now)
+	if err := cmd.ExecuteContext(context.Background()); err != nil {
+		os.Exit(1)
+	}
+}
+
+// defaultCP is where `cp --admin-addr` listens by default, as seen from the
+// machine it runs on (or through kubectl port-forward).
+const defaultCP = "http://127.0.0.1:9990"
+
+// cpEnv overrides the default control plane address.
+const cpEnv = "WEFT_CP"
+
+// globals are the flags every command shares.
+type globals struct {
+	cp      string
+	timeout time.Duration
+	// now is the clock for ages ("connected 5m ago"); tests fix it.
+	now func() time.Time
+}
+
+func newRootCommand(getenv func(string) string, now func() time.Time) *cobra.Command {
+	g := &globals{now: now}
+	cmd := &cobra.Command{
+		Use:   "weft",
+		Short: "Inspect a Weft service mesh",
+		Long: `weft inspects a Weft service mesh through its control plane's admin address
+(cp --admin-addr, default :9990). From outside the cluster, forward it first:
+
+  kubectl -n weft-system port-forward deploy/weft-cp 9990
+  weft proxies
+  weft proxy-config web-0.emojivoto`,
+		SilenceUsage: true,
+	}
+	def := defaultCP
+	if v := getenv(cpEnv); v != "" {
+		def = v
+	}
+	cmd.PersistentFlags().StringVar(&g.cp, "cp", def, "control plane admin address (cp --admin-addr); env "+cpEnv)
+	cmd.PersistentFlags().DurationVar(&g.timeout, "timeout", 10*time.Second, "how long to wait for the control plane")
+	cmd.AddCommand(newProxyConfigCommand(g), newProxiesCommand(g), newVersionCommand())
+	return cmd
+}
+
+// outputFormat validates -o.
+func outputFormat(o string) error {
+	if o != "text" && o != "json" {
+		return fmt.Errorf("-o %q: want text or json", o)
+	}
+	return nil
+}
+
+// writeAll copies a response body unchanged (the -o json output).
+func writeAll(w io.Writer, body []byte) error {
+	if _, err := w.Write(body); err != nil {
+		return fmt.Errorf("writing output: %w", err)
+	}
+	return nil
+}
