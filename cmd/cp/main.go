@@ -1,0 +1,154 @@
+// Command cp is Weft's control plane: it watches Kubernetes and serves xDS
+// to Envoy sidecars and proxyless gRPC clients. All the work is in package
+// controller; this is flags, logging and signals.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/weftmesh/weft/controller"
+)
+
+func main() {
+	if err := newCommand().Execute(); err != nil {
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	kubeconfig        string
+	xdsAddr           string
+	adminAddr         string
+	clusterDomain     string
+	trustDomain       string
+	logLevel          string
+	logFormat         string
+	debounce          time.Duration
+	debounceMax       time.Duration
+	workers           int
+	discoveryInterval time.Duration
+	shutdownGrace     time.Duration
+}
+
+func newCommand() *cobra.Command {
+	var o options
+	cmd := &cobra.Command{
+		Use:   "cp",
+		Short: "Weft control plane: Kubernetes in, xDS out",
+		Long: `cp watches Services, EndpointSlices, Pods, Namespaces, ServiceProfiles
+(linkerd.io/v1alpha2) and SMI TrafficSplits, and serves each meshed pod's
+proxy its configuration over ADS. Every replica serves xDS; no leader
+election is needed for that.
+
+The admin address serves /healthz, /readyz (ready once caches are synced),
+/metrics, /debug/proxies and /debug/config-errors.`,
+		SilenceUsage: true,
+		Args:         cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return run(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file; empty: in-cluster config, else $KUBECONFIG or ~/.kube/config")
+	f.StringVar(&o.xdsAddr, "xds-addr", ":8086", "address serving ADS (plaintext until mTLS identity lands)")
+	f.StringVar(&o.adminAddr, "admin-addr", ":9990", "address serving health, readiness, metrics and debug endpoints; empty disables")
+	f.StringVar(&o.clusterDomain, "cluster-domain", "cluster.local", "DNS suffix of services")
+	f.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of workload identities")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&o.logFormat, "log-format", "json", "json or text")
+	f.DurationVar(&o.debounce, "debounce", 100*time.Millisecond, "quiet time that ends a burst of changes")
+	f.DurationVar(&o.debounceMax, "debounce-max", time.Second, "longest a burst of changes is held before pushing")
+	f.IntVar(&o.workers, "workers", 4, "proxies recomputed concurrently")
+	f.DurationVar(&o.discoveryInterval, "discovery-interval", 10*time.Second, "how often to check whether the ServiceProfile/TrafficSplit CRDs are served")
+	f.DurationVar(&o.shutdownGrace, "shutdown-grace", 5*time.Second, "how long to wait for xDS streams to end on shutdown")
+	return cmd
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format: %q is neither json nor text", format)
+	}
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("loading kubeconfig %s: %w", kubeconfig, err)
+		}
+		return cfg, nil
+	}
+	cfg, err := rest.InClusterConfig()
+	if err == nil {
+		return cfg, nil
+	}
+	if !errors.Is(err, rest.ErrNotInCluster) {
+		return nil, fmt.Errorf("loading in-cluster config: %w", err)
+	}
+	cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+		clientcmd.NewDefaultClientConfigLoadingRules(), &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("not in a cluster and no usable kubeconfig: %w", err)
+	}
+	return cfg, nil
+}
+
+func run(ctx context.Context, o options) error {
+	log, err := newLogger(o.logLevel, o.logFormat)
+	if err != nil {
+		return err
+	}
+	slog.SetDefault(log)
+	// client-go logs through klog; send it to the same place.
+	klog.SetSlogLogger(log)
+
+	cfg, err := restConfig(o.kubeconfig)
+	if err != nil {
+		log.Error("cannot reach Kubernetes", "error", err)
+		return err
+	}
+	cfg.UserAgent = "weft-cp"
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	err = controller.Run(ctx, controller.Config{
+		RestConfig:        cfg,
+		ClusterDomain:     o.clusterDomain,
+		TrustDomain:       o.trustDomain,
+		XDSAddr:           o.xdsAddr,
+		AdminAddr:         o.adminAddr,
+		Logger:            log,
+		Debounce:          o.debounce,
+		DebounceMax:       o.debounceMax,
+		Workers:           o.workers,
+		DiscoveryInterval: o.discoveryInterval,
+		ShutdownGrace:     o.shutdownGrace,
+	})
+	if err != nil {
+		log.Error("control plane failed", "error", err)
+	}
+	return err
+}

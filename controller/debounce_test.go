@@ -1,0 +1,110 @@
+package controller
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"k8s.io/utils/clock"
+)
+
+// runDebouncer runs d until the returned stop is called, counting flushes
+// and failing on overlapping ones.
+func runDebouncer(t *testing.T, d *debouncer) (flushes *atomic.Int32, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	flushes = &atomic.Int32{}
+	var inFlush atomic.Bool
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		d.Run(ctx, func(context.Context) {
+			if inFlush.Swap(true) {
+				t.Error("flushes overlap")
+			}
+			flushes.Add(1)
+			time.Sleep(time.Millisecond)
+			inFlush.Store(false)
+		})
+	})
+	return flushes, func() { cancel(); wg.Wait() }
+}
+
+func TestDebounceBurstIsOneFlush(t *testing.T) {
+	d := newDebouncer(50*time.Millisecond, time.Second, clock.RealClock{})
+	flushes, stop := runDebouncer(t, d)
+	defer stop()
+	for range 100 {
+		d.Kick()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for flushes.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // a second flush would come within the quiet time
+	if got := flushes.Load(); got != 1 {
+		t.Errorf("%d flushes for one burst, want 1", got)
+	}
+}
+
+// TestDebounceCapsSteadyTrickle: changes arriving faster than the quiet
+// time never let the burst end; the cap must still flush.
+func TestDebounceCapsSteadyTrickle(t *testing.T) {
+	d := newDebouncer(50*time.Millisecond, 200*time.Millisecond, clock.RealClock{})
+	flushes, stop := runDebouncer(t, d)
+	defer stop()
+	end := time.Now().Add(1200 * time.Millisecond)
+	for time.Now().Before(end) {
+		d.Kick()
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Without the cap there would be no flush at all until the trickle ends;
+	// with it, about one per 200ms.
+	if got := flushes.Load(); got < 2 {
+		t.Errorf("%d flushes during a 1.2s trickle with a 200ms cap, want >= 2", got)
+	}
+}
+
+func TestDebounceKickDuringFlushFlushesAgain(t *testing.T) {
+	d := newDebouncer(20*time.Millisecond, time.Second, clock.RealClock{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var n atomic.Int32
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d.Run(ctx, func(context.Context) {
+			if n.Add(1) == 1 {
+				d.Kick() // a change seen while flushing
+			}
+		})
+	}()
+	d.Kick()
+	deadline := time.Now().Add(5 * time.Second)
+	for n.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n.Load() < 2 {
+		t.Error("a change that arrived during a flush was never flushed")
+	}
+	cancel()
+	<-done
+}
+
+func TestDebounceStopsMidBurst(t *testing.T) {
+	d := newDebouncer(time.Hour, time.Hour, clock.RealClock{})
+	flushes, stop := runDebouncer(t, d)
+	d.Kick()
+	time.Sleep(20 * time.Millisecond)
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return when its context ended mid-burst")
+	}
+	if flushes.Load() != 0 {
+		t.Error("flushed on shutdown")
+	}
+}

@@ -1,0 +1,156 @@
+package controller
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/weftmesh/weft/mesh"
+)
+
+// indexStore is baseStore plus meshed namespaces "other" (with its own
+// client-side profile for app/api) and "third", one client pod in each,
+// and a headless service "db" in app with one endpoint.
+func indexStore(t *testing.T) *Store {
+	t.Helper()
+	s, _ := baseStore(t)
+	s.SetNamespace(testNamespace("other", meshedNS))
+	s.SetNamespace(testNamespace("third", meshedNS))
+	s.SetPod(testPod("other", "cli-1", "10.1.1.1", "cli", nil))
+	s.SetPod(testPod("third", "cli-2", "10.1.2.1", "cli", nil))
+	s.SetServiceProfile(testProfile("other", "app", "api", time.Unix(1, 0), "/other"))
+	db := testService("app", "db", 5432)
+	db.Spec.ClusterIP, db.Spec.ClusterIPs = corev1.ClusterIPNone, nil
+	s.SetService(db)
+	s.SetEndpointSlice(testSlice("app", "db-1", "db", 5432, map[string]string{"db-0": "10.1.0.50"}))
+	if _, _, _, ok := s.Flush(); !ok {
+		t.Fatal("nothing published")
+	}
+	return s
+}
+
+// connectedIDs leaves app/api-2 unconnected: it must never be recomputed.
+var connectedIDs = []string{"web-1.app", "api-1.app", "cli-1.other", "cli-2.third"}
+
+func TestPlanFor(t *testing.T) {
+	all := []string{"api-1.app", "cli-1.other", "cli-2.third", "web-1.app"}
+	api := mesh.ServiceKey{Namespace: "app", Name: "api"}
+	db := mesh.ServiceKey{Namespace: "app", Name: "db"}
+	cases := []struct {
+		name      string
+		op        func(s *Store)
+		wantNodes []string
+		wantEDS   []mesh.ServiceKey
+		wantClear []string
+	}{
+		{
+			name: "endpoints of a ClusterIP service: EDS only",
+			op: func(s *Store) {
+				s.SetEndpointSlice(testSlice("app", "api-abc", "api", 9090, map[string]string{"api-1": "10.1.0.1"}))
+			},
+			wantEDS: []mesh.ServiceKey{api},
+		},
+		{
+			name: "endpoints of a headless service: everyone",
+			op: func(s *Store) {
+				s.SetEndpointSlice(testSlice("app", "db-1", "db", 5432, map[string]string{"db-0": "10.1.0.51"}))
+			},
+			wantNodes: all,
+			wantEDS:   []mesh.ServiceKey{db},
+		},
+		{
+			name:      "service: everyone plus its EDS",
+			op:        func(s *Store) { s.SetService(testService("app", "api", 9090, 9091)) },
+			wantNodes: all,
+			wantEDS:   []mesh.ServiceKey{api},
+		},
+		{
+			name: "server-side profile: every namespace without its own, plus backing pods",
+			op:   func(s *Store) { s.SetServiceProfile(testProfile("app", "app", "api", time.Unix(1, 0), "/x")) },
+			// other has its own profile for api; api-2 backs api but is not connected.
+			wantNodes: []string{"api-1.app", "cli-2.third", "web-1.app"},
+		},
+		{
+			name:      "client-side profile: its namespace only",
+			op:        func(s *Store) { s.SetServiceProfile(testProfile("other", "app", "api", time.Unix(1, 0), "/changed")) },
+			wantNodes: []string{"cli-1.other"},
+		},
+		{
+			name: "split: everyone",
+			op: func(s *Store) {
+				s.SetTrafficSplit(testSplit("app", "s", "api", time.Unix(1, 0), map[string]int64{"api": 1, "web": 1}))
+			},
+			wantNodes: all,
+		},
+		{
+			name:      "one proxy changes",
+			op:        func(s *Store) { s.SetPod(testPod("other", "cli-1", "10.1.1.2", "cli", nil)) },
+			wantNodes: []string{"cli-1.other"},
+		},
+		{
+			name: "an unconnected proxy changes",
+			op:   func(s *Store) { s.SetPod(testPod("app", "api-2", "10.1.0.2", "api", nil, 9090, 9091)) },
+		},
+		{
+			name:      "a pod is deleted",
+			op:        func(s *Store) { s.DeletePod("third", "cli-2") },
+			wantClear: []string{"cli-2.third"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := indexStore(t)
+			tc.op(s)
+			prev, cur, ch, ok := s.Flush()
+			if !ok {
+				t.Fatal("the change published nothing")
+			}
+			p := planFor(prev, cur, ch, connectedIDs)
+			nodes := keys(p.nodes)
+			slices.Sort(nodes)
+			if !slices.Equal(nodes, tc.wantNodes) {
+				t.Errorf("nodes %v, want %v", nodes, tc.wantNodes)
+			}
+			eds := []string{}
+			for k := range p.eds {
+				eds = append(eds, k.String())
+			}
+			want := []string{}
+			for _, k := range tc.wantEDS {
+				want = append(want, k.String())
+			}
+			slices.Sort(eds)
+			slices.Sort(want)
+			if !slices.Equal(eds, want) {
+				t.Errorf("eds %v, want %v", eds, want)
+			}
+			if !slices.Equal(p.clear, tc.wantClear) {
+				t.Errorf("clear %v, want %v", p.clear, tc.wantClear)
+			}
+		})
+	}
+}
+
+// TestPlanForChangeSeen checks that each node is stamped with the earliest
+// change it answers, not the earliest of the batch.
+func TestPlanForChangeSeen(t *testing.T) {
+	s := indexStore(t)
+	t0 := time.Unix(1000, 0)
+	now := t0
+	s.now = func() time.Time { return now }
+
+	s.SetServiceProfile(testProfile("other", "app", "api", time.Unix(1, 0), "/v2")) // t0: other only
+	now = t0.Add(time.Second)
+	s.SetService(testService("app", "web", 8080, 8081)) // t0+1s: everyone
+
+	prev, cur, ch, _ := s.Flush()
+	p := planFor(prev, cur, ch, connectedIDs)
+	if got := p.nodes["cli-1.other"]; !got.Equal(t0) {
+		t.Errorf("cli-1.other stamped %v, want %v (its profile change)", got, t0)
+	}
+	if got := p.nodes["cli-2.third"]; !got.Equal(t0.Add(time.Second)) {
+		t.Errorf("cli-2.third stamped %v, want %v (the service change)", got, t0.Add(time.Second))
+	}
+}

@@ -1,0 +1,63 @@
+package controller
+
+import (
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// TestNoLeakAfterStreamsClose: proxies connect and go away, the pipeline
+// stops; nothing it or the xds server started is left running.
+func TestNoLeakAfterStreamsClose(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	h := newHarness(t, 10*time.Millisecond)
+	feedBase(h.store)
+	for _, node := range []string{"web-1.app", "api-1.app", "api-2.app"} {
+		c, err := dialADS(t.Context(), h.addr, node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.waitFor(t.Context(), 10*time.Second, "config", func(v adsView) bool { return c.complete(v) }); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	h.stop()
+	goleak.VerifyNone(t, before)
+}
+
+// TestNoLeakAfterRunReturns: controller.Run against a real apiserver,
+// with a proxy connected, leaves no goroutine once it returns.
+func TestNoLeakAfterRunReturns(t *testing.T) {
+	requireEnv(t)
+	before := goleak.IgnoreCurrent()
+	rc := startController(t)
+	_, err := env.Apply(t.Context(), []byte(`
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: leak
+  annotations: {weft.io/inject: enabled}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p, namespace: leak}
+spec:
+  containers: [{name: app, image: example.invalid/app:1}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runningPods(t, "leak", "", 1)
+	c, err := dialADS(t.Context(), rc.XDSAddr().String(), "p.leak")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.waitFor(t.Context(), 30*time.Second, "config", func(v adsView) bool { return c.complete(v) }); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	rc.stop(t)
+	goleak.VerifyNone(t, before)
+}

@@ -1,0 +1,176 @@
+package controller
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/weftmesh/weft/mesh"
+	"github.com/weftmesh/weft/translate"
+)
+
+const apiCluster = "outbound|9090|api.app.svc.cluster.local"
+
+func claAddresses(cla *endpointv3.ClusterLoadAssignment) []string {
+	var out []string
+	for _, l := range cla.GetEndpoints() {
+		for _, e := range l.GetLbEndpoints() {
+			out = append(out, e.GetEndpoint().GetAddress().GetSocketAddress().GetAddress())
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func routeNamesOf(rc *routev3.RouteConfiguration) []string {
+	var out []string
+	for _, vh := range rc.GetVirtualHosts() {
+		for _, r := range vh.GetRoutes() {
+			out = append(out, r.GetName())
+		}
+	}
+	return out
+}
+
+// TestPipelineServesAndUpdatesAProxy drives the pipeline end to end
+// without Kubernetes: a proxy connecting before the first flush gets its
+// config, an endpoint change moves only EDS, a profile moves RDS.
+func TestPipelineServesAndUpdatesAProxy(t *testing.T) {
+	h := newHarness(t, 20*time.Millisecond)
+	feedBase(h.store) // not flushed yet: the proxy may connect first
+	ctx := t.Context()
+
+	c, err := dialADS(ctx, h.addr, "web-1.app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	v, err := c.waitFor(ctx, 10*time.Second, "initial config", func(v adsView) bool {
+		_, ok := v.resources[resourcev3.EndpointType][apiCluster]
+		return ok && c.complete(v)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{translate.OutboundListenerName, translate.InboundListenerName} {
+		if _, ok := v.resources[resourcev3.ListenerType][name]; !ok {
+			t.Errorf("listener %q missing; have %v", name, keys(v.resources[resourcev3.ListenerType]))
+		}
+	}
+	if _, ok := v.resources[resourcev3.ClusterType][apiCluster].(*clusterv3.Cluster); !ok {
+		t.Errorf("cluster %q missing", apiCluster)
+	}
+	cla := v.resources[resourcev3.EndpointType][apiCluster].(*endpointv3.ClusterLoadAssignment)
+	if got := claAddresses(cla); !slices.Equal(got, []string{"10.1.0.1", "10.1.0.2"}) {
+		t.Errorf("CLA addresses %v", got)
+	}
+	if _, ok := v.resources[resourcev3.RouteType][apiCluster]; !ok {
+		t.Errorf("route config %q missing", apiCluster)
+	}
+
+	// Scaling: EDS moves, nothing else does, and no proxy is recomputed.
+	before := v.versions
+	recomputes := testutil.ToFloat64(h.metrics.recomputes)
+	h.store.SetPod(testPod("app", "api-3", "10.1.0.4", "api", nil, 9090))
+	h.store.SetEndpointSlice(testSlice("app", "api-abc", "api", 9090, map[string]string{"api-1": "10.1.0.1", "api-2": "10.1.0.2", "api-3": "10.1.0.4"}))
+	v, err = c.waitFor(ctx, 10*time.Second, "three endpoints", func(v adsView) bool {
+		cla, _ := v.resources[resourcev3.EndpointType][apiCluster].(*endpointv3.ClusterLoadAssignment)
+		return len(claAddresses(cla)) == 3
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []string{resourcev3.ListenerType, resourcev3.ClusterType, resourcev3.RouteType} {
+		if v.versions[typ] != before[typ] {
+			t.Errorf("%s version moved on an endpoint change: %s -> %s", typ, before[typ], v.versions[typ])
+		}
+	}
+	if got := testutil.ToFloat64(h.metrics.recomputes); got != recomputes {
+		t.Errorf("an endpoint change recomputed %v proxies", got-recomputes)
+	}
+
+	// A server-side profile: the route appears; deleting it restores the default.
+	sp := testProfile("app", "app", "api", time.Unix(1, 0), "/users/[0-9]+")
+	h.store.SetServiceProfile(sp)
+	_, err = c.waitFor(ctx, 10*time.Second, "profile route", func(v adsView) bool {
+		rc, _ := v.resources[resourcev3.RouteType][apiCluster].(*routev3.RouteConfiguration)
+		return slices.Contains(routeNamesOf(rc), "route-0")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.store.DeleteServiceProfile("app", sp.Name)
+	_, err = c.waitFor(ctx, 10*time.Second, "default routes", func(v adsView) bool {
+		rc, _ := v.resources[resourcev3.RouteType][apiCluster].(*routev3.RouteConfiguration)
+		names := routeNamesOf(rc)
+		return rc != nil && !slices.Contains(names, "route-0")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPipelineRefusesNodes(t *testing.T) {
+	h := newHarness(t, 10*time.Millisecond)
+	feedBase(h.store)
+	h.store.SetPod(testPod("plain", "lonely", "10.3.0.1", "default", nil, 80))
+	h.store.SetPod(testPod("app", "broken", "10.1.0.9", "default", map[string]string{mesh.AnnotationSkipInboundPorts: "eighty"}, 80))
+	cases := []struct {
+		node     string
+		opts     []adsOption
+		code     codes.Code
+		contains string
+	}{
+		{node: "nope.app", code: codes.NotFound, contains: "no pod nope in namespace app"},
+		{node: "lonely.plain", code: codes.FailedPrecondition, contains: "not meshed"},
+		{node: "broken.app", code: codes.FailedPrecondition, contains: "skip-inbound-ports"},
+		{node: "web-1.app", opts: []adsOption{asGRPCClient()}, code: codes.FailedPrecondition, contains: mesh.AnnotationProxyKind},
+		{node: "no-dot", code: codes.InvalidArgument},
+	}
+	for _, tc := range cases {
+		t.Run(tc.node, func(t *testing.T) {
+			c, err := dialADS(t.Context(), h.addr, tc.node, tc.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			v, _ := c.waitFor(t.Context(), 10*time.Second, "refusal", func(v adsView) bool { return v.err != nil })
+			st := status.Convert(v.err)
+			if st.Code() != tc.code || !strings.Contains(st.Message(), tc.contains) {
+				t.Errorf("stream ended with %v %q, want %v containing %q", st.Code(), st.Message(), tc.code, tc.contains)
+			}
+		})
+	}
+}
+
+// TestPipelineDeletedPodEndsItsStream: a proxy whose pod is gone loses its
+// config and its stream.
+func TestPipelineDeletedPodEndsItsStream(t *testing.T) {
+	h := newHarness(t, 10*time.Millisecond)
+	feedBase(h.store)
+	c, err := dialADS(t.Context(), h.addr, "web-1.app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.waitFor(t.Context(), 10*time.Second, "config", func(v adsView) bool { return c.complete(v) }); err != nil {
+		t.Fatal(err)
+	}
+	h.store.DeletePod("app", "web-1")
+	v, _ := c.waitFor(t.Context(), 10*time.Second, "stream end", func(v adsView) bool { return v.err != nil })
+	if st := status.Convert(v.err); st.Code() != codes.Unavailable {
+		t.Errorf("stream ended with %v, want Unavailable", v.err)
+	}
+	if vs := h.xds.NodeVersions("web-1.app"); vs != nil {
+		t.Errorf("the deleted pod's resources are still set: %v", vs)
+	}
+}
