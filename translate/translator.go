@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -94,15 +95,21 @@ func (r *Resources) ByType() map[string][]types.Resource {
 //   - per listener: the outbound and inbound listeners, shared by proxies
 //     with the same ports.
 //
-// Entries whose keys are gone from the model are swept each time a new
-// model is seen.
+// The caches keep what the last two models use: the controller may push a
+// connecting proxy from one snapshot while it flushes others from the next,
+// and with a single generation the two would evict each other's views.
+// Entries neither model uses are swept each time a new model is seen.
 type Translator struct {
 	opts        Options
 	passthrough *clusterv3.Cluster
 
-	mu         sync.Mutex
-	model      *mesh.Model
+	mu sync.Mutex
+	// models are the current and the previous model; a call with either
+	// evicts nothing.
+	models     [2]*mesh.Model
 	generation uint64
+	// viewBuilds counts views built, for tests of the caching.
+	viewBuilds atomic.Int64
 	profiles   map[*mesh.Profile]*profileEntry
 	frontends  map[frontendKey]*frontendEntry
 	clusters   map[clusterKey]*clusterEntry
@@ -113,7 +120,9 @@ type Translator struct {
 	assemblies map[assemblyKey]*assembly
 
 	infoMu sync.Mutex
-	info   *modelInfo // of the last model seen; read-only once published
+	// info and prevInfo are of the last two models seen; read-only once
+	// published.
+	info, prevInfo *modelInfo
 }
 
 // NewTranslator returns a Translator with empty caches.
@@ -181,7 +190,10 @@ func (t *Translator) ForProxy(m *mesh.Model, p *mesh.Proxy) (res *Resources, err
 		t.views[vk] = v
 	}
 	t.mu.Unlock()
-	v.once.Do(func() { v.view = t.buildView(m, info.keys, clientNS, kind) })
+	v.once.Do(func() {
+		t.viewBuilds.Add(1)
+		v.view = t.buildView(m, info.keys, clientNS, kind)
+	})
 
 	errs = slices.Clone(v.errs)
 	if kind == mesh.ProxyProxylessGRPC {
@@ -336,6 +348,9 @@ type frontendEntry struct {
 	deps frontendDeps
 	once sync.Once
 	val  frontend
+	// prev is the entry this one replaced, kept while the previous model
+	// may still ask for it.
+	prev *frontendEntry
 }
 
 type clusterKey struct {
@@ -354,6 +369,7 @@ type clusterEntry struct {
 	once sync.Once
 	val  []*clusterv3.Cluster
 	errs []error
+	prev *clusterEntry // as frontendEntry.prev
 }
 
 type endpointsEntry struct {
@@ -362,13 +378,25 @@ type endpointsEntry struct {
 	dom  string
 	once sync.Once
 	val  []*endpointv3.ClusterLoadAssignment
+	prev *endpointsEntry // as frontendEntry.prev
 }
 
 func (t *Translator) endpointsEntryLocked(m *mesh.Model, k mesh.ServiceKey) *endpointsEntry {
 	svc, eps, dom := m.Services[k], m.Endpoints[k], t.domain(m)
 	e := t.endpoints[k]
-	if e == nil || e.svc != svc || e.eps != eps || e.dom != dom {
-		e = &endpointsEntry{svc: svc, eps: eps, dom: dom}
+	match := func(e *endpointsEntry) bool { return e != nil && e.svc == svc && e.eps == eps && e.dom == dom }
+	switch {
+	case match(e):
+	case e != nil && match(e.prev):
+		cur, prev := e, e.prev
+		cur.prev, prev.prev = nil, cur
+		e = prev
+		t.endpoints[k] = e
+	default:
+		if e != nil {
+			e.prev = nil
+		}
+		e = &endpointsEntry{svc: svc, eps: eps, dom: dom, prev: e}
 		t.endpoints[k] = e
 	}
 	return e
@@ -452,15 +480,35 @@ func (t *Translator) buildView(m *mesh.Model, keys []mesh.ServiceKey, clientNS s
 		}
 		fk := frontendKey{svc: k, profileNS: profNS, kind: kind}
 		fe := t.frontends[fk]
-		if fe == nil || !fe.deps.equal(fd) {
-			fe = &frontendEntry{deps: fd}
+		switch {
+		case fe != nil && fe.deps.equal(fd):
+		case fe != nil && fe.prev != nil && fe.prev.deps.equal(fd):
+			cur, prev := fe, fe.prev
+			cur.prev, prev.prev = nil, cur
+			fe = prev
+			t.frontends[fk] = fe
+		default:
+			if fe != nil {
+				fe.prev = nil
+			}
+			fe = &frontendEntry{deps: fd, prev: fe}
 			t.frontends[fk] = fe
 		}
 		cd := clusterDeps{domain: dom, svc: svc, profile: prof}
 		ck := clusterKey{svc: k, profileNS: profNS}
 		ce := t.clusters[ck]
-		if ce == nil || ce.deps != cd {
-			ce = &clusterEntry{deps: cd}
+		switch {
+		case ce != nil && ce.deps == cd:
+		case ce != nil && ce.prev != nil && ce.prev.deps == cd:
+			cur, prev := ce, ce.prev
+			cur.prev, prev.prev = nil, cur
+			ce = prev
+			t.clusters[ck] = ce
+		default:
+			if ce != nil {
+				ce.prev = nil
+			}
+			ce = &clusterEntry{deps: cd, prev: ce}
 			t.clusters[ck] = ce
 		}
 		parts[i] = serviceParts{key: k, frontend: fe, clusters: ce, endpoints: t.endpointsEntryLocked(m, k), prof: prof}
@@ -525,6 +573,10 @@ func (t *Translator) modelInfo(m *mesh.Model) *modelInfo {
 	if last != nil && last.model == m {
 		return last
 	}
+	if prev := t.prevInfo; prev != nil && prev.model == m {
+		t.info, t.prevInfo = prev, last
+		return prev
+	}
 	info := &modelInfo{model: m, crossNamespaceProfiles: map[string]bool{}}
 	for k, p := range m.Profiles {
 		if p != nil && k.Namespace != k.Service.Namespace {
@@ -550,7 +602,7 @@ func (t *Translator) modelInfo(m *mesh.Model) *modelInfo {
 			return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
 		})
 	}
-	t.info = info
+	t.info, t.prevInfo = info, last
 	return info
 }
 
@@ -899,17 +951,22 @@ func (t *Translator) inboundFor(p *mesh.Proxy) (*inboundEntry, []error) {
 // caches.
 const sweepEvery = 16
 
-// sweepLocked drops cache entries the model no longer has any use for, once
-// per new model.
+// sweepLocked drops cache entries neither the current nor the previous
+// model has any use for, once per new model.
 func (t *Translator) sweepLocked(m *mesh.Model) {
-	if t.model == m {
+	if t.models[0] == m {
 		return
 	}
-	t.model = m
+	if t.models[1] == m {
+		// Back to the previous model: both are still live, nothing to drop.
+		t.models[0], t.models[1] = m, t.models[0]
+		return
+	}
+	t.models[0], t.models[1] = m, t.models[0]
 	t.generation++
-	// Views belong to one model: drop the old ones at once.
+	// Views belong to one model: drop those of models no longer live.
 	for k := range t.views {
-		if k.model != m {
+		if k.model != t.models[0] && k.model != t.models[1] {
 			delete(t.views, k)
 		}
 	}
@@ -940,26 +997,68 @@ func (t *Translator) sweepLocked(m *mesh.Model) {
 	if t.generation%sweepEvery != 0 {
 		return
 	}
+	liveModels := t.models[:1]
+	if t.models[1] != nil {
+		liveModels = t.models[:]
+	}
 	for p := range t.profiles {
-		if m.Profiles[mesh.ProfileKey{Namespace: p.Source.Namespace, Service: p.Service}] != p {
+		if !slices.ContainsFunc(liveModels, func(m *mesh.Model) bool {
+			return m.Profiles[mesh.ProfileKey{Namespace: p.Source.Namespace, Service: p.Service}] == p
+		}) {
 			delete(t.profiles, p)
 		}
 	}
+	frontendLive := func(k frontendKey, e *frontendEntry) bool {
+		return e != nil && slices.ContainsFunc(liveModels, func(m *mesh.Model) bool {
+			return m.Services[k.svc] == e.deps.svc && m.Splits[k.svc] == e.deps.split &&
+				(k.profileNS == "" || m.Profiles[mesh.ProfileKey{Namespace: k.profileNS, Service: k.svc}] == e.deps.profile)
+		})
+	}
 	for k, e := range t.frontends {
-		if m.Services[k.svc] != e.deps.svc || m.Splits[k.svc] != e.deps.split ||
-			(k.profileNS != "" && m.Profiles[mesh.ProfileKey{Namespace: k.profileNS, Service: k.svc}] != e.deps.profile) {
-			delete(t.frontends, k)
+		if !frontendLive(k, e.prev) {
+			e.prev = nil
 		}
+		if !frontendLive(k, e) {
+			if e.prev == nil {
+				delete(t.frontends, k)
+			} else {
+				t.frontends[k] = e.prev
+			}
+		}
+	}
+	clusterLive := func(k clusterKey, e *clusterEntry) bool {
+		return e != nil && slices.ContainsFunc(liveModels, func(m *mesh.Model) bool {
+			return m.Services[k.svc] == e.deps.svc &&
+				(k.profileNS == "" || m.Profiles[mesh.ProfileKey{Namespace: k.profileNS, Service: k.svc}] == e.deps.profile)
+		})
 	}
 	for k, e := range t.clusters {
-		if m.Services[k.svc] != e.deps.svc ||
-			(k.profileNS != "" && m.Profiles[mesh.ProfileKey{Namespace: k.profileNS, Service: k.svc}] != e.deps.profile) {
-			delete(t.clusters, k)
+		if !clusterLive(k, e.prev) {
+			e.prev = nil
+		}
+		if !clusterLive(k, e) {
+			if e.prev == nil {
+				delete(t.clusters, k)
+			} else {
+				t.clusters[k] = e.prev
+			}
 		}
 	}
+	endpointsLive := func(k mesh.ServiceKey, e *endpointsEntry) bool {
+		return e != nil && slices.ContainsFunc(liveModels, func(m *mesh.Model) bool {
+			return m.Services[k] == e.svc && m.Endpoints[k] == e.eps
+		})
+	}
 	for k, e := range t.endpoints {
-		if m.Services[k] != e.svc || m.Endpoints[k] != e.eps {
-			delete(t.endpoints, k)
+		if !endpointsLive(k, e.prev) {
+			e.prev = nil
+		}
+		if !endpointsLive(k, e) {
+			if e.prev == nil {
+				delete(t.endpoints, k)
+			} else {
+				t.endpoints[k] = e.prev
+			}
 		}
 	}
 }

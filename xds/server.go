@@ -52,6 +52,14 @@ type Options struct {
 	// Kubernetes Event on the pod). It is called on the stream's goroutine
 	// and must not block.
 	NackReporter func(Nack)
+	// OnDisconnect is called once the last stream that named nodeID in its
+	// first request has closed, validated or not, so that whatever the
+	// NodeValidator recorded about the node can be dropped. It runs on a
+	// goroutine of its own, never on a stream's: a slow hook delays no
+	// proxy. A node may have reconnected by the time it runs; check
+	// Server.HasStreams under the same lock the NodeValidator records
+	// connections with.
+	OnDisconnect func(nodeID string)
 
 	// ServerOptions are added to the gRPC server Serve builds (transport
 	// credentials, for example).
@@ -70,6 +78,9 @@ type Server struct {
 	validator     NodeValidator
 	authenticator Authenticator
 	nackReporter  func(Nack)
+	onDisconnect  func(string)
+	// hooks tracks running OnDisconnect calls; Serve waits for them.
+	hooks         sync.WaitGroup
 	serverOptions []grpc.ServerOption
 	grace         time.Duration
 	// ackHook, when set (benchmarks), hears every ACK of a known response.
@@ -92,6 +103,8 @@ type Server struct {
 	mu      sync.Mutex
 	streams map[streamKey]*streamState
 	nodes   map[string]*nodeState
+	// claims counts, by node id, the open streams that named it.
+	claims  map[string]int
 	handles map[*streamHandle]struct{}
 	closing bool
 }
@@ -105,6 +118,8 @@ func New(opts Options) (*Server, error) {
 		validator:     opts.NodeValidator,
 		authenticator: opts.Authenticator,
 		nackReporter:  opts.NackReporter,
+		onDisconnect:  opts.OnDisconnect,
+		claims:        make(map[string]int),
 		serverOptions: opts.ServerOptions,
 		grace:         opts.ShutdownGrace,
 		hashes:        newResourceHashes(),
@@ -333,10 +348,31 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		gs.Stop()
 		<-stopped
 	}
+	s.hooks.Wait()
 	if err := <-served; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return fmt.Errorf("serving xDS on %s: %w", lis.Addr(), err)
 	}
 	return nil
+}
+
+// HasStreams reports whether an open stream named nodeID in its first
+// request, whether or not its validation has finished.
+func (s *Server) HasStreams(nodeID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.claims[nodeID] > 0
+}
+
+// disconnectedLocked runs the OnDisconnect hook off the caller's goroutine.
+func (s *Server) disconnectedLocked(nodeID string) {
+	if s.onDisconnect == nil {
+		return
+	}
+	s.hooks.Add(1)
+	go func() {
+		defer s.hooks.Done()
+		s.onDisconnect(nodeID)
+	}()
 }
 
 // Shutdown refuses new streams and ends open ones with codes.Unavailable.

@@ -42,6 +42,9 @@ type streamState struct {
 	openedAt time.Time
 	node     *nodeState // nil until the first request is validated
 	types    map[string]*streamType
+	// claimed is the node id the stream's first request named, counted in
+	// Server.claims from before validation until the stream closes.
+	claimed string
 }
 
 type streamType struct {
@@ -214,6 +217,13 @@ func (s *Server) streamClosed(key streamKey) {
 		return
 	}
 	delete(s.streams, key)
+	if id := st.claimed; id != "" {
+		s.claims[id]--
+		if s.claims[id] <= 0 {
+			delete(s.claims, id)
+			s.disconnectedLocked(id)
+		}
+	}
 	n := st.node
 	if n == nil {
 		return
@@ -341,6 +351,19 @@ func (s *Server) bind(key streamKey, st *streamState, node *corev3.Node) error {
 		s.refused(err, "", "no node id")
 		return err
 	}
+	// The claim is counted before validation: a validator that records the
+	// node as connected is then never undone by the OnDisconnect of the
+	// node's previous stream (see HasStreams).
+	s.mu.Lock()
+	if s.streams[key] != st {
+		s.mu.Unlock()
+		return status.Error(codes.Canceled, "stream closed before validation")
+	}
+	if st.claimed == "" {
+		st.claimed = node.GetId()
+		s.claims[st.claimed]++
+	}
+	s.mu.Unlock()
 	info, err := s.validator(st.ctx, node)
 	if err != nil {
 		err = validationStatus(node.GetId(), err)

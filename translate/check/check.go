@@ -163,6 +163,10 @@ type checker struct {
 	pemResults map[string]string
 	listeners  *listenerState
 	regexes    map[string]regexResult
+	// seen holds, by type URL, the names checked so far, for duplicate checks.
+	seen map[string]map[string]bool
+	// deferred collects the cross-resource checks of the resource being recorded.
+	deferred []deferredCheck
 
 	typeURL  string
 	name     string
@@ -189,51 +193,16 @@ func newChecker(peer Peer, res map[string][]types.Resource) *checker {
 		anys:       map[string]map[string]*anyEntry{},
 		pemResults: map[string]string{},
 		regexes:    map[string]regexResult{},
+		seen:       map[string]map[string]bool{},
 		path:       make([]pathSeg, 0, 32),
 	}
 }
 
 func (c *checker) run() {
 	c.index()
-	for _, r := range c.res[resource.ListenerType] {
-		if l, ok := c.begin(resource.ListenerType, r).(*listenerv3.Listener); ok {
-			c.checkListener(l)
-		}
-	}
-	seen := map[string]bool{}
-	_, c.routesGiven = c.res[resource.RouteType]
-	_, c.secretsGiven = c.res[resource.SecretType]
-	for _, r := range c.res[resource.RouteType] {
-		if rc, ok := c.begin(resource.RouteType, r).(*routev3.RouteConfiguration); ok {
-			c.checkDuplicate(seen, rc.GetName(), "RouteConfiguration")
-			c.checkRouteConfig(rc, false)
-			if c.peer == GRPC {
-				c.grpcRouteConfig(rc)
-			}
-		}
-	}
-	seen = map[string]bool{}
-	for _, r := range c.res[resource.ClusterType] {
-		if cl, ok := c.begin(resource.ClusterType, r).(*clusterv3.Cluster); ok {
-			if seen[cl.GetName()] {
-				c.errorf("duplicate cluster %s found", cl.GetName())
-			}
-			seen[cl.GetName()] = true
-			c.checkCluster(cl)
-		}
-	}
-	seen = map[string]bool{}
-	for _, r := range c.res[resource.EndpointType] {
-		if cla, ok := c.begin(resource.EndpointType, r).(*endpointv3.ClusterLoadAssignment); ok {
-			c.checkDuplicate(seen, cla.GetClusterName(), "ClusterLoadAssignment")
-			c.checkEndpoints(cla)
-		}
-	}
-	seen = map[string]bool{}
-	for _, r := range c.res[resource.SecretType] {
-		if s, ok := c.begin(resource.SecretType, r).(*tlsv3.Secret); ok {
-			c.checkDuplicate(seen, s.GetName(), "Secret")
-			c.checkSecret(s)
+	for _, typeURL := range typeOrder {
+		for _, r := range c.res[typeURL] {
+			c.replay(c.local(typeURL, r))
 		}
 	}
 	// Other types (runtime, extension configs...) get the generic checks only.
@@ -246,9 +215,64 @@ func (c *checker) run() {
 	slices.Sort(others)
 	for _, typeURL := range others {
 		for _, r := range c.res[typeURL] {
-			c.begin(typeURL, r)
+			c.replay(c.local(typeURL, r))
 		}
 	}
+}
+
+// checkLocal runs the checks of one resource. What depends on other resources of the node
+// goes through c.cross, so that the rest can be memoized (memo.go).
+func (c *checker) checkLocal(typeURL string, r types.Resource) {
+	m := c.begin(typeURL, r)
+	switch typeURL {
+	case resource.ListenerType:
+		if l, ok := m.(*listenerv3.Listener); ok {
+			c.checkListener(l)
+		}
+	case resource.RouteType:
+		if rc, ok := m.(*routev3.RouteConfiguration); ok {
+			name := rc.GetName()
+			c.cross(func(c *checker) { c.checkDuplicate(c.seenIn(resource.RouteType), name, "RouteConfiguration") })
+			c.checkRouteConfig(rc, false)
+			if c.peer == GRPC {
+				c.grpcRouteConfig(rc)
+			}
+		}
+	case resource.ClusterType:
+		if cl, ok := m.(*clusterv3.Cluster); ok {
+			name := cl.GetName()
+			c.cross(func(c *checker) {
+				seen := c.seenIn(resource.ClusterType)
+				if seen[name] {
+					c.errorf("duplicate cluster %s found", name)
+				}
+				seen[name] = true
+			})
+			c.checkCluster(cl)
+		}
+	case resource.EndpointType:
+		if cla, ok := m.(*endpointv3.ClusterLoadAssignment); ok {
+			name := cla.GetClusterName()
+			c.cross(func(c *checker) { c.checkDuplicate(c.seenIn(resource.EndpointType), name, "ClusterLoadAssignment") })
+			c.checkEndpoints(cla)
+		}
+	case resource.SecretType:
+		if s, ok := m.(*tlsv3.Secret); ok {
+			name := s.GetName()
+			c.cross(func(c *checker) { c.checkDuplicate(c.seenIn(resource.SecretType), name, "Secret") })
+			c.checkSecret(s)
+		}
+	}
+}
+
+// seenIn returns the names of the given type seen so far in this run.
+func (c *checker) seenIn(typeURL string) map[string]bool {
+	seen := c.seen[typeURL]
+	if seen == nil {
+		seen = map[string]bool{}
+		c.seen[typeURL] = seen
+	}
+	return seen
 }
 
 // checkDuplicate reports a second resource of the same name: the snapshot cache keeps only

@@ -233,6 +233,7 @@ func runRows(t *testing.T, rows []row) {
 	for _, r := range rows {
 		t.Run(r.name, func(t *testing.T) {
 			probs := Problems(r.peer, r.bad())
+			checkMemoEquivalence(t, r.peer, r.bad)
 			var got *Problem
 			for _, p := range probs {
 				if p.TypeURL == r.typeURL && p.Name == r.resName && p.Path == r.path &&

@@ -11,9 +11,12 @@ import (
 // is fine (endpoints may come from a shared cache, or later); an assignment no cluster asks
 // for is only dead weight, hence a warning.
 func (c *checker) checkEndpoints(cla *endpointv3.ClusterLoadAssignment) {
-	if c.clustersGiven && !c.edsNames[cla.GetClusterName()] {
-		c.warnf("no EDS cluster in this push subscribes to %q: the assignment is never used", cla.GetClusterName())
-	}
+	name := cla.GetClusterName()
+	c.cross(func(c *checker) {
+		if c.clustersGiven && !c.edsNames[name] {
+			c.warnf("no EDS cluster in this push subscribes to %q: the assignment is never used", name)
+		}
+	})
 	c.checkEndpointIPs(cla)
 	if c.peer == GRPC {
 		c.grpcEndpoints(cla)

@@ -32,12 +32,15 @@ func (c *checker) listenerSet() *listenerState {
 }
 
 func (c *checker) checkListener(l *listenerv3.Listener) {
-	set := c.listenerSet()
-	// lds_api.cc rejects the whole response on a repeated name.
-	if set.names[l.GetName()] {
-		c.errorf("duplicate listener %s found", l.GetName())
-	}
-	set.names[l.GetName()] = true
+	name := l.GetName()
+	c.cross(func(c *checker) {
+		set := c.listenerSet()
+		// lds_api.cc rejects the whole response on a repeated name.
+		if set.names[name] {
+			c.errorf("duplicate listener %s found", name)
+		}
+		set.names[name] = true
+	})
 
 	if l.GetApiListener() != nil {
 		c.checkAPIListener(l)
@@ -47,7 +50,7 @@ func (c *checker) checkListener(l *listenerv3.Listener) {
 	if l.GetInternalListener() == nil && l.GetAddress() == nil {
 		c.errorf("error adding listener named '%s': address is necessary", l.GetName())
 	}
-	c.checkListenerAddresses(l, set)
+	c.checkListenerAddresses(l)
 	connectionless := l.GetAddress().GetSocketAddress().GetProtocol() == corev3.SocketAddress_UDP &&
 		l.GetUdpListenerConfig().GetQuicOptions() == nil
 	if len(l.GetFilterChains()) == 0 && l.GetDefaultFilterChain() == nil && !connectionless {
@@ -114,7 +117,8 @@ func listenerAddress(l *listenerv3.Listener) string {
 
 // checkListenerAddresses checks that addresses are IPs and that no two listeners in the push
 // bind the same one.
-func (c *checker) checkListenerAddresses(l *listenerv3.Listener, set *listenerState) {
+func (c *checker) checkListenerAddresses(l *listenerv3.Listener) {
+	name := l.GetName()
 	check := func(a *corev3.Address) {
 		sa := a.GetSocketAddress()
 		if sa == nil {
@@ -133,14 +137,17 @@ func (c *checker) checkListenerAddresses(l *listenerv3.Listener, set *listenerSt
 		}
 		hostPort := net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(port), 10))
 		key := sa.GetProtocol().String() + " " + hostPort
-		if other, ok := set.addrs[key]; ok {
-			// Binding listeners fail in bind(); non-binding ones are refused outright
-			// (listener_manager_impl.cc). Either way the second listener is rejected.
-			c.errorf("error adding listener: '%s' has duplicate address '%s' as existing listener (listener '%s')",
-				l.GetName(), hostPort, other)
-			return
-		}
-		set.addrs[key] = l.GetName()
+		c.cross(func(c *checker) {
+			set := c.listenerSet()
+			if other, ok := set.addrs[key]; ok {
+				// Binding listeners fail in bind(); non-binding ones are refused outright
+				// (listener_manager_impl.cc). Either way the second listener is rejected.
+				c.errorf("error adding listener: '%s' has duplicate address '%s' as existing listener (listener '%s')",
+					name, hostPort, other)
+				return
+			}
+			set.addrs[key] = name
+		})
 	}
 	if a := l.GetAddress(); a != nil {
 		c.push("address")
@@ -493,8 +500,12 @@ func (c *checker) checkHCM(h *hcmv3.HttpConnectionManager) {
 	case *hcmv3.HttpConnectionManager_Rds:
 		c.push("rds")
 		c.checkConfigSource("config_source", rs.Rds.GetConfigSource())
-		if n := rs.Rds.GetRouteConfigName(); n != "" && c.routesGiven && c.routes[n] == nil {
-			c.errorAt("route_config_name", "route configuration %q is not in this push: Envoy keeps the listener warming until RDS delivers it", n)
+		if n := rs.Rds.GetRouteConfigName(); n != "" {
+			c.cross(func(c *checker) {
+				if c.routesGiven && c.routes[n] == nil {
+					c.errorAt("route_config_name", "route configuration %q is not in this push: Envoy keeps the listener warming until RDS delivers it", n)
+				}
+			})
 		}
 		c.pop()
 	case *hcmv3.HttpConnectionManager_RouteConfig:
@@ -558,19 +569,26 @@ func (c *checker) checkAccessLogs(logs []*accesslogv3.AccessLog) {
 // checkTCPProxy: Envoy accepts a tcp_proxy naming a cluster it does not have and closes
 // every connection at run time.
 func (c *checker) checkTCPProxy(t *tcpproxyv3.TcpProxy) {
-	if !c.clustersGiven {
-		return
-	}
-	if n := t.GetCluster(); n != "" && c.clusters[n] == nil {
-		c.warnAt("cluster", "cluster %q is not in this push: tcp_proxy closes every connection until it exists", n)
-	}
+	cluster := t.GetCluster()
+	weighted := make([]string, len(t.GetWeightedClusters().GetClusters()))
 	for i, wc := range t.GetWeightedClusters().GetClusters() {
-		if c.clusters[wc.GetName()] == nil {
-			c.pushIndex("weighted_clusters.clusters", i)
-			c.warnAt("name", "cluster %q is not in this push: tcp_proxy closes the connections sent to it", wc.GetName())
-			c.pop()
-		}
+		weighted[i] = wc.GetName()
 	}
+	c.cross(func(c *checker) {
+		if !c.clustersGiven {
+			return
+		}
+		if cluster != "" && c.clusters[cluster] == nil {
+			c.warnAt("cluster", "cluster %q is not in this push: tcp_proxy closes every connection until it exists", cluster)
+		}
+		for i, name := range weighted {
+			if c.clusters[name] == nil {
+				c.pushIndex("weighted_clusters.clusters", i)
+				c.warnAt("name", "cluster %q is not in this push: tcp_proxy closes the connections sent to it", name)
+				c.pop()
+			}
+		}
+	})
 }
 
 // checkConfigSource: weft serves everything on the ADS stream, so every config source it

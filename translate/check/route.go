@@ -145,14 +145,19 @@ func (c *checker) checkRoute(rc *routev3.RouteConfiguration, r *routev3.Route, v
 // without, it loads it and answers 503 for the route until the cluster arrives. Nothing is
 // checked when the push carries no clusters at all (the caller checks routes alone).
 func (c *checker) checkClusterRef(field, name string, validate bool, envoyFormat string) {
-	if !c.clustersGiven || name == "" || c.clusters[name] != nil {
+	if name == "" {
 		return
 	}
-	if validate {
-		c.errorAt(field, envoyFormat, name)
-		return
-	}
-	c.warnAt(field, "cluster %q is not in this push: requests routed to it get 503 until it exists", name)
+	c.cross(func(c *checker) {
+		if !c.clustersGiven || c.clusters[name] != nil {
+			return
+		}
+		if validate {
+			c.errorAt(field, envoyFormat, name)
+			return
+		}
+		c.warnAt(field, "cluster %q is not in this push: requests routed to it get 503 until it exists", name)
+	})
 }
 
 func (c *checker) checkWeightedClusters(wc *routev3.WeightedCluster, routeName string, validate bool) {

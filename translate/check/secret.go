@@ -89,7 +89,10 @@ func (c *checker) checkCommonTLS(ct *tlsv3.CommonTlsContext, server bool) {
 	}
 	for i, ref := range ct.GetTlsCertificateSdsSecretConfigs() {
 		c.pushIndex("tls_certificate_sds_secret_configs", i)
-		c.checkSDSRef(ref, secretTLSCertificate)
+		if c.checkSDSRef(ref) {
+			name := ref.GetName()
+			c.cross(func(c *checker) { c.lookupSecret(name, secretTLSCertificate) })
+		}
 		c.pop()
 	}
 	c.checkValidation(ct, server)
@@ -98,8 +101,11 @@ func (c *checker) checkCommonTLS(ct *tlsv3.CommonTlsContext, server bool) {
 // checkValidation merges the validation context the way Envoy does for
 // combined_validation_context (default + SDS) before applying the "SAN needs a CA" rule.
 func (c *checker) checkValidation(ct *tlsv3.CommonTlsContext, server bool) {
-	var vcs []*tlsv3.CertificateValidationContext
+	var inline validationFlags
 	var field string
+	// sdsPath is where the SDS reference is, below the current path; sdsName what it names.
+	var sdsPath []string
+	var sdsName string
 	switch v := ct.GetValidationContextType().(type) {
 	case nil:
 		if !server {
@@ -114,16 +120,16 @@ func (c *checker) checkValidation(ct *tlsv3.CommonTlsContext, server bool) {
 		c.push(field)
 		c.checkValidationContextData(v.ValidationContext)
 		c.pop()
-		vcs = append(vcs, v.ValidationContext)
+		inline = inline.with(v.ValidationContext)
 	case *tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig:
 		field = "validation_context_sds_secret_config"
 		c.push(field)
-		s := c.checkSDSRef(v.ValidationContextSdsSecretConfig, secretValidationContext)
+		ok := c.checkSDSRef(v.ValidationContextSdsSecretConfig)
 		c.pop()
-		if s == nil {
-			return // reported, or cannot be known
+		if !ok {
+			return // cannot be known
 		}
-		vcs = append(vcs, s.GetValidationContext())
+		sdsPath, sdsName = []string{field}, v.ValidationContextSdsSecretConfig.GetName()
 	case *tlsv3.CommonTlsContext_CombinedValidationContext:
 		field = "combined_validation_context"
 		c.push(field)
@@ -131,48 +137,77 @@ func (c *checker) checkValidation(ct *tlsv3.CommonTlsContext, server bool) {
 			c.push("default_validation_context")
 			c.checkValidationContextData(def)
 			c.pop()
-			vcs = append(vcs, def)
+			inline = inline.with(def)
 		}
-		var s *tlsv3.Secret
+		ok := false
 		if ref := v.CombinedValidationContext.GetValidationContextSdsSecretConfig(); ref != nil {
 			c.push("validation_context_sds_secret_config")
-			s = c.checkSDSRef(ref, secretValidationContext)
+			ok = c.checkSDSRef(ref)
 			c.pop()
+			sdsPath, sdsName = []string{field, "validation_context_sds_secret_config"}, ref.GetName()
 		}
 		c.pop()
-		if s == nil {
+		if !ok {
 			return
 		}
-		vcs = append(vcs, s.GetValidationContext())
 	}
-	hasCA, hasSAN, hasCRL := false, false, false
-	for _, vc := range vcs {
-		hasCA = hasCA || vc.GetTrustedCa() != nil || vc.GetCaCertificateProviderInstance() != nil ||
-			vc.GetSystemRootCerts() != nil
-		hasSAN = hasSAN || len(vc.GetMatchTypedSubjectAltNames()) > 0 || len(vc.GetMatchSubjectAltNames()) > 0
-		hasCRL = hasCRL || vc.GetCrl() != nil
+	if sdsPath == nil {
+		c.reportValidation(field, inline)
+		return
 	}
+	c.cross(func(c *checker) {
+		for _, seg := range sdsPath {
+			c.push(seg)
+		}
+		s := c.lookupSecret(sdsName, secretValidationContext)
+		for range sdsPath {
+			c.pop()
+		}
+		if s == nil {
+			return // reported, or cannot be known
+		}
+		c.reportValidation(field, inline.with(s.GetValidationContext()))
+	})
+}
+
+// validationFlags is what the rules about a merged validation context look at.
+type validationFlags struct{ hasCA, hasSAN, hasCRL bool }
+
+func (f validationFlags) with(vc *tlsv3.CertificateValidationContext) validationFlags {
+	f.hasCA = f.hasCA || vc.GetTrustedCa() != nil || vc.GetCaCertificateProviderInstance() != nil ||
+		vc.GetSystemRootCerts() != nil
+	f.hasSAN = f.hasSAN || len(vc.GetMatchTypedSubjectAltNames()) > 0 || len(vc.GetMatchSubjectAltNames()) > 0
+	f.hasCRL = f.hasCRL || vc.GetCrl() != nil
+	return f
+}
+
+func (c *checker) reportValidation(field string, f validationFlags) {
 	switch {
-	case hasSAN && !hasCA:
+	case f.hasSAN && !f.hasCA:
 		c.errorAt(field, "SAN-based verification of peer certificates without trusted CA is insecure and not allowed")
-	case hasCRL && !hasCA:
+	case f.hasCRL && !f.hasCA:
 		c.errorAt(field, "Failed to load CRL from %s without trusted CA", inlineSource)
-	case !hasCA:
+	case !f.hasCA:
 		c.warnAt(field, "no trusted CA: the peer's certificate is not verified")
 	}
 }
 
-// checkSDSRef checks an SDS reference (its path is current) and returns the secret it names
-// when the push carries it with the expected kind. weft never references a secret it does
-// not send: Envoy would warm up to initial_fetch_timeout (15 s by default, forever with 0)
-// and then fail every handshake.
-func (c *checker) checkSDSRef(ref *tlsv3.SdsSecretConfig, want secretKind) *tlsv3.Secret {
-	name := ref.GetName()
+// checkSDSRef checks what an SDS reference says on its own (its path is current) and
+// reports whether it names a secret to look for in the push (lookupSecret, deferred).
+// weft never references a secret it does not send: Envoy would warm up to
+// initial_fetch_timeout (15 s by default, forever with 0) and then fail every handshake.
+func (c *checker) checkSDSRef(ref *tlsv3.SdsSecretConfig) bool {
 	if ref.GetSdsConfig() == nil {
-		c.warnf("secret %q has no sds_config: Envoy looks it up among its bootstrap's static secrets (\"Unknown static secret\" if it is not there)", name)
-		return nil
+		c.warnf("secret %q has no sds_config: Envoy looks it up among its bootstrap's static secrets (\"Unknown static secret\" if it is not there)", ref.GetName())
+		return false
 	}
 	c.checkConfigSource("sds_config", ref.GetSdsConfig())
+	return true
+}
+
+// lookupSecret returns the secret an SDS reference names (its path is current) when the
+// push carries it with the expected kind.
+func (c *checker) lookupSecret(name string, want secretKind) *tlsv3.Secret {
 	if !c.secretsGiven {
 		return nil
 	}

@@ -1,0 +1,115 @@
+package testenv
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// pki is what the apiserver and controller-manager need on disk: a CA the clients trust,
+// a serving certificate for 127.0.0.1, and the ServiceAccount token signing key pair.
+type pki struct {
+	caCertPEM      []byte
+	caFile         string
+	servingCert    string
+	servingKey     string
+	saSigningKey   string // private key: apiserver signs tokens, controller-manager too
+	saVerifyingKey string // public key: apiserver verifies tokens
+}
+
+// writePKI generates fresh keys for one environment. A fixed CA would be shared by every
+// environment on the machine and let one test's tokens verify against another's apiserver.
+func writePKI(dir string, serviceIP net.IP) (*pki, error) {
+	now := time.Now()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generating CA key: %w", err)
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "weft-testenv-ca"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, fmt.Errorf("signing CA certificate: %w", err)
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, fmt.Errorf("parsing CA certificate: %w", err)
+	}
+
+	servingKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generating serving key: %w", err)
+	}
+	servingTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "kube-apiserver"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), serviceIP},
+		DNSNames: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+			"kubernetes.default.svc.cluster.local"},
+	}
+	servingDER, err := x509.CreateCertificate(rand.Reader, servingTmpl, caCert, &servingKey.PublicKey, caKey)
+	if err != nil {
+		return nil, fmt.Errorf("signing serving certificate: %w", err)
+	}
+
+	saKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, fmt.Errorf("generating ServiceAccount signing key: %w", err)
+	}
+
+	p := &pki{
+		caCertPEM:      pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		caFile:         filepath.Join(dir, "ca.crt"),
+		servingCert:    filepath.Join(dir, "apiserver.crt"),
+		servingKey:     filepath.Join(dir, "apiserver.key"),
+		saSigningKey:   filepath.Join(dir, "sa.key"),
+		saVerifyingKey: filepath.Join(dir, "sa.pub"),
+	}
+	servingKeyDER, err := x509.MarshalECPrivateKey(servingKey)
+	if err != nil {
+		return nil, fmt.Errorf("encoding serving key: %w", err)
+	}
+	saPubDER, err := x509.MarshalPKIXPublicKey(&saKey.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("encoding ServiceAccount public key: %w", err)
+	}
+	files := []struct {
+		path  string
+		block *pem.Block
+	}{
+		{p.servingCert, &pem.Block{Type: "CERTIFICATE", Bytes: servingDER}},
+		{p.servingKey, &pem.Block{Type: "EC PRIVATE KEY", Bytes: servingKeyDER}},
+		{p.saSigningKey, &pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(saKey)}},
+		{p.saVerifyingKey, &pem.Block{Type: "PUBLIC KEY", Bytes: saPubDER}},
+	}
+	if err := os.WriteFile(p.caFile, p.caCertPEM, 0o600); err != nil {
+		return nil, fmt.Errorf("writing CA certificate: %w", err)
+	}
+	for _, f := range files {
+		if err := os.WriteFile(f.path, pem.EncodeToMemory(f.block), 0o600); err != nil {
+			return nil, fmt.Errorf("writing %s: %w", filepath.Base(f.path), err)
+		}
+	}
+	return p, nil
+}
