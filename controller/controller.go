@@ -14,8 +14,9 @@
 //	                v                          on N workers -> SetNodeResources
 //	             xds.Server  <── proxies (ADS)
 //
-// Config is computed only for proxies that connected; a proxy connecting
-// gets its config computed and set before its first request is answered.
+// Config is computed only for proxies that are connected; a proxy connecting
+// gets its config computed and set before its first request is answered,
+// and one whose last stream closed is no longer recomputed.
 //
 // Leader election: serving xDS needs none — every replica watches
 // everything and serves every proxy that connects to it. It will be needed
@@ -96,7 +97,8 @@ type Config struct {
 	// Translator overrides the default translate.Translator (tests).
 	Translator Translator
 	// XDSOptions are passed to xds.New; the controller sets Logger,
-	// Registry, NodeValidator and NackReporter itself.
+	// Registry, NodeValidator and NackReporter itself; an OnDisconnect set
+	// here runs after the controller's own.
 	XDSOptions xds.Options
 }
 
@@ -226,6 +228,13 @@ func New(cfg Config) (*Controller, error) {
 	var pipe *pipeline
 	xo.NodeValidator = func(ctx context.Context, node *corev3.Node) (xds.NodeInfo, error) {
 		return pipe.validateNode(ctx, node)
+	}
+	userOnDisconnect := xo.OnDisconnect
+	xo.OnDisconnect = func(nodeID string) {
+		pipe.disconnected(nodeID)
+		if userOnDisconnect != nil {
+			userOnDisconnect(nodeID)
+		}
 	}
 	x, err := xds.New(xo)
 	if err != nil {

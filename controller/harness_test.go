@@ -57,6 +57,7 @@ func newHarness(tb testing.TB, debounce time.Duration) *harness {
 		Logger:        log,
 		Registry:      h.reg,
 		NodeValidator: func(ctx context.Context, n *corev3.Node) (xds.NodeInfo, error) { return pipe.validateNode(ctx, n) },
+		OnDisconnect:  func(id string) { pipe.disconnected(id) },
 		ShutdownGrace: time.Second,
 	})
 	if err != nil {

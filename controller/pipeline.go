@@ -34,6 +34,9 @@ type XDS interface {
 	SetEndpoints(ctx context.Context, clas map[string]*endpointv3.ClusterLoadAssignment, changeSeen time.Time) error
 	DeleteEndpoints(names ...string)
 	ClearNode(nodeID string)
+	// HasStreams reports whether a stream of the node is open (or being
+	// validated).
+	HasStreams(nodeID string) bool
 }
 
 // pipeline is everything between the store and the xds server: on each
@@ -256,6 +259,21 @@ func (p *pipeline) push(ctx context.Context, snap *Snapshot, id string, seen tim
 			p.log.Info("proxy configuration accepted again", "node", id, "gen", snap.Gen)
 		}
 	}
+}
+
+// disconnected is the xds OnDisconnect hook: a proxy without streams is no
+// longer recomputed (its pod may well still exist); it is pushed afresh by
+// validateNode when it reconnects. The check and the removal hold p.mu,
+// which validateNode holds to mark a node connected, and xds counts a
+// stream before validating it: a reconnect racing with the hook of the
+// previous connection is therefore either seen here or marked after.
+func (p *pipeline) disconnected(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.xds.HasStreams(id) {
+		return
+	}
+	delete(p.connected, id)
 }
 
 // forget drops a proxy whose pod is gone: its xDS state and any stream.

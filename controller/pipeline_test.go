@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -172,5 +173,74 @@ func TestPipelineDeletedPodEndsItsStream(t *testing.T) {
 	}
 	if vs := h.xds.NodeVersions("web-1.app"); vs != nil {
 		t.Errorf("the deleted pod's resources are still set: %v", vs)
+	}
+}
+
+// TestDisconnectedProxyIsNotRecomputed: a proxy whose streams all closed is dropped from
+// the recomputed set although its pod still exists, and is back when it reconnects.
+func TestDisconnectedProxyIsNotRecomputed(t *testing.T) {
+	h := newHarness(t, 20*time.Millisecond)
+	feedBase(h.store)
+	ctx := t.Context()
+	const node = "web-1.app"
+	connected := func() bool {
+		h.pipe.mu.Lock()
+		defer h.pipe.mu.Unlock()
+		_, ok := h.pipe.connected[node]
+		return ok
+	}
+	// flushAfter makes a change every proxy depends on and waits for its flush.
+	profile := 0
+	flushAfter := func() {
+		t.Helper()
+		flushes := testutil.ToFloat64(h.metrics.flushes)
+		profile++
+		h.store.SetServiceProfile(testProfile("app", "app", "api", time.Unix(int64(profile), 0), fmt.Sprintf("/v%d/[0-9]+", profile)))
+		waitUntil(t, 10*time.Second, "a flush", func() bool { return testutil.ToFloat64(h.metrics.flushes) > flushes })
+	}
+
+	c, err := dialADS(ctx, h.addr, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.waitFor(ctx, 10*time.Second, "initial config", c.complete); err != nil {
+		t.Fatal(err)
+	}
+	recomputes := testutil.ToFloat64(h.metrics.recomputes)
+	flushAfter()
+	if got := testutil.ToFloat64(h.metrics.recomputes) - recomputes; got != 1 {
+		t.Fatalf("a connected proxy: %v recomputes on a profile change, want 1", got)
+	}
+
+	c.Close()
+	waitUntil(t, 10*time.Second, "the proxy dropped from the connected set", func() bool { return !connected() })
+	if _, exists := h.store.Proxy("web-1", "app"); !exists {
+		t.Fatal("the pod should still exist")
+	}
+	recomputes = testutil.ToFloat64(h.metrics.recomputes)
+	flushAfter()
+	if got := testutil.ToFloat64(h.metrics.recomputes) - recomputes; got != 0 {
+		t.Fatalf("a disconnected proxy: %v recomputes on a profile change, want 0", got)
+	}
+
+	c, err = dialADS(ctx, h.addr, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	route := fmt.Sprintf("/v%d/[0-9]+", profile)
+	if _, err := c.waitFor(ctx, 10*time.Second, "config after reconnecting", func(v adsView) bool {
+		rc, _ := v.resources[resourcev3.RouteType][apiCluster].(*routev3.RouteConfiguration)
+		return c.complete(v) && strings.Contains(fmt.Sprint(rc), route)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !connected() {
+		t.Fatal("a reconnected proxy is not in the connected set")
+	}
+	recomputes = testutil.ToFloat64(h.metrics.recomputes)
+	flushAfter()
+	if got := testutil.ToFloat64(h.metrics.recomputes) - recomputes; got != 1 {
+		t.Fatalf("a reconnected proxy: %v recomputes on a profile change, want 1", got)
 	}
 }

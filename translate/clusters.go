@@ -54,7 +54,7 @@ const (
 // rate) into Envoy's min_retry_concurrency (a number of retries in flight).
 // By Little's law, concurrency = rate x latency: with retries that take this
 // long, allowing this many retries in flight allows the configured number of
-// retries per second. See RETRY_BUDGET.md.
+// retries per second. See docs/retry-budgets.md and the README.
 const retryBudgetReferenceLatency = time.Second
 
 func adsConfigSource() *corev3.ConfigSource {

@@ -40,7 +40,7 @@
 // catch-all. timeout becomes the route timeout (and max_stream_duration for
 // grpc-go), isRetryable a retry policy on what the route's response classes
 // call failures, responseClasses route metadata (ResponseClassesMetadataKey),
-// retryBudget the cluster's retry budget (RETRY_BUDGET.md). A TrafficSplit,
+// retryBudget the cluster's retry budget (docs/retry-budgets.md). A TrafficSplit,
 // else the profile's dstOverrides, becomes weighted clusters with the
 // weights kept exactly. Without a profile there is no timeout (Envoy's 15s
 // default is turned off) and no retry.
