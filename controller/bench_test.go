@@ -26,7 +26,6 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -36,6 +35,7 @@ import (
 
 	"github.com/weftmesh/weft/mesh"
 	"github.com/weftmesh/weft/translate"
+	"github.com/weftmesh/weft/xds"
 )
 
 // The end-to-end benchmark: the model is fed straight into the store (not
@@ -348,31 +348,6 @@ func (f *fleet) names(resp *discoveryv3.DiscoveryResponse) []string {
 	return out
 }
 
-// claName reads field 1 (cluster_name) of a serialized
-// ClusterLoadAssignment without decoding the rest.
-func claName(b []byte) string {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return ""
-		}
-		b = b[n:]
-		if num == 1 && typ == protowire.BytesType {
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return ""
-			}
-			return string(v)
-		}
-		n = protowire.ConsumeFieldValue(num, typ, b)
-		if n < 0 {
-			return ""
-		}
-		b = b[n:]
-	}
-	return ""
-}
-
 func (f *fleet) run(ctx context.Context, addr string, idx int, node string) error {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -421,7 +396,7 @@ func (f *fleet) run(ctx context.Context, addr string, idx int, node string) erro
 		if t == resourcev3.EndpointType {
 			if w := f.watch.Load(); w != nil && w.gen > reported {
 				for _, a := range resp.GetResources() {
-					if claName(a.GetValue()) != w.cluster {
+					if xds.ResourceName(a.GetValue()) != w.cluster {
 						continue
 					}
 					var cla endpointv3.ClusterLoadAssignment

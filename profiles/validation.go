@@ -217,7 +217,7 @@ func validateRequestMatch(m *RequestMatch, path *field.Path, nesting int) field.
 	}
 	if m.Method != "" {
 		set = true
-		if !isHTTPToken(m.Method) {
+		if !IsHTTPToken(m.Method) {
 			errs = append(errs, field.Invalid(path.Child("method"), m.Method, "must be an HTTP method (an RFC 9110 token, such as GET)"))
 		}
 	}
@@ -247,8 +247,8 @@ func checkPathRegex(re string) error {
 	return nil
 }
 
-// isHTTPToken reports whether s is an RFC 9110 token (the method grammar).
-func isHTTPToken(s string) bool {
+// IsHTTPToken reports whether s is an RFC 9110 token (the method grammar).
+func IsHTTPToken(s string) bool {
 	if s == "" {
 		return false
 	}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/weftmesh/weft/mesh"
+	"github.com/weftmesh/weft/profiles"
 )
 
 // Retries. Linkerd limits retries by budget only; Envoy also wants a per
@@ -133,7 +134,7 @@ func checkMatchFields(m mesh.RequestMatch, field string, parse bool) error {
 			}
 		}
 	}
-	if m.Method != "" && !isToken(m.Method) {
+	if m.Method != "" && !profiles.IsHTTPToken(m.Method) {
 		return fmt.Errorf("%s.method: %q is not an HTTP method token", field, m.Method)
 	}
 	for i, c := range m.All {
@@ -170,23 +171,6 @@ func checkEmittedRegexes(matches []*routev3.RouteMatch) error {
 		}
 	}
 	return nil
-}
-
-// isToken reports whether s is an RFC 9110 token, the syntax of a method.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // envoyMatches turns each conjunct into one RouteMatch (see match.go).

@@ -135,7 +135,7 @@ func openClient(t testing.TB, p protocol, conn *grpc.ClientConn, nodeID string, 
 			}
 			out := response{typeURL: r.GetTypeUrl(), version: r.GetVersionInfo(), nonce: r.GetNonce()}
 			for _, a := range r.GetResources() {
-				out.names = append(out.names, resourceName(a.GetValue()))
+				out.names = append(out.names, ResourceName(a.GetValue()))
 				out.raw = append(out.raw, a.GetValue())
 			}
 			slices.Sort(out.names)

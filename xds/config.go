@@ -276,7 +276,7 @@ var unknownType = func() protoreflect.MessageType {
 
 // typeURLLabel is typeLabel for URLs that may be of no xDS type.
 func typeURLLabel(typeURL string) string {
-	if l := typeLabel(typeURL); l != "other" {
+	if l := TypeLabel(typeURL); l != "other" {
 		return l
 	}
 	return strings.TrimPrefix(typeURL, resourcev3.APITypePrefix)

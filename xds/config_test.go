@@ -98,10 +98,10 @@ func TestNodeConfigHoldsTheLastGoodSetAndItsEndpoints(t *testing.T) {
 	for _, typeURL := range ConfigTypes {
 		rs, present := got[typeURL]
 		if !present {
-			t.Errorf("type %s missing", typeLabel(typeURL))
+			t.Errorf("type %s missing", TypeLabel(typeURL))
 		}
 		if n := names(rs); !slices.Equal(n, want[typeURL]) {
-			t.Errorf("%s names = %v, want %v", typeLabel(typeURL), n, want[typeURL])
+			t.Errorf("%s names = %v, want %v", TypeLabel(typeURL), n, want[typeURL])
 		}
 	}
 	if got[resourcev3.EndpointType][1] != types.Resource(webCLA) {
@@ -173,7 +173,7 @@ func TestConfigHandler(t *testing.T) {
 	}
 	for typeURL, v := range s.NodeVersions(node1) {
 		if doc.Versions[typeURL] != v {
-			t.Errorf("version of %s = %q, want the node's %q", typeLabel(typeURL), doc.Versions[typeURL], v)
+			t.Errorf("version of %s = %q, want the node's %q", TypeLabel(typeURL), doc.Versions[typeURL], v)
 		}
 	}
 	if doc.Versions[resourcev3.EndpointType] == "" {
@@ -194,11 +194,11 @@ func TestConfigHandler(t *testing.T) {
 	orig, _ := s.NodeConfig(node1)
 	for _, typeURL := range ConfigTypes {
 		if len(decoded[typeURL]) != len(orig[typeURL]) {
-			t.Fatalf("%s: %d decoded, %d served", typeLabel(typeURL), len(decoded[typeURL]), len(orig[typeURL]))
+			t.Fatalf("%s: %d decoded, %d served", TypeLabel(typeURL), len(decoded[typeURL]), len(orig[typeURL]))
 		}
 		for i := range orig[typeURL] {
 			if !proto.Equal(decoded[typeURL][i], orig[typeURL][i]) {
-				t.Errorf("%s[%d] does not round-trip:\n got %v\nwant %v", typeLabel(typeURL), i, decoded[typeURL][i], orig[typeURL][i])
+				t.Errorf("%s[%d] does not round-trip:\n got %v\nwant %v", TypeLabel(typeURL), i, decoded[typeURL][i], orig[typeURL][i])
 			}
 		}
 	}

@@ -105,7 +105,7 @@ func (s *Server) Proxy(nodeID string) (ProxyStatus, bool) {
 				Message: t.lastNack.Detail.GetMessage(),
 			}
 		}
-		p.Types[typeLabel(typeURL)] = ts
+		p.Types[TypeLabel(typeURL)] = ts
 	}
 	return p, true
 }

@@ -102,7 +102,7 @@ func TestGRPCClientThroughXDS(t *testing.T) {
 		}
 		versions := ts.NodeVersions(nodeID)
 		for _, typ := range []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType} {
-			if ps.Types[typeLabel(typ)].VersionAcked != versions[typ] {
+			if ps.Types[TypeLabel(typ)].VersionAcked != versions[typ] {
 				return false
 			}
 		}

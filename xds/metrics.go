@@ -7,8 +7,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// typeLabel is the short name used in metric labels and debug output.
-func typeLabel(typeURL string) string {
+// TypeLabel is the short name (lds, rds, cds, eds, sds; "other") used in
+// metric labels, debug output and the weft CLI.
+func TypeLabel(typeURL string) string {
 	switch typeURL {
 	case resourcev3.ListenerType:
 		return "lds"

@@ -260,7 +260,7 @@ func changedTypes(prev, next *nodeSnapshot) []string {
 func changedLabels(typeURLs []string) []string {
 	out := make([]string, len(typeURLs))
 	for i, t := range typeURLs {
-		out[i] = typeLabel(t)
+		out[i] = TypeLabel(t)
 	}
 	return out
 }

@@ -109,12 +109,12 @@ func TestNodeReceivesWhatWasSet(t *testing.T) {
 			}
 			for typeURL, names := range wantNames {
 				if !slices.Equal(got[typeURL].names, names) {
-					t.Errorf("%s: got resources %v, want %v", typeLabel(typeURL), got[typeURL].names, names)
+					t.Errorf("%s: got resources %v, want %v", TypeLabel(typeURL), got[typeURL].names, names)
 				}
 			}
 			for _, typeURL := range []string{resourcev3.ListenerType, resourcev3.ClusterType, resourcev3.RouteType} {
 				if got[typeURL].version != want[typeURL] {
-					t.Errorf("%s: version %q, want the node's %q", typeLabel(typeURL), got[typeURL].version, want[typeURL])
+					t.Errorf("%s: version %q, want the node's %q", TypeLabel(typeURL), got[typeURL].version, want[typeURL])
 				}
 				if p == delta {
 					r := res[typeURL][0]
@@ -123,7 +123,7 @@ func TestNodeReceivesWhatWasSet(t *testing.T) {
 						t.Fatal(err)
 					}
 					if v := got[typeURL].resourceVersions[cachev3.GetResourceName(r)]; v != h {
-						t.Errorf("%s: resource version %q, want content hash %q", typeLabel(typeURL), v, h)
+						t.Errorf("%s: resource version %q, want content hash %q", TypeLabel(typeURL), v, h)
 					}
 				}
 			}
@@ -138,7 +138,7 @@ func TestNodeReceivesWhatWasSet(t *testing.T) {
 					return false
 				}
 				for _, typeURL := range []string{resourcev3.ListenerType, resourcev3.ClusterType, resourcev3.RouteType} {
-					st := ps.Types[typeLabel(typeURL)]
+					st := ps.Types[TypeLabel(typeURL)]
 					if st.VersionAcked != want[typeURL] || st.VersionSent != want[typeURL] || st.VersionSet != want[typeURL] {
 						return false
 					}
@@ -316,7 +316,7 @@ func TestRefusedSetKeepsLastGood(t *testing.T) {
 			mustSet(t, ts.Server, node1, next, time.Time{})
 			r := c.next(t)
 			if r.typeURL != resourcev3.ClusterType || !slices.Equal(r.names, []string{"allowed"}) {
-				t.Errorf("next push: %s %v, want cds [allowed]", typeLabel(r.typeURL), r.names)
+				t.Errorf("next push: %s %v, want cds [allowed]", TypeLabel(r.typeURL), r.names)
 			}
 		})
 	}
@@ -366,11 +366,11 @@ func TestVersionsAreContentHashes(t *testing.T) {
 			got := versionsOf(t, tc.res())
 			for _, typeURL := range snapshotTypes {
 				if got[typeURL] == "" {
-					t.Errorf("%s: empty version", typeLabel(typeURL))
+					t.Errorf("%s: empty version", TypeLabel(typeURL))
 				}
 				differs := got[typeURL] != base[typeURL]
 				if want := slices.Contains(tc.changed, typeURL); differs != want {
-					t.Errorf("%s: version %s vs base %s: changed=%v, want %v", typeLabel(typeURL), got[typeURL], base[typeURL], differs, want)
+					t.Errorf("%s: version %s vs base %s: changed=%v, want %v", TypeLabel(typeURL), got[typeURL], base[typeURL], differs, want)
 				}
 			}
 		})
@@ -411,7 +411,7 @@ func TestReconnectAfterRestart(t *testing.T) {
 					r := c.next(t)
 					if r.version != before[typeURL].version || !slices.Equal(r.names, before[typeURL].names) {
 						t.Errorf("%s: re-sent %s %v, want the same version %s and resources %v",
-							typeLabel(typeURL), r.version, r.names, before[typeURL].version, before[typeURL].names)
+							TypeLabel(typeURL), r.version, r.names, before[typeURL].version, before[typeURL].names)
 					}
 					c.ack(r)
 				}
@@ -421,7 +421,7 @@ func TestReconnectAfterRestart(t *testing.T) {
 					c.subscribeKnown(typeURL, before[typeURL].resourceVersions)
 					r := c.next(t)
 					if r.typeURL != typeURL || len(r.names) != 0 || len(r.removed) != 0 {
-						t.Errorf("%s: got %v removed %v, want an empty response", typeLabel(typeURL), r.names, r.removed)
+						t.Errorf("%s: got %v removed %v, want an empty response", TypeLabel(typeURL), r.names, r.removed)
 					}
 					c.ack(r)
 				}
@@ -452,7 +452,7 @@ func TestEndpointChangeBumpsOnlyEDS(t *testing.T) {
 			r := a.next(t)
 			if r.typeURL != resourcev3.EndpointType || !slices.Equal(r.names, []string{"echo.test-cla"}) ||
 				!proto.Equal(unmarshalCLA(t, r.raw[0]), changed) {
-				t.Fatalf("a got %s %v, want eds [echo.test-cla] with the new content", typeLabel(r.typeURL), r.names)
+				t.Fatalf("a got %s %v, want eds [echo.test-cla] with the new content", TypeLabel(r.typeURL), r.names)
 			}
 			a.ack(r)
 
@@ -464,12 +464,12 @@ func TestEndpointChangeBumpsOnlyEDS(t *testing.T) {
 			next[resourcev3.ClusterType] = append(next[resourcev3.ClusterType], edsCluster("extra", "extra-cla"))
 			mustSet(t, ts.Server, node1, next, time.Time{})
 			if r := a.next(t); r.typeURL != resourcev3.ClusterType {
-				t.Errorf("a got %s %v, want the cds change", typeLabel(r.typeURL), r.names)
+				t.Errorf("a got %s %v, want the cds change", TypeLabel(r.typeURL), r.names)
 			}
 			now := ts.NodeVersions(node1)
 			for _, typeURL := range []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.SecretType} {
 				if now[typeURL] != versions[typeURL] {
-					t.Errorf("%s version moved", typeLabel(typeURL))
+					t.Errorf("%s version moved", TypeLabel(typeURL))
 				}
 			}
 
@@ -478,7 +478,7 @@ func TestEndpointChangeBumpsOnlyEDS(t *testing.T) {
 			mustSetEndpoints(t, ts.Server, time.Time{}, cla("other-cla", "10.0.0.2", 80, 81))
 			r = b.next(t)
 			if r.typeURL != resourcev3.EndpointType || !slices.Equal(r.names, []string{"other-cla"}) {
-				t.Errorf("b got %s %v, want eds [other-cla]", typeLabel(r.typeURL), r.names)
+				t.Errorf("b got %s %v, want eds [other-cla]", TypeLabel(r.typeURL), r.names)
 			}
 			b.ack(r)
 
@@ -739,7 +739,7 @@ func TestSharedResourcesAreHashedOnce(t *testing.T) {
 	// Equal content, even from other pointers, shares one set of maps.
 	for _, typeURL := range snapshotTypes {
 		if a, b := s.current["web-0.demo"].sets[typeURL], s.current["web-100.demo"].sets[typeURL]; a != b {
-			t.Errorf("%s: nodes with equal content hold separate sets", typeLabel(typeURL))
+			t.Errorf("%s: nodes with equal content hold separate sets", TypeLabel(typeURL))
 		}
 	}
 	other := nodeSet(t, "other")
@@ -794,11 +794,11 @@ func TestResourceName(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := resourceName(b); got != tc.name {
-			t.Errorf("resourceName(%T) = %q, want %q", tc.msg, got, tc.name)
+		if got := ResourceName(b); got != tc.name {
+			t.Errorf("ResourceName(%T) = %q, want %q", tc.msg, got, tc.name)
 		}
 	}
-	if got := resourceName(bytes.Repeat([]byte{0xff}, 4)); got != "" {
+	if got := ResourceName(bytes.Repeat([]byte{0xff}, 4)); got != "" {
 		t.Errorf("garbage gave %q", got)
 	}
 }

@@ -148,7 +148,7 @@ func (c callbacks) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3.
 	names := func() []string {
 		out := make([]string, 0, len(resp.GetResources()))
 		for _, a := range resp.GetResources() {
-			out = append(out, resourceName(a.GetValue()))
+			out = append(out, ResourceName(a.GetValue()))
 		}
 		return out
 	}
@@ -172,10 +172,10 @@ func (callbacks) OnFetchRequest(context.Context, *discoveryv3.DiscoveryRequest) 
 
 func (callbacks) OnFetchResponse(*discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {}
 
-// resourceName reads field 1 of a marshalled resource: the name of a
+// ResourceName reads field 1 of a marshalled resource: the name of a
 // Listener, Cluster, RouteConfiguration or Secret and the cluster_name of a
 // ClusterLoadAssignment, without unmarshalling the rest.
-func resourceName(b []byte) string {
+func ResourceName(b []byte) string {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -307,7 +307,7 @@ func (s *Server) request(key streamKey, reqNode *corev3.Node, typeURL, versionIn
 			}
 			if !sent.changeSeen.IsZero() {
 				latency := now.Sub(sent.changeSeen).Seconds()
-				label := typeLabel(typeURL)
+				label := TypeLabel(typeURL)
 				observe = func() { s.metrics.convergence.WithLabelValues(label).Observe(latency) }
 			}
 		case versionInfo != "":
@@ -332,7 +332,7 @@ func (s *Server) request(key streamKey, reqNode *corev3.Node, typeURL, versionIn
 }
 
 func (s *Server) nacked(n *Nack) {
-	label := typeLabel(n.TypeURL)
+	label := TypeLabel(n.TypeURL)
 	s.metrics.nacks.WithLabelValues(label).Inc()
 	s.metrics.proxyNacks.WithLabelValues(n.Node.ID, label).Inc()
 	s.log.Warn("proxy rejected configuration (NACK)",
@@ -415,7 +415,7 @@ func userAgent(node *corev3.Node) string {
 // responded records a response about to be sent. names lists the resources
 // in it; it is only called for EDS when an endpoint change may be inside.
 func (s *Server) responded(key streamKey, typeURL, version, nonce string, names func() []string) {
-	label := typeLabel(typeURL)
+	label := TypeLabel(typeURL)
 	s.metrics.pushes.WithLabelValues(label).Inc()
 	now := time.Now()
 

@@ -12,7 +12,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/util/duration"
 
@@ -144,17 +143,8 @@ func shortVersion(v string) string {
 }
 
 func typeName(typeURL string) string {
-	switch typeURL {
-	case resourcev3.ListenerType:
-		return "lds"
-	case resourcev3.RouteType:
-		return "rds"
-	case resourcev3.ClusterType:
-		return "cds"
-	case resourcev3.EndpointType:
-		return "eds"
-	case resourcev3.SecretType:
-		return "sds"
+	if l := xds.TypeLabel(typeURL); l != "other" {
+		return l
 	}
 	return typeURL
 }

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/weftmesh/weft/controller"
 	"github.com/weftmesh/weft/testenv"
 )
 
@@ -44,6 +45,11 @@ type demo struct {
 	podCIDR   string
 	env       *testenv.Env
 	settled   *summary // the sample app as last seen running
+	crds      string   // directory of the CRDs to install
+	mesh      string   // manifest that meshes the sample app
+	sidecarOf string   // app.kubernetes.io/name of the pod whose config is shown
+	ctrl      *controller.Controller
+	proxy     string // node id of the stand-in sidecar
 	cleanups  []func() error
 }
 
@@ -58,9 +64,12 @@ func steps(d *demo) []step {
 		{"Starting a local Kubernetes (etcd, kube-apiserver, controller-manager, scheduler, kwok)", startCluster},
 		{"Applying the sample app " + d.sample, applySample},
 		{"Waiting for its pods to run and its Services to get endpoints", waitForSample},
-		// The control plane joins here: start it against d.env and print the routes and
-		// clusters that one pod (web) receives.
 		{"What is running", printSummary},
+		{"Meshing it: the CRDs of " + d.crds + ", then " + d.mesh, applyMesh},
+		{"Starting the control plane in this process, against the local cluster", startControlPlane},
+		{"Connecting a stand-in sidecar for " + d.sidecarOf + " (an ADS client that subscribes like Envoy)", connectSidecar},
+		{"What " + d.sidecarOf + "'s sidecar receives from the control plane", printProxyConfig},
+		{"Look around", printLookAround},
 	}
 }
 
@@ -71,6 +80,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	fs.StringVar(&d.sample, "sample", "deploy/samples/emojivoto.yaml", "manifest of the sample app")
 	fs.StringVar(&d.namespace, "namespace", "emojivoto", "namespace of the sample app, for the summary")
 	fs.StringVar(&d.podCIDR, "pod-cidr", testenv.DefaultPodCIDR, "CIDR kwok hands pod IPs out of")
+	fs.StringVar(&d.crds, "crds", "deploy/crds", "directory of the CustomResourceDefinitions to install")
+	fs.StringVar(&d.mesh, "mesh", "deploy/samples/emojivoto-mesh.yaml", "manifest that meshes the sample app (inject annotation, ServiceProfiles)")
+	fs.StringVar(&d.sidecarOf, "sidecar-of", "web", "app.kubernetes.io/name of the pod whose sidecar config is shown")
 	once := fs.Bool("once", false, "tear down right after the summary instead of waiting for Ctrl-C")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -113,8 +125,10 @@ func startCluster(ctx context.Context, d *demo) error {
 	return nil
 }
 
-func applySample(ctx context.Context, d *demo) error {
-	objs, err := d.env.ApplyFile(ctx, d.sample)
+func applySample(ctx context.Context, d *demo) error { return applyFile(ctx, d, d.sample) }
+
+func applyFile(ctx context.Context, d *demo, path string) error {
+	objs, err := d.env.ApplyFile(ctx, path)
 	if err != nil {
 		return err
 	}
@@ -145,12 +159,5 @@ func waitForSample(ctx context.Context, d *demo) error {
 // printSummary shows the state waitForSample saw settle, not a fresh read, so that what is
 // printed is what was checked.
 func printSummary(ctx context.Context, d *demo) error {
-	if err := d.settled.write(d.out); err != nil {
-		return err
-	}
-	fmt.Fprintf(d.out, "\nLook around:\n")
-	fmt.Fprintf(d.out, "    export KUBECONFIG=%s\n", d.env.Kubeconfig)
-	fmt.Fprintf(d.out, "    kubectl -n %s get deploy,pods,svc,endpointslices -o wide\n", d.namespace)
-	fmt.Fprintf(d.out, "    component logs: %s\n", d.env.LogDir())
-	return nil
+	return d.settled.write(d.out)
 }
