@@ -337,8 +337,6 @@ func (c *Controller) Run(ctx context.Context) error {
 	close(c.serving)
 	c.log.Info("control plane serving", "xds", xdsLis.Addr().String(), "admin", addrString(adminLis))
 
-	wg.Go(func() { c.debounc.Run(ctx, c.pipe.flush) })
-
 	c.core.factory.Start(ctx.Done())
 	wg.Go(func() {
 		if !cache.WaitForCacheSync(ctx.Done(), c.core.synced...) {
@@ -349,8 +347,14 @@ func (c *Controller) Run(ctx context.Context) error {
 		if !cache.WaitForCacheSync(ctx.Done(), c.crds.sync(ctx)...) {
 			return
 		}
+		// Publish what the caches hold before saying synced: a proxy that
+		// connects right after must not be served a model still missing
+		// what the debouncer has not flushed yet (profiles, say). The
+		// debouncer starts only now, so the two flushes never overlap.
+		c.pipe.flush(ctx)
 		c.log.Info("caches synced", "objects", c.store.Counts())
 		c.syncOnce.Do(func() { close(c.synced) })
+		wg.Go(func() { c.debounc.Run(ctx, c.pipe.flush) })
 		c.crds.run(ctx, c.cfg.DiscoveryInterval)
 	})
 

@@ -20,7 +20,10 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	"github.com/weftmesh/weft/controller"
+	"github.com/weftmesh/weft/mesh"
 	"github.com/weftmesh/weft/testenv"
 )
 
@@ -49,7 +52,8 @@ type demo struct {
 	mesh      string   // manifest that meshes the sample app
 	sidecarOf string   // app.kubernetes.io/name of the pod whose config is shown
 	ctrl      *controller.Controller
-	proxy     string // node id of the stand-in sidecar
+	profiles  []mesh.ProfileKey // the ServiceProfiles the mesh manifest applied
+	proxy     string            // node id of the stand-in sidecar
 	cleanups  []func() error
 }
 
@@ -125,12 +129,16 @@ func startCluster(ctx context.Context, d *demo) error {
 	return nil
 }
 
-func applySample(ctx context.Context, d *demo) error { return applyFile(ctx, d, d.sample) }
+func applySample(ctx context.Context, d *demo) error {
+	_, err := applyFile(ctx, d, d.sample)
+	return err
+}
 
-func applyFile(ctx context.Context, d *demo, path string) error {
+// applyFile applies a manifest and lists what it applied.
+func applyFile(ctx context.Context, d *demo, path string) ([]*unstructured.Unstructured, error) {
 	objs, err := d.env.ApplyFile(ctx, path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, o := range objs {
 		name := o.GetName()
@@ -139,7 +147,7 @@ func applyFile(ctx context.Context, d *demo, path string) error {
 		}
 		fmt.Fprintf(d.out, "    %s %s\n", o.GetKind(), name)
 	}
-	return nil
+	return objs, nil
 }
 
 func waitForSample(ctx context.Context, d *demo) error {
