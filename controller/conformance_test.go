@@ -279,13 +279,23 @@ func TestConformanceGRPCGo(t *testing.T) {
 	}
 
 	t.Run("reaches the endpoints", func(t *testing.T) {
-		hits, err := calls(100)
-		if err != nil {
-			t.Fatalf("calls failed: %v (hits so far %v)", err, hits)
-		}
-		if hits["v1"] == 0 || hits["v2"] == 0 {
-			t.Errorf("hits %v: both pods back the apex, both should serve", hits)
-		}
+		// Pods run before their EndpointSlice lists them ready: wait until
+		// the control plane holds both, then until the client has applied
+		// the push (grpc-go updates its balancer asynchronously).
+		apex := translate.OutboundClusterName(mesh.ServiceKey{Namespace: "demo", Name: "emoji"}, 8080, "cluster.local")
+		waitUntil(t, time.Minute, "both pods in the apex endpoints", func() bool {
+			return len(claAddresses(rc.XDS().Endpoints()[apex])) == 2
+		})
+		var hits map[string]int
+		waitUntil(t, 10*time.Second, "a batch of 100 calls reaching both pods", func() bool {
+			var err error
+			hits, err = calls(100)
+			if err != nil {
+				t.Fatalf("calls failed: %v (hits so far %v)", err, hits)
+			}
+			return hits["v1"] > 0 && hits["v2"] > 0
+		})
+		t.Logf("100 calls: %v", hits)
 	})
 
 	t.Run("split 80/20", func(t *testing.T) {
