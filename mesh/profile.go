@@ -96,18 +96,11 @@ func float32ToDecimal(f float32) float64 {
 }
 
 func requestMatchFrom(m *profiles.RequestMatch) RequestMatch {
-	out := RequestMatch{PathRegex: m.PathRegex, Method: m.Method}
-	if m.All != nil {
-		out.All = make([]RequestMatch, len(m.All))
-		for i, sub := range m.All {
-			out.All[i] = requestMatchFrom(sub)
-		}
-	}
-	if m.Any != nil {
-		out.Any = make([]RequestMatch, len(m.Any))
-		for i, sub := range m.Any {
-			out.Any[i] = requestMatchFrom(sub)
-		}
+	out := RequestMatch{
+		PathRegex: m.PathRegex,
+		Method:    m.Method,
+		All:       matchesFrom(m.All, requestMatchFrom),
+		Any:       matchesFrom(m.Any, requestMatchFrom),
 	}
 	if m.Not != nil {
 		not := requestMatchFrom(m.Not)
@@ -117,18 +110,9 @@ func requestMatchFrom(m *profiles.RequestMatch) RequestMatch {
 }
 
 func responseMatchFrom(m *profiles.ResponseMatch) ResponseMatch {
-	var out ResponseMatch
-	if m.All != nil {
-		out.All = make([]ResponseMatch, len(m.All))
-		for i, sub := range m.All {
-			out.All[i] = responseMatchFrom(sub)
-		}
-	}
-	if m.Any != nil {
-		out.Any = make([]ResponseMatch, len(m.Any))
-		for i, sub := range m.Any {
-			out.Any[i] = responseMatchFrom(sub)
-		}
+	out := ResponseMatch{
+		All: matchesFrom(m.All, responseMatchFrom),
+		Any: matchesFrom(m.Any, responseMatchFrom),
 	}
 	if m.Not != nil {
 		not := responseMatchFrom(m.Not)
@@ -136,6 +120,18 @@ func responseMatchFrom(m *profiles.ResponseMatch) ResponseMatch {
 	}
 	if m.Status != nil {
 		out.Status = &StatusRange{Min: m.Status.Min, Max: m.Status.Max}
+	}
+	return out
+}
+
+// matchesFrom converts the entries of an all/any list, keeping nil as nil.
+func matchesFrom[In, Out any](in []*In, from func(*In) Out) []Out {
+	if in == nil {
+		return nil
+	}
+	out := make([]Out, len(in))
+	for i, sub := range in {
+		out[i] = from(sub)
 	}
 	return out
 }

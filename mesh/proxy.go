@@ -19,8 +19,12 @@ import (
 // (ns may be nil). Any malformed annotation is an error naming the pod and
 // the annotation: a pod's proxy config is never built on a guess.
 func ProxyFromPod(pod *corev1.Pod, ns *corev1.Namespace) (*Proxy, error) {
-	errs := validatePodAnnotations(pod, ns)
-	if len(errs) > 0 {
+	var errs field.ErrorList
+	if v, ok := pod.Annotations[AnnotationProxyKind]; ok && v != ProxyKindValueGRPC && v != ProxyKindValueSidecar {
+		errs = append(errs, field.NotSupported(annotationsPath.Key(AnnotationProxyKind), v, []string{ProxyKindValueGRPC, ProxyKindValueSidecar}))
+	}
+	opaque, skipIn, skipOut, listErrs := podPortLists(pod, ns)
+	if errs = append(errs, listErrs...); len(errs) > 0 {
 		return nil, fmt.Errorf("pod %s/%s: %w", pod.Namespace, pod.Name, errs.ToAggregate())
 	}
 
@@ -35,10 +39,6 @@ func ProxyFromPod(pod *corev1.Pod, ns *corev1.Namespace) (*Proxy, error) {
 		p.Kind = ProxyProxylessGRPC
 	}
 
-	// Errors were all checked above, so these lookups cannot fail now.
-	opaque := podPortList(pod, ns, true, AnnotationOpaquePorts, LinkerdAnnotationOpaquePorts)
-	skipIn := podPortList(pod, ns, false, AnnotationSkipInboundPorts, LinkerdAnnotationSkipInboundPorts)
-	skipOut := podPortList(pod, ns, false, AnnotationSkipOutboundPorts, LinkerdAnnotationSkipOutboundPorts)
 	if skipIn != nil {
 		p.SkipInboundPorts = skipIn.Ports()
 	}
@@ -82,10 +82,12 @@ func ProxyFromPod(pod *corev1.Pod, ns *corev1.Namespace) (*Proxy, error) {
 	} else {
 		// Names resolve against the pod's own container ports.
 		set := *opaque
-		for _, c := range append(slices.Clone(pod.Spec.InitContainers), pod.Spec.Containers...) {
-			for _, cp := range c.Ports {
-				if cp.Name != "" && slices.Contains(set.Names, cp.Name) && cp.ContainerPort > 0 && cp.ContainerPort <= 65535 {
-					set.Ranges = append(set.Ranges, PortRange{First: uint32(cp.ContainerPort), Last: uint32(cp.ContainerPort)})
+		for _, containers := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+			for _, c := range containers {
+				for _, cp := range c.Ports {
+					if cp.Name != "" && slices.Contains(set.Names, cp.Name) && cp.ContainerPort > 0 && cp.ContainerPort <= 65535 {
+						set.Ranges = append(set.Ranges, PortRange{First: uint32(cp.ContainerPort), Last: uint32(cp.ContainerPort)})
+					}
 				}
 			}
 		}
@@ -98,44 +100,27 @@ func isProxyPort(port uint32) bool {
 	return port == ProxyInboundPort || port == ProxyOutboundPort || port == ProxyAdminPort
 }
 
-// podPortList is the pod's list, else the namespace's, else nil.
-func podPortList(pod *corev1.Pod, ns *corev1.Namespace, allowNames bool, names ...string) *PortSet {
-	if set, _ := portListAnnotation(pod.Annotations, allowNames, names...); set != nil {
-		return set
-	}
-	if ns != nil {
-		set, _ := portListAnnotation(ns.Annotations, allowNames, names...)
-		return set
-	}
-	return nil
-}
-
-// validatePodAnnotations checks every annotation ProxyFromPod reads, on the
-// pod and, for inherited lists, on the namespace when the pod has none.
-func validatePodAnnotations(pod *corev1.Pod, ns *corev1.Namespace) field.ErrorList {
-	var errs field.ErrorList
-	if v, ok := pod.Annotations[AnnotationProxyKind]; ok && v != ProxyKindValueGRPC && v != ProxyKindValueSidecar {
-		errs = append(errs, field.NotSupported(annotationsPath.Key(AnnotationProxyKind), v, []string{ProxyKindValueGRPC, ProxyKindValueSidecar}))
-	}
-	for _, list := range []struct {
-		allowNames bool
-		names      []string
-	}{
-		{true, []string{AnnotationOpaquePorts, LinkerdAnnotationOpaquePorts}},
-		{false, []string{AnnotationSkipInboundPorts, LinkerdAnnotationSkipInboundPorts}},
-		{false, []string{AnnotationSkipOutboundPorts, LinkerdAnnotationSkipOutboundPorts}},
-	} {
-		set, err := portListAnnotation(pod.Annotations, list.allowNames, list.names...)
+// podPortLists parses the port lists ProxyFromPod reads, each the pod's,
+// else (when the pod has none) the namespace's, else nil. A malformed list
+// is an error; one inherited from the namespace says so in its field.
+func podPortLists(pod *corev1.Pod, ns *corev1.Namespace) (opaque, skipIn, skipOut *PortSet, errs field.ErrorList) {
+	list := func(allowNames bool, names ...string) *PortSet {
+		set, err := portListAnnotation(pod.Annotations, allowNames, names...)
 		if err != nil {
 			errs = append(errs, err)
-			continue
+			return nil
 		}
 		if set == nil && ns != nil {
-			if _, err := portListAnnotation(ns.Annotations, list.allowNames, list.names...); err != nil {
+			set, err = portListAnnotation(ns.Annotations, allowNames, names...)
+			if err != nil {
 				err.Field = "namespace " + ns.Name + " " + err.Field
 				errs = append(errs, err)
 			}
 		}
+		return set
 	}
-	return errs
+	opaque = list(true, AnnotationOpaquePorts, LinkerdAnnotationOpaquePorts)
+	skipIn = list(false, AnnotationSkipInboundPorts, LinkerdAnnotationSkipInboundPorts)
+	skipOut = list(false, AnnotationSkipOutboundPorts, LinkerdAnnotationSkipOutboundPorts)
+	return opaque, skipIn, skipOut, errs
 }

@@ -195,19 +195,7 @@ func validateRequestMatch(m *RequestMatch, path *field.Path, nesting int) field.
 	set := false
 	if m.All != nil || m.Any != nil || m.Not != nil {
 		set = true
-		if nesting == 0 {
-			errs = append(errs, field.Forbidden(path, fmt.Sprintf("all/any/not may nest at most %d levels", MaxMatchNesting)))
-		} else {
-			for i, sub := range m.All {
-				errs = append(errs, validateRequestMatchItem(sub, path.Child("all").Index(i), nesting-1)...)
-			}
-			for i, sub := range m.Any {
-				errs = append(errs, validateRequestMatchItem(sub, path.Child("any").Index(i), nesting-1)...)
-			}
-			if m.Not != nil {
-				errs = append(errs, validateRequestMatch(m.Not, path.Child("not"), nesting-1)...)
-			}
-		}
+		errs = append(errs, validateCombinators(m.All, m.Any, m.Not, path, nesting, validateRequestMatch)...)
 	}
 	if m.PathRegex != "" {
 		set = true
@@ -227,11 +215,31 @@ func validateRequestMatch(m *RequestMatch, path *field.Path, nesting int) field.
 	return errs
 }
 
-func validateRequestMatchItem(m *RequestMatch, path *field.Path, nesting int) field.ErrorList {
-	if m == nil {
-		return field.ErrorList{field.Required(path, "must not be null")}
+// validateCombinators checks the all/any/not of a request or response match,
+// each one nesting level deeper; validate checks one (non-nil) match.
+func validateCombinators[M any](all, anyOf []*M, not *M, path *field.Path, nesting int,
+	validate func(*M, *field.Path, int) field.ErrorList) field.ErrorList {
+	if nesting == 0 {
+		return field.ErrorList{field.Forbidden(path, fmt.Sprintf("all/any/not may nest at most %d levels", MaxMatchNesting))}
 	}
-	return validateRequestMatch(m, path, nesting)
+	var errs field.ErrorList
+	item := func(sub *M, p *field.Path) {
+		if sub == nil {
+			errs = append(errs, field.Required(p, "must not be null"))
+			return
+		}
+		errs = append(errs, validate(sub, p, nesting-1)...)
+	}
+	for i, sub := range all {
+		item(sub, path.Child("all").Index(i))
+	}
+	for i, sub := range anyOf {
+		item(sub, path.Child("any").Index(i))
+	}
+	if not != nil {
+		errs = append(errs, validate(not, path.Child("not"), nesting-1)...)
+	}
+	return errs
 }
 
 // checkPathRegex checks the regex compiles under RE2 (Go's regexp/syntax
@@ -269,19 +277,7 @@ func validateResponseMatch(m *ResponseMatch, path *field.Path, nesting int) fiel
 	set := false
 	if m.All != nil || m.Any != nil || m.Not != nil {
 		set = true
-		if nesting == 0 {
-			errs = append(errs, field.Forbidden(path, fmt.Sprintf("all/any/not may nest at most %d levels", MaxMatchNesting)))
-		} else {
-			for i, sub := range m.All {
-				errs = append(errs, validateResponseMatchItem(sub, path.Child("all").Index(i), nesting-1)...)
-			}
-			for i, sub := range m.Any {
-				errs = append(errs, validateResponseMatchItem(sub, path.Child("any").Index(i), nesting-1)...)
-			}
-			if m.Not != nil {
-				errs = append(errs, validateResponseMatch(m.Not, path.Child("not"), nesting-1)...)
-			}
-		}
+		errs = append(errs, validateCombinators(m.All, m.Any, m.Not, path, nesting, validateResponseMatch)...)
 	}
 	if s := m.Status; s != nil {
 		set = true
@@ -300,13 +296,6 @@ func validateResponseMatch(m *ResponseMatch, path *field.Path, nesting int) fiel
 		errs = append(errs, field.Required(path, "a response match must have a field set (all, any, not or status)"))
 	}
 	return errs
-}
-
-func validateResponseMatchItem(m *ResponseMatch, path *field.Path, nesting int) field.ErrorList {
-	if m == nil {
-		return field.ErrorList{field.Required(path, "must not be null")}
-	}
-	return validateResponseMatch(m, path, nesting)
 }
 
 func validateRetryBudget(b *RetryBudget, path *field.Path) field.ErrorList {

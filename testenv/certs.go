@@ -14,6 +14,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	certutil "k8s.io/client-go/util/cert"
 )
 
 // pki is what the apiserver and controller-manager need on disk: a CA the clients trust,
@@ -35,22 +37,9 @@ func writePKI(dir string, serviceIP net.IP) (*pki, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generating CA key: %w", err)
 	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "weft-testenv-ca"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(10 * 365 * 24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	caCert, err := certutil.NewSelfSignedCACert(certutil.Config{CommonName: "weft-testenv-ca"}, caKey)
 	if err != nil {
 		return nil, fmt.Errorf("signing CA certificate: %w", err)
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return nil, fmt.Errorf("parsing CA certificate: %w", err)
 	}
 
 	servingKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -79,7 +68,7 @@ func writePKI(dir string, serviceIP net.IP) (*pki, error) {
 	}
 
 	p := &pki{
-		caCertPEM:      pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		caCertPEM:      pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caCert.Raw}),
 		caFile:         filepath.Join(dir, "ca.crt"),
 		servingCert:    filepath.Join(dir, "apiserver.crt"),
 		servingKey:     filepath.Join(dir, "apiserver.key"),

@@ -14,6 +14,7 @@ import (
 	"github.com/weftmesh/weft/controller"
 	"github.com/weftmesh/weft/mesh"
 	"github.com/weftmesh/weft/profiles"
+	"github.com/weftmesh/weft/translate"
 	"github.com/weftmesh/weft/xds"
 	"github.com/weftmesh/weft/xds/adsclient"
 )
@@ -22,8 +23,9 @@ import (
 // sidecar getting its config.
 const controlPlaneTimeout = time.Minute
 
-// clusterDomain is the control plane's default, which the demo keeps.
-const clusterDomain = "cluster.local"
+// clusterDomain is the one the demo's control plane runs with, so that profile names
+// parse here as they do there.
+const clusterDomain = translate.DefaultClusterDomain
 
 func applyMesh(ctx context.Context, d *demo) error {
 	names, err := d.env.InstallCRDs(ctx, d.crds)
@@ -52,10 +54,11 @@ func applyMesh(ctx context.Context, d *demo) error {
 
 func startControlPlane(ctx context.Context, d *demo) error {
 	ctrl, err := controller.New(controller.Config{
-		RestConfig: d.env.Config,
-		XDSAddr:    "127.0.0.1:0",
-		AdminAddr:  "127.0.0.1:0",
-		Logger:     d.log,
+		RestConfig:    d.env.Config,
+		ClusterDomain: clusterDomain,
+		XDSAddr:       "127.0.0.1:0",
+		AdminAddr:     "127.0.0.1:0",
+		Logger:        d.log,
 	})
 	if err != nil {
 		return fmt.Errorf("creating the control plane: %w", err)
