@@ -10,16 +10,6 @@ import (
 	"github.com/weftmesh/weft/profiles"
 )
 
-// MaxRegexProgramSize is the largest compiled regex program translate emits,
-// the same bound profiles validation applies to pathRegex as written. Envoy
-// refuses a RE2 program bigger than its runtime limit
-// re2.max_program_size.error_level (100 unless the bootstrap raises it) and
-// NACKs the whole RouteConfiguration. Translation anchors regexes and widens
-// them for the :path header, which makes them a little larger than what
-// validation saw, so the emitted form is checked again and a profile whose
-// regex outgrew the bound is skipped with an error instead of NACKed.
-var MaxRegexProgramSize = profiles.MaxRegexProgramSize
-
 // anchoredPathRegex is Linkerd's reading of pathRegex: the whole path must
 // match. The group keeps an alternation (a|b) inside the anchors.
 func anchoredPathRegex(re string) string { return "^(?:" + re + ")$" }
@@ -104,14 +94,19 @@ func removeRune(ranges []rune, r rune) ([]rune, bool) {
 
 // checkRegex reports a regex Envoy (RE2) would refuse: one that does not
 // parse, or whose RE2 program (estimated as profiles validation does) is
-// over the limit.
+// over the bound profiles validation applies to pathRegex as written.
+// Translation anchors regexes and widens them for the :path header, which
+// makes them a little larger than what validation saw, so the emitted form
+// is checked again and a profile whose regex outgrew the bound is skipped
+// with an error instead of NACKed (Envoy refuses the whole
+// RouteConfiguration).
 func checkRegex(re string) error {
 	size, err := profiles.RE2ProgramSize(re)
 	if err != nil {
 		return err
 	}
-	if size > MaxRegexProgramSize {
-		return fmt.Errorf("regex %q has an RE2 program size of %d, more than Envoy's limit of %d", re, size, MaxRegexProgramSize)
+	if size > profiles.MaxRegexProgramSize {
+		return fmt.Errorf("regex %q has an RE2 program size of %d, more than Envoy's limit of %d", re, size, profiles.MaxRegexProgramSize)
 	}
 	return nil
 }

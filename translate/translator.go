@@ -381,25 +381,63 @@ type endpointsEntry struct {
 	prev *endpointsEntry // as frontendEntry.prev
 }
 
+func (e *frontendEntry) replaced() **frontendEntry   { return &e.prev }
+func (e *clusterEntry) replaced() **clusterEntry     { return &e.prev }
+func (e *endpointsEntry) replaced() **endpointsEntry { return &e.prev }
+
+// replaceable is a per-service cache entry that keeps the entry it replaced.
+type replaceable[P any] interface {
+	comparable
+	replaced() *P
+}
+
+// currentEntry returns the entry of cache[k] that matches: the current one,
+// or the one it replaced (which then becomes current again), or else a fresh
+// one that replaces the current one. A key holds at most these two entries.
+func currentEntry[K comparable, P replaceable[P]](cache map[K]P, k K, matches func(P) bool, fresh func() P) P {
+	var none P
+	e := cache[k]
+	switch {
+	case e == none:
+	case matches(e):
+		return e
+	case *e.replaced() != none && matches(*e.replaced()):
+		prev := *e.replaced()
+		*e.replaced(), *prev.replaced() = none, e
+		cache[k] = prev
+		return prev
+	default:
+		*e.replaced() = none
+	}
+	n := fresh()
+	*n.replaced() = e
+	cache[k] = n
+	return n
+}
+
+// sweepEntries drops the entries live says no live model uses; a key whose
+// current entry is dead falls back to the one it replaced, if that lives.
+func sweepEntries[K comparable, P replaceable[P]](cache map[K]P, live func(K, P) bool) {
+	var none P
+	for k, e := range cache {
+		if prev := *e.replaced(); prev != none && !live(k, prev) {
+			*e.replaced() = none
+		}
+		if !live(k, e) {
+			if prev := *e.replaced(); prev == none {
+				delete(cache, k)
+			} else {
+				cache[k] = prev
+			}
+		}
+	}
+}
+
 func (t *Translator) endpointsEntryLocked(m *mesh.Model, k mesh.ServiceKey) *endpointsEntry {
 	svc, eps, dom := m.Services[k], m.Endpoints[k], t.domain(m)
-	e := t.endpoints[k]
-	match := func(e *endpointsEntry) bool { return e != nil && e.svc == svc && e.eps == eps && e.dom == dom }
-	switch {
-	case match(e):
-	case e != nil && match(e.prev):
-		cur, prev := e, e.prev
-		cur.prev, prev.prev = nil, cur
-		e = prev
-		t.endpoints[k] = e
-	default:
-		if e != nil {
-			e.prev = nil
-		}
-		e = &endpointsEntry{svc: svc, eps: eps, dom: dom, prev: e}
-		t.endpoints[k] = e
-	}
-	return e
+	return currentEntry(t.endpoints, k,
+		func(e *endpointsEntry) bool { return e.svc == svc && e.eps == eps && e.dom == dom },
+		func() *endpointsEntry { return &endpointsEntry{svc: svc, eps: eps, dom: dom} })
 }
 
 func (e *endpointsEntry) compute() {
@@ -478,39 +516,13 @@ func (t *Translator) buildView(m *mesh.Model, keys []mesh.ServiceKey, clientNS s
 		if svc.Headless && kind == mesh.ProxySidecar {
 			fd.endpoints = m.Endpoints[k]
 		}
-		fk := frontendKey{svc: k, profileNS: profNS, kind: kind}
-		fe := t.frontends[fk]
-		switch {
-		case fe != nil && fe.deps.equal(fd):
-		case fe != nil && fe.prev != nil && fe.prev.deps.equal(fd):
-			cur, prev := fe, fe.prev
-			cur.prev, prev.prev = nil, cur
-			fe = prev
-			t.frontends[fk] = fe
-		default:
-			if fe != nil {
-				fe.prev = nil
-			}
-			fe = &frontendEntry{deps: fd, prev: fe}
-			t.frontends[fk] = fe
-		}
+		fe := currentEntry(t.frontends, frontendKey{svc: k, profileNS: profNS, kind: kind},
+			func(e *frontendEntry) bool { return e.deps.equal(fd) },
+			func() *frontendEntry { return &frontendEntry{deps: fd} })
 		cd := clusterDeps{domain: dom, svc: svc, profile: prof}
-		ck := clusterKey{svc: k, profileNS: profNS}
-		ce := t.clusters[ck]
-		switch {
-		case ce != nil && ce.deps == cd:
-		case ce != nil && ce.prev != nil && ce.prev.deps == cd:
-			cur, prev := ce, ce.prev
-			cur.prev, prev.prev = nil, cur
-			ce = prev
-			t.clusters[ck] = ce
-		default:
-			if ce != nil {
-				ce.prev = nil
-			}
-			ce = &clusterEntry{deps: cd, prev: ce}
-			t.clusters[ck] = ce
-		}
+		ce := currentEntry(t.clusters, clusterKey{svc: k, profileNS: profNS},
+			func(e *clusterEntry) bool { return e.deps == cd },
+			func() *clusterEntry { return &clusterEntry{deps: cd} })
 		parts[i] = serviceParts{key: k, frontend: fe, clusters: ce, endpoints: t.endpointsEntryLocked(m, k), prof: prof}
 		if prof != nil {
 			parts[i].profile = t.profileEntryLocked(prof)
@@ -1008,57 +1020,21 @@ func (t *Translator) sweepLocked(m *mesh.Model) {
 			delete(t.profiles, p)
 		}
 	}
-	frontendLive := func(k frontendKey, e *frontendEntry) bool {
-		return e != nil && slices.ContainsFunc(liveModels, func(m *mesh.Model) bool {
+	sweepEntries(t.frontends, func(k frontendKey, e *frontendEntry) bool {
+		return slices.ContainsFunc(liveModels, func(m *mesh.Model) bool {
 			return m.Services[k.svc] == e.deps.svc && m.Splits[k.svc] == e.deps.split &&
 				(k.profileNS == "" || m.Profiles[mesh.ProfileKey{Namespace: k.profileNS, Service: k.svc}] == e.deps.profile)
 		})
-	}
-	for k, e := range t.frontends {
-		if !frontendLive(k, e.prev) {
-			e.prev = nil
-		}
-		if !frontendLive(k, e) {
-			if e.prev == nil {
-				delete(t.frontends, k)
-			} else {
-				t.frontends[k] = e.prev
-			}
-		}
-	}
-	clusterLive := func(k clusterKey, e *clusterEntry) bool {
-		return e != nil && slices.ContainsFunc(liveModels, func(m *mesh.Model) bool {
+	})
+	sweepEntries(t.clusters, func(k clusterKey, e *clusterEntry) bool {
+		return slices.ContainsFunc(liveModels, func(m *mesh.Model) bool {
 			return m.Services[k.svc] == e.deps.svc &&
 				(k.profileNS == "" || m.Profiles[mesh.ProfileKey{Namespace: k.profileNS, Service: k.svc}] == e.deps.profile)
 		})
-	}
-	for k, e := range t.clusters {
-		if !clusterLive(k, e.prev) {
-			e.prev = nil
-		}
-		if !clusterLive(k, e) {
-			if e.prev == nil {
-				delete(t.clusters, k)
-			} else {
-				t.clusters[k] = e.prev
-			}
-		}
-	}
-	endpointsLive := func(k mesh.ServiceKey, e *endpointsEntry) bool {
-		return e != nil && slices.ContainsFunc(liveModels, func(m *mesh.Model) bool {
+	})
+	sweepEntries(t.endpoints, func(k mesh.ServiceKey, e *endpointsEntry) bool {
+		return slices.ContainsFunc(liveModels, func(m *mesh.Model) bool {
 			return m.Services[k] == e.svc && m.Endpoints[k] == e.eps
 		})
-	}
-	for k, e := range t.endpoints {
-		if !endpointsLive(k, e.prev) {
-			e.prev = nil
-		}
-		if !endpointsLive(k, e) {
-			if e.prev == nil {
-				delete(t.endpoints, k)
-			} else {
-				t.endpoints[k] = e.prev
-			}
-		}
-	}
+	})
 }

@@ -20,6 +20,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/weftmesh/weft/translate"
 )
 
 // node is one node's resources, built fresh by every test case so that cases never share
@@ -35,29 +37,13 @@ type node struct {
 // res returns the push, with every type present (an empty list still says "this push
 // carries no clusters").
 func (n node) res() map[string][]types.Resource {
-	m := map[string][]types.Resource{
-		resource.ListenerType: {},
-		resource.RouteType:    {},
-		resource.ClusterType:  {},
-		resource.EndpointType: {},
-		resource.SecretType:   {},
-	}
-	for _, r := range n.listeners {
-		m[resource.ListenerType] = append(m[resource.ListenerType], r)
-	}
-	for _, r := range n.routes {
-		m[resource.RouteType] = append(m[resource.RouteType], r)
-	}
-	for _, r := range n.clusters {
-		m[resource.ClusterType] = append(m[resource.ClusterType], r)
-	}
-	for _, r := range n.endpoints {
-		m[resource.EndpointType] = append(m[resource.EndpointType], r)
-	}
-	for _, r := range n.secrets {
-		m[resource.SecretType] = append(m[resource.SecretType], r)
-	}
-	return m
+	return (&translate.Resources{
+		Listeners: n.listeners,
+		Routes:    n.routes,
+		Clusters:  n.clusters,
+		Endpoints: n.endpoints,
+		Secrets:   n.secrets,
+	}).ByType()
 }
 
 // baseNode is a minimal valid Envoy node: a listener whose HCM fetches "rc" over RDS, "rc"

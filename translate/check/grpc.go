@@ -40,6 +40,7 @@ import (
 	roundrobinv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/round_robin/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -385,16 +386,24 @@ func (c *checker) grpcServerHCM(h *hcmv3.HttpConnectionManager) {
 	}
 }
 
-func (c *checker) grpcDownstreamTLS(ts *corev3.TransportSocket) {
+// grpcTLSSocket returns ts's TLS context of type T, reporting what grpc-go refuses first: a
+// socket other than its TLS one, or a typed_config of another type.
+func grpcTLSSocket[T proto.Message](c *checker, ts *corev3.TransportSocket) (T, bool) {
+	var tlsContext T
 	if ts.GetName() != grpcTLSName {
 		c.errorAt("name", "transport_socket field has unexpected name: %s", ts.GetName())
-		return
+		return tlsContext, false
 	}
-	if !anyTypeIs(ts.GetTypedConfig(), &tlsv3.DownstreamTlsContext{}) {
+	if !anyTypeIs(ts.GetTypedConfig(), tlsContext) {
 		c.errorAt("typed_config", "transport_socket missing typed_config or wrong type_url: %q", ts.GetTypedConfig().GetTypeUrl())
-		return
+		return tlsContext, false
 	}
-	d, ok := c.unpack(ts.GetTypedConfig()).(*tlsv3.DownstreamTlsContext)
+	tlsContext, ok := c.unpack(ts.GetTypedConfig()).(T)
+	return tlsContext, ok
+}
+
+func (c *checker) grpcDownstreamTLS(ts *corev3.TransportSocket) {
+	d, ok := grpcTLSSocket[*tlsv3.DownstreamTlsContext](c, ts)
 	if !ok {
 		return
 	}
@@ -650,15 +659,7 @@ func (c *checker) grpcLogicalDNS(cl *clusterv3.Cluster) {
 }
 
 func (c *checker) grpcUpstreamTLS(ts *corev3.TransportSocket) {
-	if ts.GetName() != grpcTLSName {
-		c.errorAt("name", "transport_socket field has unexpected name: %s", ts.GetName())
-		return
-	}
-	if !anyTypeIs(ts.GetTypedConfig(), &tlsv3.UpstreamTlsContext{}) {
-		c.errorAt("typed_config", "transport_socket missing typed_config or wrong type_url: %q", ts.GetTypedConfig().GetTypeUrl())
-		return
-	}
-	u, ok := c.unpack(ts.GetTypedConfig()).(*tlsv3.UpstreamTlsContext)
+	u, ok := grpcTLSSocket[*tlsv3.UpstreamTlsContext](c, ts)
 	if !ok {
 		return
 	}

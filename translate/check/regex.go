@@ -8,8 +8,8 @@ import (
 
 // Envoy refuses a regex whose RE2 program is bigger than re2.max_program_size.error_level
 // (runtime key, default 100) unless the deprecated google_re2.max_program_size is set
-// (common/common/regex.cc).
-const defaultMaxProgramSize = 100
+// (common/common/regex.cc). ServiceProfile validation applies the same bound.
+const defaultMaxProgramSize = profiles.MaxRegexProgramSize
 
 // regexResult is a pattern's outcome, cached within a run: profiles repeat the same
 // patterns across many routes.
