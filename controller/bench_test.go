@@ -18,10 +18,8 @@ import (
 	"testing"
 	"time"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
@@ -36,6 +34,7 @@ import (
 	"github.com/weftmesh/weft/mesh"
 	"github.com/weftmesh/weft/translate"
 	"github.com/weftmesh/weft/xds"
+	"github.com/weftmesh/weft/xds/adsclient"
 )
 
 // The end-to-end benchmark: the model is fed straight into the store (not
@@ -329,18 +328,7 @@ func (f *fleet) names(resp *discoveryv3.DiscoveryResponse) []string {
 		if err != nil {
 			continue
 		}
-		switch r := m.(type) {
-		case *listenerv3.Listener:
-			out = append(out, routeNames(r)...)
-		case *clusterv3.Cluster:
-			if r.GetType() == clusterv3.Cluster_EDS {
-				n := r.GetEdsClusterConfig().GetServiceName()
-				if n == "" {
-					n = r.GetName()
-				}
-				out = append(out, n)
-			}
-		}
+		out = append(out, adsclient.Subscriptions(m)...)
 	}
 	slices.Sort(out)
 	out = slices.Compact(out)

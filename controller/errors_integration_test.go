@@ -18,6 +18,7 @@ import (
 	"github.com/weftmesh/weft/mesh"
 	"github.com/weftmesh/weft/translate"
 	"github.com/weftmesh/weft/xds"
+	"github.com/weftmesh/weft/xds/adsclient"
 )
 
 // metricValue finds one series in a registry: name plus a subset of labels.
@@ -103,8 +104,8 @@ spec:
 	}
 	runningPods(t, "nack", "", 1)
 	const msg = "test proxy: listener outbound is not to my taste"
-	c, err := dialADS(ctx, rc.XDSAddr().String(), "picky.nack", withNack(func(typeURL string, _ *discoveryv3.DiscoveryResponse) string {
-		if typeURL == resourcev3.ListenerType {
+	c, err := adsclient.Dial(ctx, rc.XDSAddr().String(), "picky.nack", adsclient.WithNACK(func(resp *discoveryv3.DiscoveryResponse) string {
+		if resp.GetTypeUrl() == resourcev3.ListenerType {
 			return msg
 		}
 		return ""
@@ -113,7 +114,7 @@ spec:
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.waitFor(ctx, 30*time.Second, "a NACK sent", func(v adsView) bool { return v.nacks[resourcev3.ListenerType] > 0 }); err != nil {
+	if _, err := waitADS(ctx, c, 30*time.Second, "a NACK sent", func(v adsclient.View) bool { return v.NACKs[resourcev3.ListenerType] > 0 }); err != nil {
 		t.Fatal(err)
 	}
 
@@ -203,23 +204,23 @@ spec:
 
 	goodRoute := translate.OutboundRouteName(mesh.ServiceKey{Namespace: "badin", Name: "good"}, 80, "cluster.local")
 	badRoute := translate.OutboundRouteName(mesh.ServiceKey{Namespace: "badin", Name: "bad"}, 80, "cluster.local")
-	c, err := dialADS(ctx, rc.XDSAddr().String(), "client.badin")
+	c, err := adsclient.Dial(ctx, rc.XDSAddr().String(), "client.badin")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	v, err := c.waitFor(ctx, time.Minute, "good's profile route and bad's default route", func(v adsView) bool {
-		good, _ := v.resources[resourcev3.RouteType][goodRoute].(*routev3.RouteConfiguration)
-		bad, _ := v.resources[resourcev3.RouteType][badRoute].(*routev3.RouteConfiguration)
+	v, err := waitADS(ctx, c, time.Minute, "good's profile route and bad's default route", func(v adsclient.View) bool {
+		good, _ := v.Resources[resourcev3.RouteType][goodRoute].(*routev3.RouteConfiguration)
+		bad, _ := v.Resources[resourcev3.RouteType][badRoute].(*routev3.RouteConfiguration)
 		return routeByName(good, "list") != nil && routeByName(bad, translate.DefaultRouteName) != nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bad := v.resources[resourcev3.RouteType][badRoute].(*routev3.RouteConfiguration); routeByName(bad, "broken") != nil {
+	if bad := v.Resources[resourcev3.RouteType][badRoute].(*routev3.RouteConfiguration); routeByName(bad, "broken") != nil {
 		t.Error("the invalid profile's route was served")
 	}
-	good := v.resources[resourcev3.RouteType][goodRoute].(*routev3.RouteConfiguration)
+	good := v.Resources[resourcev3.RouteType][goodRoute].(*routev3.RouteConfiguration)
 	if w := weights(routeByName(good, translate.DefaultRouteName)); len(w) != 1 {
 		t.Errorf("the invalid split was applied: %v", w)
 	}
@@ -255,8 +256,8 @@ spec:
 		t.Fatal(err)
 	}
 	unrelated := translate.OutboundRouteName(mesh.ServiceKey{Namespace: "badin", Name: "unrelated"}, 81, "cluster.local")
-	if _, err := c.waitFor(ctx, 30*time.Second, "the new service's route", func(v adsView) bool {
-		_, ok := v.resources[resourcev3.RouteType][unrelated]
+	if _, err := waitADS(ctx, c, 30*time.Second, "the new service's route", func(v adsclient.View) bool {
+		_, ok := v.Resources[resourcev3.RouteType][unrelated]
 		return ok
 	}); err != nil {
 		t.Fatal(err)
@@ -284,8 +285,8 @@ spec:
 		_, ok := metricValue(rc.reg, "weft_config_errors", map[string]string{"kind": "ServiceProfile", "name": "bad.badin.svc.cluster.local"})
 		return !ok
 	})
-	if _, err := c.waitFor(ctx, 30*time.Second, "the fixed route", func(v adsView) bool {
-		bad, _ := v.resources[resourcev3.RouteType][badRoute].(*routev3.RouteConfiguration)
+	if _, err := waitADS(ctx, c, 30*time.Second, "the fixed route", func(v adsclient.View) bool {
+		bad, _ := v.Resources[resourcev3.RouteType][badRoute].(*routev3.RouteConfiguration)
 		return routeByName(bad, "broken") != nil
 	}); err != nil {
 		t.Fatal(err)

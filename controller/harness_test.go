@@ -15,6 +15,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/weftmesh/weft/xds"
+	"github.com/weftmesh/weft/xds/adsclient"
 )
 
 // harness is the pipeline without Kubernetes: objects are fed into the
@@ -87,4 +88,11 @@ func newHarness(tb testing.TB, debounce time.Duration) *harness {
 func (h *harness) stop() {
 	h.cancel()
 	h.wg.Wait()
+}
+
+// waitADS waits at most timeout for cond to hold on what c holds.
+func waitADS(ctx context.Context, c *adsclient.Client, timeout time.Duration, what string, cond func(adsclient.View) bool) (adsclient.View, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return c.WaitFor(ctx, what, cond)
 }

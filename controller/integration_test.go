@@ -19,6 +19,7 @@ import (
 
 	"github.com/weftmesh/weft/mesh"
 	"github.com/weftmesh/weft/translate"
+	"github.com/weftmesh/weft/xds/adsclient"
 )
 
 var (
@@ -205,23 +206,23 @@ func TestIntegrationProfileSplitScaling(t *testing.T) {
 	v1Cluster := translate.OutboundClusterName(mesh.ServiceKey{Namespace: "ita", Name: "api-v1"}, 9090, "cluster.local")
 	v2Cluster := translate.OutboundClusterName(mesh.ServiceKey{Namespace: "ita", Name: "api-v2"}, 9090, "cluster.local")
 
-	c, err := dialADS(ctx, rc.XDSAddr().String(), web.Name+".ita")
+	c, err := adsclient.Dial(ctx, rc.XDSAddr().String(), web.Name+".ita")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 
-	view, err := c.waitFor(ctx, time.Minute, "profile route, split and v1 endpoints", func(v adsView) bool {
-		rcfg, _ := v.resources[resourcev3.RouteType][apex].(*routev3.RouteConfiguration)
-		cla, _ := v.resources[resourcev3.EndpointType][v1Cluster].(*endpointv3.ClusterLoadAssignment)
+	view, err := waitADS(ctx, c, time.Minute, "profile route, split and v1 endpoints", func(v adsclient.View) bool {
+		rcfg, _ := v.Resources[resourcev3.RouteType][apex].(*routev3.RouteConfiguration)
+		cla, _ := v.Resources[resourcev3.EndpointType][v1Cluster].(*endpointv3.ClusterLoadAssignment)
 		return routeByName(rcfg, "get-user") != nil &&
 			len(weights(routeByName(rcfg, translate.DefaultRouteName))) == 2 &&
-			slices.Equal(claAddresses(cla), podIPs(v1)) && c.complete(v)
+			slices.Equal(claAddresses(cla), podIPs(v1)) && v.Synced
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rcfg := view.resources[resourcev3.RouteType][apex].(*routev3.RouteConfiguration)
+	rcfg := view.Resources[resourcev3.RouteType][apex].(*routev3.RouteConfiguration)
 	route := routeByName(rcfg, "get-user")
 	if got := route.GetRoute().GetTimeout().AsDuration(); got != 2*time.Second {
 		t.Errorf("get-user timeout %v, want 2s", got)
@@ -248,22 +249,22 @@ func TestIntegrationProfileSplitScaling(t *testing.T) {
 	}
 
 	// Scale api-v1 to 3: the CLA follows; no other type moves.
-	before := view.versions
+	before := view.Versions
 	_, err = env.Clientset.AppsV1().Deployments("ita").Patch(ctx, "api-v1", types.MergePatchType, []byte(`{"spec":{"replicas":3}}`), metav1.PatchOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	v1 = runningPods(t, "ita", "app=api,version=v1", 3)
-	view, err = c.waitFor(ctx, time.Minute, "three v1 endpoints", func(v adsView) bool {
-		cla, _ := v.resources[resourcev3.EndpointType][v1Cluster].(*endpointv3.ClusterLoadAssignment)
+	view, err = waitADS(ctx, c, time.Minute, "three v1 endpoints", func(v adsclient.View) bool {
+		cla, _ := v.Resources[resourcev3.EndpointType][v1Cluster].(*endpointv3.ClusterLoadAssignment)
 		return slices.Equal(claAddresses(cla), podIPs(v1))
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, typ := range []string{resourcev3.ListenerType, resourcev3.ClusterType, resourcev3.RouteType} {
-		if view.versions[typ] != before[typ] {
-			t.Errorf("%s version moved when scaling: %s -> %s", typ, before[typ], view.versions[typ])
+		if view.Versions[typ] != before[typ] {
+			t.Errorf("%s version moved when scaling: %s -> %s", typ, before[typ], view.Versions[typ])
 		}
 	}
 
@@ -271,14 +272,14 @@ func TestIntegrationProfileSplitScaling(t *testing.T) {
 	if err := env.Dynamic.Resource(profileGVR).Namespace("ita").Delete(ctx, "api.ita.svc.cluster.local", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	view, err = c.waitFor(ctx, time.Minute, "profile routes gone", func(v adsView) bool {
-		rcfg, _ := v.resources[resourcev3.RouteType][apex].(*routev3.RouteConfiguration)
+	view, err = waitADS(ctx, c, time.Minute, "profile routes gone", func(v adsclient.View) bool {
+		rcfg, _ := v.Resources[resourcev3.RouteType][apex].(*routev3.RouteConfiguration)
 		return rcfg != nil && routeByName(rcfg, "get-user") == nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rcfg = view.resources[resourcev3.RouteType][apex].(*routev3.RouteConfiguration)
+	rcfg = view.Resources[resourcev3.RouteType][apex].(*routev3.RouteConfiguration)
 	if got := weights(routeByName(rcfg, translate.DefaultRouteName)); !maps.Equal(got, want) {
 		t.Errorf("default route after deleting the profile: %v, want %v", got, want)
 	}
@@ -288,8 +289,8 @@ func TestIntegrationProfileSplitScaling(t *testing.T) {
 		t.Fatal(err)
 	}
 	apexCluster := translate.OutboundClusterName(mesh.ServiceKey{Namespace: "ita", Name: "api"}, 9090, "cluster.local")
-	if _, err := c.waitFor(ctx, time.Minute, "split gone", func(v adsView) bool {
-		rcfg, _ := v.resources[resourcev3.RouteType][apex].(*routev3.RouteConfiguration)
+	if _, err := waitADS(ctx, c, time.Minute, "split gone", func(v adsclient.View) bool {
+		rcfg, _ := v.Resources[resourcev3.RouteType][apex].(*routev3.RouteConfiguration)
 		return maps.Equal(weights(routeByName(rcfg, translate.DefaultRouteName)), map[string]uint32{apexCluster: 1})
 	}); err != nil {
 		t.Fatal(err)

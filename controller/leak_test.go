@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/weftmesh/weft/xds/adsclient"
 )
 
 // TestNoLeakAfterStreamsClose: proxies connect and go away, the pipeline
@@ -14,11 +16,11 @@ func TestNoLeakAfterStreamsClose(t *testing.T) {
 	h := newHarness(t, 10*time.Millisecond)
 	feedBase(h.store)
 	for _, node := range []string{"web-1.app", "api-1.app", "api-2.app"} {
-		c, err := dialADS(t.Context(), h.addr, node)
+		c, err := adsclient.Dial(t.Context(), h.addr, node)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.waitFor(t.Context(), 10*time.Second, "config", func(v adsView) bool { return c.complete(v) }); err != nil {
+		if _, err := waitADS(t.Context(), c, 10*time.Second, "config", func(v adsclient.View) bool { return v.Synced }); err != nil {
 			t.Fatal(err)
 		}
 		c.Close()
@@ -50,11 +52,11 @@ spec:
 		t.Fatal(err)
 	}
 	runningPods(t, "leak", "", 1)
-	c, err := dialADS(t.Context(), rc.XDSAddr().String(), "p.leak")
+	c, err := adsclient.Dial(t.Context(), rc.XDSAddr().String(), "p.leak")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.waitFor(t.Context(), 30*time.Second, "config", func(v adsView) bool { return c.complete(v) }); err != nil {
+	if _, err := waitADS(t.Context(), c, 30*time.Second, "config", func(v adsclient.View) bool { return v.Synced }); err != nil {
 		t.Fatal(err)
 	}
 	c.Close()

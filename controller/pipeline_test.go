@@ -17,6 +17,7 @@ import (
 
 	"github.com/weftmesh/weft/mesh"
 	"github.com/weftmesh/weft/translate"
+	"github.com/weftmesh/weft/xds/adsclient"
 )
 
 const apiCluster = "outbound|9090|api.app.svc.cluster.local"
@@ -50,49 +51,49 @@ func TestPipelineServesAndUpdatesAProxy(t *testing.T) {
 	feedBase(h.store) // not flushed yet: the proxy may connect first
 	ctx := t.Context()
 
-	c, err := dialADS(ctx, h.addr, "web-1.app")
+	c, err := adsclient.Dial(ctx, h.addr, "web-1.app")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	v, err := c.waitFor(ctx, 10*time.Second, "initial config", func(v adsView) bool {
-		_, ok := v.resources[resourcev3.EndpointType][apiCluster]
-		return ok && c.complete(v)
+	v, err := waitADS(ctx, c, 10*time.Second, "initial config", func(v adsclient.View) bool {
+		_, ok := v.Resources[resourcev3.EndpointType][apiCluster]
+		return ok && v.Synced
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{translate.OutboundListenerName, translate.InboundListenerName} {
-		if _, ok := v.resources[resourcev3.ListenerType][name]; !ok {
-			t.Errorf("listener %q missing; have %v", name, keys(v.resources[resourcev3.ListenerType]))
+		if _, ok := v.Resources[resourcev3.ListenerType][name]; !ok {
+			t.Errorf("listener %q missing; have %v", name, keys(v.Resources[resourcev3.ListenerType]))
 		}
 	}
-	if _, ok := v.resources[resourcev3.ClusterType][apiCluster].(*clusterv3.Cluster); !ok {
+	if _, ok := v.Resources[resourcev3.ClusterType][apiCluster].(*clusterv3.Cluster); !ok {
 		t.Errorf("cluster %q missing", apiCluster)
 	}
-	cla := v.resources[resourcev3.EndpointType][apiCluster].(*endpointv3.ClusterLoadAssignment)
+	cla := v.Resources[resourcev3.EndpointType][apiCluster].(*endpointv3.ClusterLoadAssignment)
 	if got := claAddresses(cla); !slices.Equal(got, []string{"10.1.0.1", "10.1.0.2"}) {
 		t.Errorf("CLA addresses %v", got)
 	}
-	if _, ok := v.resources[resourcev3.RouteType][apiCluster]; !ok {
+	if _, ok := v.Resources[resourcev3.RouteType][apiCluster]; !ok {
 		t.Errorf("route config %q missing", apiCluster)
 	}
 
 	// Scaling: EDS moves, nothing else does, and no proxy is recomputed.
-	before := v.versions
+	before := v.Versions
 	recomputes := testutil.ToFloat64(h.metrics.recomputes)
 	h.store.SetPod(testPod("app", "api-3", "10.1.0.4", "api", nil, 9090))
 	h.store.SetEndpointSlice(testSlice("app", "api-abc", "api", 9090, map[string]string{"api-1": "10.1.0.1", "api-2": "10.1.0.2", "api-3": "10.1.0.4"}))
-	v, err = c.waitFor(ctx, 10*time.Second, "three endpoints", func(v adsView) bool {
-		cla, _ := v.resources[resourcev3.EndpointType][apiCluster].(*endpointv3.ClusterLoadAssignment)
+	v, err = waitADS(ctx, c, 10*time.Second, "three endpoints", func(v adsclient.View) bool {
+		cla, _ := v.Resources[resourcev3.EndpointType][apiCluster].(*endpointv3.ClusterLoadAssignment)
 		return len(claAddresses(cla)) == 3
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, typ := range []string{resourcev3.ListenerType, resourcev3.ClusterType, resourcev3.RouteType} {
-		if v.versions[typ] != before[typ] {
-			t.Errorf("%s version moved on an endpoint change: %s -> %s", typ, before[typ], v.versions[typ])
+		if v.Versions[typ] != before[typ] {
+			t.Errorf("%s version moved on an endpoint change: %s -> %s", typ, before[typ], v.Versions[typ])
 		}
 	}
 	if got := testutil.ToFloat64(h.metrics.recomputes); got != recomputes {
@@ -102,16 +103,16 @@ func TestPipelineServesAndUpdatesAProxy(t *testing.T) {
 	// A server-side profile: the route appears; deleting it restores the default.
 	sp := testProfile("app", "app", "api", time.Unix(1, 0), "/users/[0-9]+")
 	h.store.SetServiceProfile(sp)
-	_, err = c.waitFor(ctx, 10*time.Second, "profile route", func(v adsView) bool {
-		rc, _ := v.resources[resourcev3.RouteType][apiCluster].(*routev3.RouteConfiguration)
+	_, err = waitADS(ctx, c, 10*time.Second, "profile route", func(v adsclient.View) bool {
+		rc, _ := v.Resources[resourcev3.RouteType][apiCluster].(*routev3.RouteConfiguration)
 		return slices.Contains(routeNamesOf(rc), "route-0")
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.store.DeleteServiceProfile("app", sp.Name)
-	_, err = c.waitFor(ctx, 10*time.Second, "default routes", func(v adsView) bool {
-		rc, _ := v.resources[resourcev3.RouteType][apiCluster].(*routev3.RouteConfiguration)
+	_, err = waitADS(ctx, c, 10*time.Second, "default routes", func(v adsclient.View) bool {
+		rc, _ := v.Resources[resourcev3.RouteType][apiCluster].(*routev3.RouteConfiguration)
 		names := routeNamesOf(rc)
 		return rc != nil && !slices.Contains(names, "route-0")
 	})
@@ -127,25 +128,25 @@ func TestPipelineRefusesNodes(t *testing.T) {
 	h.store.SetPod(testPod("app", "broken", "10.1.0.9", "default", map[string]string{mesh.AnnotationSkipInboundPorts: "eighty"}, 80))
 	cases := []struct {
 		node     string
-		opts     []adsOption
+		opts     []adsclient.Option
 		code     codes.Code
 		contains string
 	}{
 		{node: "nope.app", code: codes.NotFound, contains: "no pod nope in namespace app"},
 		{node: "lonely.plain", code: codes.FailedPrecondition, contains: "not meshed"},
 		{node: "broken.app", code: codes.FailedPrecondition, contains: "skip-inbound-ports"},
-		{node: "web-1.app", opts: []adsOption{asGRPCClient()}, code: codes.FailedPrecondition, contains: mesh.AnnotationProxyKind},
+		{node: "web-1.app", opts: []adsclient.Option{adsclient.WithUserAgent("gRPC Go")}, code: codes.FailedPrecondition, contains: mesh.AnnotationProxyKind},
 		{node: "no-dot", code: codes.InvalidArgument},
 	}
 	for _, tc := range cases {
 		t.Run(tc.node, func(t *testing.T) {
-			c, err := dialADS(t.Context(), h.addr, tc.node, tc.opts...)
+			c, err := adsclient.Dial(t.Context(), h.addr, tc.node, tc.opts...)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			v, _ := c.waitFor(t.Context(), 10*time.Second, "refusal", func(v adsView) bool { return v.err != nil })
-			st := status.Convert(v.err)
+			v, _ := waitADS(t.Context(), c, 10*time.Second, "refusal", func(v adsclient.View) bool { return v.Err != nil })
+			st := status.Convert(v.Err)
 			if st.Code() != tc.code || !strings.Contains(st.Message(), tc.contains) {
 				t.Errorf("stream ended with %v %q, want %v containing %q", st.Code(), st.Message(), tc.code, tc.contains)
 			}
@@ -158,18 +159,18 @@ func TestPipelineRefusesNodes(t *testing.T) {
 func TestPipelineDeletedPodEndsItsStream(t *testing.T) {
 	h := newHarness(t, 10*time.Millisecond)
 	feedBase(h.store)
-	c, err := dialADS(t.Context(), h.addr, "web-1.app")
+	c, err := adsclient.Dial(t.Context(), h.addr, "web-1.app")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.waitFor(t.Context(), 10*time.Second, "config", func(v adsView) bool { return c.complete(v) }); err != nil {
+	if _, err := waitADS(t.Context(), c, 10*time.Second, "config", func(v adsclient.View) bool { return v.Synced }); err != nil {
 		t.Fatal(err)
 	}
 	h.store.DeletePod("app", "web-1")
-	v, _ := c.waitFor(t.Context(), 10*time.Second, "stream end", func(v adsView) bool { return v.err != nil })
-	if st := status.Convert(v.err); st.Code() != codes.Unavailable {
-		t.Errorf("stream ended with %v, want Unavailable", v.err)
+	v, _ := waitADS(t.Context(), c, 10*time.Second, "stream end", func(v adsclient.View) bool { return v.Err != nil })
+	if st := status.Convert(v.Err); st.Code() != codes.Unavailable {
+		t.Errorf("stream ended with %v, want Unavailable", v.Err)
 	}
 	if vs := h.xds.NodeVersions("web-1.app"); vs != nil {
 		t.Errorf("the deleted pod's resources are still set: %v", vs)
@@ -199,11 +200,11 @@ func TestDisconnectedProxyIsNotRecomputed(t *testing.T) {
 		waitUntil(t, 10*time.Second, "a flush", func() bool { return testutil.ToFloat64(h.metrics.flushes) > flushes })
 	}
 
-	c, err := dialADS(ctx, h.addr, node)
+	c, err := adsclient.Dial(ctx, h.addr, node)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.waitFor(ctx, 10*time.Second, "initial config", c.complete); err != nil {
+	if _, err := waitADS(ctx, c, 10*time.Second, "initial config", func(v adsclient.View) bool { return v.Synced }); err != nil {
 		t.Fatal(err)
 	}
 	recomputes := testutil.ToFloat64(h.metrics.recomputes)
@@ -223,15 +224,15 @@ func TestDisconnectedProxyIsNotRecomputed(t *testing.T) {
 		t.Fatalf("a disconnected proxy: %v recomputes on a profile change, want 0", got)
 	}
 
-	c, err = dialADS(ctx, h.addr, node)
+	c, err = adsclient.Dial(ctx, h.addr, node)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	route := fmt.Sprintf("/v%d/[0-9]+", profile)
-	if _, err := c.waitFor(ctx, 10*time.Second, "config after reconnecting", func(v adsView) bool {
-		rc, _ := v.resources[resourcev3.RouteType][apiCluster].(*routev3.RouteConfiguration)
-		return c.complete(v) && strings.Contains(fmt.Sprint(rc), route)
+	if _, err := waitADS(ctx, c, 10*time.Second, "config after reconnecting", func(v adsclient.View) bool {
+		rc, _ := v.Resources[resourcev3.RouteType][apiCluster].(*routev3.RouteConfiguration)
+		return v.Synced && strings.Contains(fmt.Sprint(rc), route)
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -324,5 +325,74 @@ func TestWaitSyncedFailsWhenTheServerRefusesTheNode(t *testing.T) {
 	err = c.WaitSynced(ctx)
 	if status.Code(err) != codes.NotFound {
 		t.Fatalf("WaitSynced: %v, want the server's NotFound", err)
+	}
+}
+
+func TestSubscriptions(t *testing.T) {
+	grpcListener := func(rds string) *listenerv3.Listener {
+		hcm, err := anypb.New(&hcmv3.HttpConnectionManager{
+			RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: ads(), RouteConfigName: rds}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &listenerv3.Listener{Name: "emoji:8080", ApiListener: &listenerv3.ApiListener{ApiListener: hcm}}
+	}
+	for _, tc := range []struct {
+		name     string
+		resource types.Resource
+		want     []string
+	}{
+		{"envoy listener", listener(t, "outbound", "emoji:8080", "web:80"), []string{"emoji:8080", "web:80"}},
+		{"grpc-go API listener", grpcListener("emoji:8080"), []string{"emoji:8080"}},
+		{"EDS cluster with a service name", edsCluster("emoji", "emoji-cla"), []string{"emoji-cla"}},
+		{"EDS cluster without one", edsCluster("emoji", ""), []string{"emoji"}},
+		{"static cluster", staticCluster("emoji"), nil},
+		{"route configuration", route("emoji:8080", "emoji"), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Subscriptions(tc.resource); !slices.Equal(got, tc.want) {
+				t.Errorf("Subscriptions = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestNACKKeepsThePreviousState(t *testing.T) {
+	srv, addr := startServer(t, xds.ParsingNodeValidator)
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+	const msg = "not to my taste"
+	c, err := Dial(ctx, addr, node, WithNACK(func(resp *discoveryv3.DiscoveryResponse) string {
+		if resp.GetTypeUrl() == resourcev3.ListenerType {
+			return msg
+		}
+		return ""
+	}))
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer c.Close()
+	res := map[string][]types.Resource{
+		resourcev3.ListenerType: {listener(t, "outbound", "emoji:8080")},
+		resourcev3.ClusterType:  {staticCluster("emoji")},
+	}
+	if err := srv.SetNodeResources(ctx, node, xds.ProxyEnvoy, res, time.Time{}); err != nil {
+		t.Fatalf("SetNodeResources: %v", err)
+	}
+	v, err := c.WaitFor(ctx, "a listener NACK and a cluster ACK", func(v View) bool {
+		return v.NACKs[resourcev3.ListenerType] > 0 && v.ACKs[resourcev3.ClusterType] > 0
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(v.Resources[resourcev3.ListenerType]); n != 0 || v.ACKs[resourcev3.ListenerType] != 0 {
+		t.Errorf("after NACKing listeners the client holds %d and ACKed %d, want none", n, v.ACKs[resourcev3.ListenerType])
+	}
+	if _, ok := v.Versions[resourcev3.ListenerType]; ok || v.Synced {
+		t.Errorf("NACKed listeners count as applied: versions %v, synced %v", v.Versions, v.Synced)
+	}
+	if _, ok := v.Resources[resourcev3.ClusterType]["emoji"]; !ok {
+		t.Errorf("clusters held: %v, want emoji", v.Resources[resourcev3.ClusterType])
 	}
 }
