@@ -3,7 +3,6 @@ package xds
 import (
 	"context"
 	"errors"
-	"sync"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -60,9 +59,6 @@ type streamHandle struct {
 	identity      Identity
 	authenticated bool
 	cancel        context.CancelCauseFunc
-
-	mu     sync.Mutex
-	nodeID string // set once the first request is validated
 }
 
 type handleKey struct{}
@@ -70,18 +66,6 @@ type handleKey struct{}
 func handleFrom(ctx context.Context) *streamHandle {
 	h, _ := ctx.Value(handleKey{}).(*streamHandle)
 	return h
-}
-
-func (h *streamHandle) setNode(id string) {
-	h.mu.Lock()
-	h.nodeID = id
-	h.mu.Unlock()
-}
-
-func (h *streamHandle) node() string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.nodeID
 }
 
 // end makes the stream return st to the proxy.

@@ -2,9 +2,11 @@ package xds
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -56,7 +58,7 @@ func (s *Server) nodeConfig(nodeID string) (map[string][]types.Resource, map[str
 	for _, typeURL := range snapshotTypes {
 		byName := snap.GetResources(typeURL)
 		out := make([]types.Resource, 0, len(byName))
-		for _, name := range sortedKeys(byName) {
+		for _, name := range slices.Sorted(maps.Keys(byName)) {
 			out = append(out, byName[name])
 		}
 		res[typeURL] = out
@@ -68,11 +70,7 @@ func (s *Server) nodeConfig(nodeID string) (map[string][]types.Resource, map[str
 		if c.GetType() != clusterv3.Cluster_EDS {
 			continue
 		}
-		name := c.GetEdsClusterConfig().GetServiceName()
-		if name == "" {
-			name = c.GetName()
-		}
-		edsNames = append(edsNames, name)
+		edsNames = append(edsNames, cmp.Or(c.GetEdsClusterConfig().GetServiceName(), c.GetName()))
 	}
 	slices.Sort(edsNames)
 	edsNames = slices.Compact(edsNames)
@@ -143,7 +141,7 @@ func EncodeNodeConfig(nodeID string, versions map[string]string, res map[string]
 func (d *NodeConfigDocument) DecodeResources() (map[string][]types.Resource, error) {
 	opts := protojson.UnmarshalOptions{Resolver: lenientResolver{}, DiscardUnknown: true}
 	out := make(map[string][]types.Resource, len(d.Resources))
-	for _, typeURL := range sortedKeys(d.Resources) {
+	for _, typeURL := range slices.Sorted(maps.Keys(d.Resources)) {
 		mt, err := protoregistry.GlobalTypes.FindMessageByURL(typeURL)
 		if err != nil {
 			return nil, fmt.Errorf("decoding resources of type %s: %w", typeURL, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -50,7 +51,7 @@ func (s *Server) SetEndpoints(ctx context.Context, clas map[string]*endpointv3.C
 	}
 	candidates := make(map[string]candidate, len(clas))
 	var deletes []string
-	for _, name := range sortedKeys(clas) {
+	for _, name := range slices.Sorted(maps.Keys(clas)) {
 		cla := clas[name]
 		if cla == nil {
 			deletes = append(deletes, name)
@@ -135,11 +136,7 @@ func (s *Server) DeleteEndpoints(names ...string) {
 func (s *Server) Endpoints() map[string]*endpointv3.ClusterLoadAssignment {
 	s.ep.mu.Lock()
 	defer s.ep.mu.Unlock()
-	out := make(map[string]*endpointv3.ClusterLoadAssignment, len(s.ep.current))
-	for k, v := range s.ep.current {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(s.ep.current)
 }
 
 func joinEndpointErrors(errs []error) error {
@@ -173,13 +170,4 @@ func (e *endpointState) latestChange() time.Time {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.latest
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -377,7 +377,6 @@ func (s *Server) bind(key streamKey, st *streamState, node *corev3.Node) error {
 			return err
 		}
 	}
-	st.handle.setNode(info.ID)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -48,6 +48,22 @@ func newCPClient(addr string) (*cpClient, error) {
 	return &cpClient{base: u, baseStr: u.String()}, nil
 }
 
+// fetch GETs path from the control plane at --cp, within --timeout. what
+// and endpoint word a failure (see explain).
+func (g *globals) fetch(ctx context.Context, path, what, endpoint string) (*cpClient, []byte, error) {
+	c, err := newCPClient(g.cp)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	body, err := c.get(ctx, path)
+	if err != nil {
+		return nil, nil, c.explain(err, what, endpoint)
+	}
+	return c, body, nil
+}
+
 // statusError is a non-200 answer. Message is the server's own error when
 // it sent one as JSON ({"error": ...}), else the start of its body.
 type statusError struct {

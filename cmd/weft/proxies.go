@@ -44,15 +44,9 @@ func runProxies(ctx context.Context, w io.Writer, g *globals, output string) err
 	if err := outputFormat(output); err != nil {
 		return err
 	}
-	c, err := newCPClient(g.cp)
+	c, body, err := g.fetch(ctx, "/debug/proxies", "listing proxies", "/debug/proxies")
 	if err != nil {
 		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, g.timeout)
-	defer cancel()
-	body, err := c.get(ctx, "/debug/proxies")
-	if err != nil {
-		return c.explain(err, "listing proxies", "/debug/proxies")
 	}
 	if output == "json" {
 		return writeAll(w, body)
@@ -83,7 +77,7 @@ func renderProxies(w io.Writer, proxies []xds.ProxyStatus, now time.Time) {
 	fmt.Fprintln(tw, strings.Join(header, "\t"))
 	for _, p := range proxies {
 		row := []string{
-			cmpOrString(p.Pod, p.Node), cmpOrString(p.Namespace, "-"), cmpOrString(p.Kind, "-"),
+			cmp.Or(p.Pod, p.Node), cmp.Or(p.Namespace, "-"), cmp.Or(p.Kind, "-"),
 			p.ConnectedSince.UTC().Format(time.RFC3339) + " (" + age(now, p.ConnectedSince) + ")",
 		}
 		for _, t := range proxyTypes {
@@ -104,7 +98,7 @@ func syncState(t xds.TypeStatus, present bool) string {
 	if t.VersionSent == t.VersionAcked {
 		return sent
 	}
-	return cmpOrString(sent, "-") + "/" + cmpOrString(acked, "-")
+	return cmp.Or(sent, "-") + "/" + cmp.Or(acked, "-")
 }
 
 // lastNack is the newest NACK of any type: "cds 3m ago: <reason>".
@@ -148,5 +142,3 @@ func typeName(typeURL string) string {
 	}
 	return typeURL
 }
-
-func cmpOrString(a, b string) string { return cmp.Or(a, b) }

@@ -90,15 +90,9 @@ func runProxyConfig(ctx context.Context, w io.Writer, g *globals, o proxyConfigO
 	if err != nil {
 		return err
 	}
-	c, err := newCPClient(g.cp)
+	_, body, err := g.fetch(ctx, "/debug/config/"+url.PathEscape(node), "proxy "+node, "/debug/config/")
 	if err != nil {
 		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, g.timeout)
-	defer cancel()
-	body, err := c.get(ctx, "/debug/config/"+url.PathEscape(node))
-	if err != nil {
-		return c.explain(err, "proxy "+node, "/debug/config/")
 	}
 	if o.output == "json" {
 		return writeAll(w, body)

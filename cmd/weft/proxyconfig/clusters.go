@@ -1,6 +1,7 @@
 package proxyconfig
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"math"
@@ -100,7 +101,7 @@ func lbName(typeURL, extName string) string {
 			return rest[:j]
 		}
 	}
-	return cmpOr(strings.TrimPrefix(extName, "envoy.load_balancing_policies."), shortTypeURL(typeURL))
+	return cmp.Or(strings.TrimPrefix(extName, "envoy.load_balancing_policies."), shortTypeURL(typeURL))
 }
 
 // upstreamProtocol is the HTTP version spoken to the cluster's endpoints,
@@ -158,7 +159,7 @@ func upstreamTLS(ts *corev3.TransportSocket) string {
 	tc := ts.GetTypedConfig()
 	var u tlsv3.UpstreamTlsContext
 	if tc.GetTypeUrl() != resourcev3.APITypePrefix+string(proto.MessageName(&u)) || tc.UnmarshalTo(&u) != nil {
-		return "transport " + cmpOr(shortFilterName(ts.GetName()), shortTypeURL(tc.GetTypeUrl()))
+		return "transport " + cmp.Or(shortFilterName(ts.GetName()), shortTypeURL(tc.GetTypeUrl()))
 	}
 	s := "TLS"
 	var details []string

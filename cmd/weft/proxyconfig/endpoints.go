@@ -39,7 +39,7 @@ func endpointSets(cfg *config) []endpointSet {
 	for _, c := range cfg.clusters {
 		switch {
 		case c.GetType() == clusterv3.Cluster_EDS:
-			name := cmpOr(c.GetEdsClusterConfig().GetServiceName(), c.GetName())
+			name := cmp.Or(c.GetEdsClusterConfig().GetServiceName(), c.GetName())
 			if !seen[name] {
 				out = append(out, endpointSet{name: name, missing: true})
 				seen[name] = true

@@ -1,6 +1,7 @@
 package proxyconfig
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"net"
@@ -179,7 +180,7 @@ func networkFilter(cfg *config, f *listenerv3.Filter) string {
 func anyNetworkFilter(cfg *config, name string, tc *anypb.Any) string {
 	m, err := tc.UnmarshalNew()
 	if err != nil {
-		return cmpOr(shortFilterName(name), shortTypeURL(tc.GetTypeUrl())) + " (not understood)"
+		return cmp.Or(shortFilterName(name), shortTypeURL(tc.GetTypeUrl())) + " (not understood)"
 	}
 	switch v := m.(type) {
 	case *hcmv3.HttpConnectionManager:
@@ -187,7 +188,7 @@ func anyNetworkFilter(cfg *config, name string, tc *anypb.Any) string {
 	case *tcpproxyv3.TcpProxy:
 		return tcpAction(cfg, v)
 	}
-	return cmpOr(shortFilterName(name), shortTypeURL(tc.GetTypeUrl()))
+	return cmp.Or(shortFilterName(name), shortTypeURL(tc.GetTypeUrl()))
 }
 
 func hcmAction(h *hcmv3.HttpConnectionManager) string {
@@ -237,7 +238,7 @@ func downstreamTLS(ts *corev3.TransportSocket) string {
 	tc := ts.GetTypedConfig()
 	m, err := tc.UnmarshalNew()
 	if err != nil {
-		return "transport " + cmpOr(shortFilterName(ts.GetName()), shortTypeURL(tc.GetTypeUrl()))
+		return "transport " + cmp.Or(shortFilterName(ts.GetName()), shortTypeURL(tc.GetTypeUrl()))
 	}
 	d, ok := m.(*tlsv3.DownstreamTlsContext)
 	if !ok {
@@ -314,11 +315,4 @@ func shortFilterName(n string) string {
 
 func shortTypeURL(u string) string {
 	return u[strings.LastIndexByte(u, '/')+1:]
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

@@ -131,10 +131,12 @@ func newTable(w io.Writer, indent string, header ...string) *table {
 	return t
 }
 
+// cellEscaper keeps a tab or newline inside a cell from breaking the columns.
+var cellEscaper = strings.NewReplacer("\t", " ", "\n", `\n`)
+
 func (t *table) row(cells ...string) {
 	for i, c := range cells {
-		// A tab or newline inside a cell would break the columns.
-		cells[i] = strings.NewReplacer("\t", " ", "\n", `\n`).Replace(c)
+		cells[i] = cellEscaper.Replace(c)
 	}
 	fmt.Fprintln(t.tw, t.indent+strings.Join(cells, "\t"))
 }

@@ -1,6 +1,7 @@
 package proxyconfig
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"strconv"
@@ -56,7 +57,7 @@ func renderVirtualHost(w io.Writer, vh *routev3.VirtualHost, opts Options) {
 	t := newTable(w, "    ", "ROUTE", "MATCH", "DESTINATION", "TIMEOUT", "RETRIES")
 	for _, r := range vh.GetRoutes() {
 		dest, timeout, retry := routeAction(r, vh)
-		t.row(cmpOr(r.GetName(), "-"), routeMatch(r.GetMatch()), dest, timeout, retry)
+		t.row(cmp.Or(r.GetName(), "-"), routeMatch(r.GetMatch()), dest, timeout, retry)
 	}
 	t.flush()
 }
@@ -310,7 +311,7 @@ func retries(rp *routev3.RetryPolicy) string {
 		return "-"
 	}
 	n := u32Or(rp.GetNumRetries(), defaultNumRetries)
-	s := fmt.Sprintf("%dx on %s", n, cmpOr(rp.GetRetryOn(), "(nothing)"))
+	s := fmt.Sprintf("%dx on %s", n, cmp.Or(rp.GetRetryOn(), "(nothing)"))
 	if codes := rp.GetRetriableStatusCodes(); len(codes) > 0 {
 		s += "; status " + ranges(codes)
 	}
@@ -336,5 +337,5 @@ func redirect(r *routev3.RedirectAction) string {
 		parts = append(parts, ":"+strconv.FormatUint(uint64(p), 10))
 	}
 	parts = append(parts, r.GetPathRedirect(), r.GetPrefixRewrite())
-	return "redirect " + cmpOr(strings.Join(parts, ""), "(same URL)")
+	return "redirect " + cmp.Or(strings.Join(parts, ""), "(same URL)")
 }

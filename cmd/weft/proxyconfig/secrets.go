@@ -1,6 +1,7 @@
 package proxyconfig
 
 import (
+	"cmp"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -120,7 +121,7 @@ func certificates(d *corev3.DataSource) string {
 	if len(sans) > 0 {
 		who = strings.Join(sans, ",")
 	}
-	s := fmt.Sprintf("%s, expires %s", cmpOr(who, "(no subject)"), c.NotAfter.UTC().Format(time.RFC3339))
+	s := fmt.Sprintf("%s, expires %s", cmp.Or(who, "(no subject)"), c.NotAfter.UTC().Format(time.RFC3339))
 	if len(certs) > 1 {
 		s += fmt.Sprintf(" (+%d in chain)", len(certs)-1)
 	}
