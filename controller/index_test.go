@@ -95,9 +95,9 @@ func TestPlanFor(t *testing.T) {
 			wantEDS:   []mesh.ServiceKey{api},
 		},
 		{
-			name: "server-side profile: every namespace without its own, plus backing pods",
+			name: "server-side profile: every namespace without its own",
 			op:   func(s *Store) { s.SetServiceProfile(testProfile("app", "app", "api", time.Unix(1, 0), "/x")) },
-			// other has its own profile for api; api-2 backs api but is not connected.
+			// other has its own profile for api; api-1 and web-1 are app's clients.
 			wantNodes: []string{"api-1.app", "cli-2.third", "web-1.app"},
 		},
 		{

@@ -16,8 +16,6 @@ var router = feature{
 	httpFilter: func(featureInputs) *hcmv3.HttpFilter { return routerFilter() },
 }
 
-// routerFilter is built afresh for every HCM, as the resources it ends up
-// in are marshalled independently.
 func routerFilter() *hcmv3.HttpFilter {
 	return &hcmv3.HttpFilter{
 		Name:       wellknown.Router,
