@@ -35,6 +35,18 @@ func indexStore(t *testing.T) *Store {
 // connectedIDs leaves app/api-2 unconnected: it must never be recomputed.
 var connectedIDs = []string{"web-1.app", "api-1.app", "cli-1.other", "cli-2.third"}
 
+// flushAfter applies op to indexStore and returns what the flush publishes.
+func flushAfter(t *testing.T, op func(s *Store)) (prev, cur *Snapshot, ch *Changes) {
+	t.Helper()
+	s := indexStore(t)
+	op(s)
+	prev, cur, ch, ok := s.Flush()
+	if !ok {
+		t.Fatal("the change published nothing")
+	}
+	return prev, cur, ch
+}
+
 // checkPlan compares a plan with the proxies, EDS services and cleared
 // proxies it should hold.
 func checkPlan(t *testing.T, p plan, wantNodes []string, wantEDS []mesh.ServiceKey, wantClear []string) {
@@ -129,12 +141,7 @@ func TestPlanFor(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s := indexStore(t)
-			tc.op(s)
-			prev, cur, ch, ok := s.Flush()
-			if !ok {
-				t.Fatal("the change published nothing")
-			}
+			prev, cur, ch := flushAfter(t, tc.op)
 			checkPlan(t, planFor(prev, cur, ch, connectedIDs), tc.wantNodes, tc.wantEDS, tc.wantClear)
 		})
 	}
@@ -213,12 +220,7 @@ func TestIndexFollowsDeclaration(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s := indexStore(t)
-			tc.op(s)
-			prev, cur, ch, ok := s.Flush()
-			if !ok {
-				t.Fatal("the change published nothing")
-			}
+			prev, cur, ch := flushAfter(t, tc.op)
 			checkPlan(t, newIndex(tc.reads).plan(prev, cur, ch, connectedIDs), tc.wantNodes, tc.wantEDS, nil)
 		})
 	}

@@ -24,21 +24,23 @@ func guard(f func() error) (err error) {
 	return f()
 }
 
+// entryLocked returns cache[k], adding an empty entry if there is none.
+// The entry computes its value once, outside the lock.
+func entryLocked[K comparable, V any](cache map[K]*V, k K) *V {
+	e := cache[k]
+	if e == nil {
+		e = new(V)
+		cache[k] = e
+	}
+	return e
+}
+
 // --- compiled profiles ---
 
 type profileEntry struct {
 	once     sync.Once
 	compiled *compiledProfile
 	err      error
-}
-
-func (t *Translator) profileEntryLocked(p *mesh.Profile) *profileEntry {
-	e := t.profiles[p]
-	if e == nil {
-		e = &profileEntry{}
-		t.profiles[p] = e
-	}
-	return e
 }
 
 func (e *profileEntry) get(p *mesh.Profile) (*compiledProfile, error) {

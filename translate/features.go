@@ -232,13 +232,15 @@ func (f *feature) narrow(in featureInputs) featureInputs {
 	return in
 }
 
-// httpFilters returns the HTTP filters of an HCM at p, in table order.
-func (ft *featureTable) httpFilters(p place, in featureInputs) []*hcmv3.HttpFilter {
-	var out []*hcmv3.HttpFilter
+// additions runs, in table order, the builders pick finds on the features
+// placed at p, and returns what they added.
+func additions[T comparable](ft *featureTable, p place, in featureInputs, pick func(*feature) func(featureInputs) T) []T {
+	var out []T
+	var none T
 	for i := range ft.features {
 		f := &ft.features[i]
-		if f.on&p != 0 && f.httpFilter != nil {
-			if x := f.httpFilter(f.narrow(in)); x != nil {
+		if build := pick(f); f.on&p != 0 && build != nil {
+			if x := build(f.narrow(in)); x != none {
 				out = append(out, x)
 			}
 		}
@@ -246,28 +248,21 @@ func (ft *featureTable) httpFilters(p place, in featureInputs) []*hcmv3.HttpFilt
 	return out
 }
 
+// httpFilters returns the HTTP filters of an HCM at p, in table order.
+func (ft *featureTable) httpFilters(p place, in featureInputs) []*hcmv3.HttpFilter {
+	return additions(ft, p, in, func(f *feature) func(featureInputs) *hcmv3.HttpFilter { return f.httpFilter })
+}
+
 // networkFilters returns the filters of a chain at p: the features', in
 // table order, then the chain's terminal filter.
 func (ft *featureTable) networkFilters(p place, in featureInputs, terminal *listenerv3.Filter) []*listenerv3.Filter {
-	var out []*listenerv3.Filter
-	for i := range ft.features {
-		f := &ft.features[i]
-		if f.on&p != 0 && f.networkFilter != nil {
-			if x := f.networkFilter(f.narrow(in)); x != nil {
-				out = append(out, x)
-			}
-		}
-	}
-	return append(out, terminal)
+	return append(additions(ft, p, in, func(f *feature) func(featureInputs) *listenerv3.Filter { return f.networkFilter }), terminal)
 }
 
 // transportSocket returns the transport socket at p, or nil.
 func (ft *featureTable) transportSocket(p place, in featureInputs) *corev3.TransportSocket {
-	for i := range ft.features {
-		f := &ft.features[i]
-		if f.on&p != 0 && f.transportSocket != nil {
-			return f.transportSocket(f.narrow(in))
-		}
+	if s := additions(ft, p, in, func(f *feature) func(featureInputs) *corev3.TransportSocket { return f.transportSocket }); len(s) > 0 {
+		return s[0]
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	rawbufferv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/raw_buffer/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -223,27 +224,16 @@ func TestFeatureFiltersAndInputs(t *testing.T) {
 						t.Errorf("model %d: the feature saw %d endpoints, want %d", i+1, got, tt.want[i])
 					}
 					fresh, _ := newTranslator(Options{}, ft).ForProxy(m, p)
-					for _, pair := range [][2][]proto.Message{
-						{msgList(res.Listeners), msgList(fresh.Listeners)},
-						{msgList(res.Routes), msgList(fresh.Routes)},
-						{msgList(res.Clusters), msgList(fresh.Clusters)},
-					} {
-						if !slices.EqualFunc(pair[0], pair[1], proto.Equal) {
-							t.Errorf("model %d: warm output differs from fresh", i+1)
+					freshByType := fresh.ByType()
+					for typ, list := range res.ByType() {
+						if !slices.EqualFunc(list, freshByType[typ], func(a, b types.Resource) bool { return proto.Equal(a, b) }) {
+							t.Errorf("model %d: warm %s differ from fresh", i+1, typ)
 						}
 					}
 				}
 			})
 		}
 	}
-}
-
-func msgList[T proto.Message](in []T) []proto.Message {
-	out := make([]proto.Message, len(in))
-	for i, m := range in {
-		out[i] = m
-	}
-	return out
 }
 
 // TestTransportSocketSeam: a transport socket feature on outbound clusters

@@ -36,11 +36,7 @@ type assembly struct {
 func (t *Translator) assemble(v *viewEntry, in *inboundEntry, out *listenerv3.Listener) *assembly {
 	ak := assemblyKey{view: v, inbound: in, outbound: out}
 	t.mu.Lock()
-	a := t.assemblies[ak]
-	if a == nil {
-		a = &assembly{}
-		t.assemblies[ak] = a
-	}
+	a := entryLocked(t.assemblies, ak)
 	t.mu.Unlock()
 	a.once.Do(func() {
 		a.listeners = []*listenerv3.Listener{in.listener, out}
@@ -79,11 +75,7 @@ func portsKey(ports []uint32) string {
 func (t *Translator) outboundFor(v *viewEntry, p *mesh.Proxy) *listenerv3.Listener {
 	k := outboundKey{view: v, skip: portsKey(p.SkipOutboundPorts)}
 	t.mu.Lock()
-	e := t.outbound[k]
-	if e == nil {
-		e = &listenerEntry{}
-		t.outbound[k] = e
-	}
+	e := entryLocked(t.outbound, k)
 	t.mu.Unlock()
 	e.once.Do(func() {
 		var chains []*listenerv3.FilterChain
@@ -121,11 +113,7 @@ func (t *Translator) inboundFor(p *mesh.Proxy) (*inboundEntry, []error) {
 	}
 	k := b.String()
 	t.mu.Lock()
-	e := t.inbound[k]
-	if e == nil {
-		e = &inboundEntry{}
-		t.inbound[k] = e
-	}
+	e := entryLocked(t.inbound, k)
 	e.generation = t.generation
 	t.mu.Unlock()
 	e.once.Do(func() {

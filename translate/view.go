@@ -63,11 +63,7 @@ func (t *Translator) viewFor(m *mesh.Model, ns string, kind mesh.ProxyKind) *vie
 	t.mu.Lock()
 	t.sweepLocked(m)
 	vk := viewKey{model: m, namespace: clientNS, kind: kind}
-	v := t.views[vk]
-	if v == nil {
-		v = &viewEntry{}
-		t.views[vk] = v
-	}
+	v := entryLocked(t.views, vk)
 	t.mu.Unlock()
 	v.once.Do(func() {
 		t.viewBuilds.Add(1)
@@ -93,7 +89,7 @@ func (t *Translator) buildView(m *mesh.Model, keys []mesh.ServiceKey, clientNS s
 			prof:      prof,
 		}
 		if prof != nil {
-			parts[i].profile = t.profileEntryLocked(prof)
+			parts[i].profile = entryLocked(t.profiles, prof)
 		}
 	}
 	t.mu.Unlock()
