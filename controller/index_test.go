@@ -164,7 +164,7 @@ func TestIndexFollowsDeclaration(t *testing.T) {
 	}
 	without := func(p translate.Product, in translate.Input) translate.Reads {
 		r := declared
-		r[p] &^= translate.Of(in)
+		r[p] &^= translate.InputsOf(in)
 		return r
 	}
 	cases := []struct {

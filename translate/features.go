@@ -179,8 +179,8 @@ func newFeatureTable(list []feature) (*featureTable, error) {
 			}
 			prod := p.product()
 			switch {
-			case prod == ProxyOwn && f.reads&^Of(InputProxy) != 0:
-				bad("reads %v on %s, which are keyed by the proxy's ports only", f.reads&^Of(InputProxy), p)
+			case prod == ProxyOwn && f.reads&^InputsOf(InputProxy) != 0:
+				bad("reads %v on %s, which are keyed by the proxy's ports only", f.reads&^InputsOf(InputProxy), p)
 			case prod != ProxyOwn && f.reads.Has(InputProxy):
 				bad("reads the proxy on %s, which every proxy shares", p)
 			}

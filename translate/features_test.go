@@ -62,9 +62,9 @@ func TestFeatureTableOrderIsEnforced(t *testing.T) {
 		{"a terminal network filter", withRouter(func() feature { f := network; f.terminal = true; return f }()), "only an HTTP filter can be terminal"},
 		{"a network filter on clusters", withRouter(func() feature { f := network; f.on = onOutboundCluster; return f }()), "cannot be placed"},
 		{"two transport sockets on one place", withRouter(socket("a"), socket("b")), "2 transport sockets"},
-		{"a shared product reading the proxy", withRouter(endpointCounter(Of(InputProxy))), "reads the proxy on outbound chains"},
+		{"a shared product reading the proxy", withRouter(endpointCounter(InputsOf(InputProxy))), "reads the proxy on outbound chains"},
 		{"the inbound side reading a service", withRouter(func() feature {
-			f := endpointCounter(Of(InputProfile))
+			f := endpointCounter(InputsOf(InputProfile))
 			f.on = onInboundChain
 			return f
 		}()), "keyed by the proxy's ports only"},
@@ -90,10 +90,10 @@ func TestFeatureTableOrderIsEnforced(t *testing.T) {
 func TestDeclaredReads(t *testing.T) {
 	r := DeclaredReads()
 	want := Reads{
-		ServiceClusters:  Of(InputService, InputProfile),
-		ServiceFrontend:  Of(InputService, InputProfile, InputSplit, InputBackendServices, InputHeadlessEndpoints),
-		ServiceEndpoints: Of(InputService, InputEndpoints),
-		ProxyOwn:         Of(InputProxy),
+		ServiceClusters:  InputsOf(InputService, InputProfile),
+		ServiceFrontend:  InputsOf(InputService, InputProfile, InputSplit, InputBackendServices, InputHeadlessEndpoints),
+		ServiceEndpoints: InputsOf(InputService, InputEndpoints),
+		ProxyOwn:         InputsOf(InputProxy),
 	}
 	for p := range NumProducts {
 		if r[p] != want[p] {
@@ -115,7 +115,7 @@ func TestDeclaredReads(t *testing.T) {
 		}
 	}
 	// A feature's reads become its products' inputs, and only theirs.
-	ft, err := newFeatureTable(withRouter(endpointCounter(Of(InputEndpoints))))
+	ft, err := newFeatureTable(withRouter(endpointCounter(InputsOf(InputEndpoints))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func TestFeatureFiltersAndInputs(t *testing.T) {
 		reads Inputs
 		want  [2]uint32 // max_active_faults under m1, m2
 	}{
-		{"declares endpoints", Of(InputEndpoints), [2]uint32{1, 2}},
+		{"declares endpoints", InputsOf(InputEndpoints), [2]uint32{1, 2}},
 		{"declares nothing, sees nothing", 0, [2]uint32{0, 0}},
 	}
 	for _, tt := range tests {

@@ -62,8 +62,8 @@ func (in Input) serviceKeyed() bool { return in != InputProxy }
 // Inputs is a set of inputs.
 type Inputs uint16
 
-// Of returns the set of the given inputs.
-func Of(list ...Input) Inputs {
+// InputsOf returns the set of the given inputs.
+func InputsOf(list ...Input) Inputs {
 	var s Inputs
 	for _, in := range list {
 		s |= 1 << in
@@ -75,7 +75,7 @@ func Of(list ...Input) Inputs {
 func (s Inputs) Has(in Input) bool { return s&(1<<in) != 0 }
 
 // With returns the set plus the given inputs.
-func (s Inputs) With(list ...Input) Inputs { return s | Of(list...) }
+func (s Inputs) With(list ...Input) Inputs { return s | InputsOf(list...) }
 
 func (s Inputs) String() string {
 	var names []string
@@ -152,15 +152,15 @@ func (p Product) Scope() Scope {
 var productInputs = [NumProducts]Inputs{
 	// Ports and protocols; the profile for its retry budget and opaque
 	// ports.
-	ServiceClusters: Of(InputService, InputProfile),
+	ServiceClusters: InputsOf(InputService, InputProfile),
 	// Routes come from the profile, weighted clusters from the split (or
 	// the profile's dstOverrides) and the backends' ports; a headless
 	// service's chains list its endpoint addresses.
-	ServiceFrontend: Of(InputService, InputProfile, InputSplit, InputBackendServices, InputHeadlessEndpoints),
+	ServiceFrontend: InputsOf(InputService, InputProfile, InputSplit, InputBackendServices, InputHeadlessEndpoints),
 	// One assignment per service port.
-	ServiceEndpoints: Of(InputService, InputEndpoints),
+	ServiceEndpoints: InputsOf(InputService, InputEndpoints),
 	// Ports, skip lists, namespace and kind.
-	ProxyOwn: Of(InputProxy),
+	ProxyOwn: InputsOf(InputProxy),
 }
 
 // Reads is, per product, the inputs it reads: its core's and those of
@@ -215,18 +215,22 @@ func readServiceInputs(m *mesh.Model, domain string, k serviceSubject, in Inputs
 	if in.Has(InputService) {
 		d.svc = svc
 	}
-	if in.Has(InputProfile) && k.profileNS != "" {
-		d.profile = m.Profiles[mesh.ProfileKey{Namespace: k.profileNS, Service: k.svc}]
+	var profile *mesh.Profile
+	if k.profileNS != "" && in&InputsOf(InputProfile, InputBackendServices) != 0 {
+		profile = m.Profiles[mesh.ProfileKey{Namespace: k.profileNS, Service: k.svc}]
+	}
+	if in.Has(InputProfile) {
+		d.profile = profile
+	}
+	var split *mesh.Split
+	if in&InputsOf(InputSplit, InputBackendServices) != 0 {
+		split = m.Splits[k.svc]
 	}
 	if in.Has(InputSplit) {
-		d.split = m.Splits[k.svc]
+		d.split = split
 	}
 	if in.Has(InputBackendServices) {
-		var profile *mesh.Profile
-		if k.profileNS != "" {
-			profile = m.Profiles[mesh.ProfileKey{Namespace: k.profileNS, Service: k.svc}]
-		}
-		d.backends = backendServices(m, m.Splits[k.svc], profile)
+		d.backends = backendServices(m, split, profile)
 	}
 	switch {
 	case in.Has(InputEndpoints):
