@@ -110,7 +110,8 @@ type feature struct {
 	// cover them.
 	reads Inputs
 	on    place
-	// terminal marks the HTTP filter that ends the chain (the router).
+	// terminal marks the HTTP filter that ends the chain (the router). It
+	// must add itself wherever it is placed.
 	terminal bool
 
 	httpFilter      func(featureInputs) *hcmv3.HttpFilter
@@ -167,7 +168,10 @@ func newFeatureTable(list []feature) (*featureTable, error) {
 		case kinds != 1:
 			bad("must add exactly one of an HTTP filter, a network filter and a transport socket")
 			continue
-		case f.on == 0 || f.on&^allowed != 0:
+		case f.on == 0:
+			bad("placed nowhere")
+			continue
+		case f.on&^allowed != 0:
 			bad("cannot be placed on %s", f.on&^allowed)
 			continue
 		case f.terminal && f.httpFilter == nil:
