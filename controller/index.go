@@ -4,34 +4,49 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/mesh"
+	"github.com/weftmesh/weft/translate"
 )
 
 // The dependency index: which proxies must be recomputed when a model value
 // changes. Recomputing a proxy whose output did not change is harmless (the
 // xds server versions resources by content, so nothing is pushed) but costs
-// CPU, so the rules below aim to be tight without ever missing a proxy:
+// CPU, so the rules aim to be tight without ever missing a proxy.
 //
-//	change                         recompute                                   EDS
-//	Service S (add/update/delete)  every proxy: any proxy can reach S, so      S's CLAs
-//	                               every outbound config lists it (translate
-//	                               rebuilds the shared per-namespace part once,
-//	                               per-proxy output reuses it)
-//	TrafficSplit on apex S         every proxy (every client's view of S)      -
-//	ServiceProfile (A, S),         proxies in every namespace B without a      -
-//	  A == S.Namespace (server's)  profile (B, S) of its own (those keep
-//	                               theirs), plus the pods backing S (inbound)
-//	ServiceProfile (A, S),         proxies in namespace A only                 -
-//	  A != S.Namespace (client's)
-//	Endpoints of S                 nobody, unless S is headless (its filter    S's CLAs
-//	                               chains list endpoint IPs): then every proxy
-//	Proxy P (pod add/update)       P only (its inbound side and identity)      -
-//	Proxy P gone (pod deleted,     ClearNode(P)                                -
+// The rules are not written here. translate declares which model inputs
+// each of its cached products reads, features included, and whose output
+// each product is part of (translate.DeclaredReads, translate.Scope). The
+// index only knows which inputs a change alters:
+//
+//	change                         alters                   of service / proxy
+//	Service S (add/update/delete)  Service                  S
+//	                               BackendServices          every apex whose split or
+//	                                                        dstOverrides names S
+//	TrafficSplit on apex S         Split                    S
+//	Endpoints of S                 Endpoints                S
+//	                               HeadlessEndpoints        S, if headless before or after
+//	ServiceProfile (A, S)          Profile                  S, as read by the clients in
+//	                                                        the namespaces that read slot
+//	                                                        (A, S) (translate.ReadsProfile)
+//	Proxy P (pod add/update)       Proxy                    P
+//	Proxy P gone (pod deleted,     ClearNode(P)
 //	  finished or unmeshed)
 //	Namespace / Pod identity       nothing directly: the store re-derives the
 //	                               services, proxies and endpoints that read
 //	                               them, and those changes follow the rows above
 //
-// Only connected proxies are recomputed; a proxy that connects later gets its
+// and what each scope means:
+//
+//	ScopeViews   every connected proxy (for Profile, those in the namespaces
+//	             reading the slot): per-service output is in every view
+//	ScopeEDS     the service's load assignments (shared EDS cache)
+//	ScopeProxy   the proxy; for a service's input, the pods backing it
+//
+// With the current declaration: a Service change recomputes everyone and
+// its EDS; a split everyone; endpoints only their EDS unless the service
+// is headless (its chains list endpoint addresses); a profile in S's own
+// namespace every namespace without a profile of its own, one in another
+// namespace that namespace only; a proxy change that proxy only. Only
+// connected proxies are recomputed; a proxy that connects later gets its
 // config computed on connection.
 
 // plan is the work of one flush.
@@ -46,10 +61,31 @@ type plan struct {
 	eds map[mesh.ServiceKey]time.Time
 }
 
+// index holds, per input, the scopes of the products reading it.
+type index struct {
+	scope [translate.NumInputs]translate.Scope
+}
+
+func newIndex(r translate.Reads) index {
+	var ix index
+	for in := range translate.NumInputs {
+		ix.scope[in] = r.Scope(in)
+	}
+	return ix
+}
+
+// defaultIndex follows what the translator declares it reads.
+var defaultIndex = newIndex(translate.DeclaredReads())
+
 // planFor applies the index to one batch of changes. connected lists the
 // node ids with an xDS stream (or about to have one).
 func planFor(prev, cur *Snapshot, ch *Changes, connected []string) plan {
+	return defaultIndex.plan(prev, cur, ch, connected)
+}
+
+func (ix index) plan(prev, cur *Snapshot, ch *Changes, connected []string) plan {
 	p := plan{nodes: map[string]time.Time{}, eds: map[mesh.ServiceKey]time.Time{}}
+	models := []*mesh.Model{prev.Model, cur.Model}
 
 	var all time.Time // earliest change that affects every proxy
 	everyone := func(t time.Time) {
@@ -58,20 +94,45 @@ func planFor(prev, cur *Snapshot, ch *Changes, connected []string) plan {
 		}
 	}
 	nsTime := map[string]time.Time{}
-	byNamespace := func(ns string, t time.Time) { note(nsTime, ns, t) }
 	nodeTime := map[string]time.Time{}
 
-	for key, t := range ch.Services {
-		everyone(t)
-		note(p.eds, key, t)
+	// serviceInput recomputes what reads input in of service key; views
+	// marks the clients whose views read it.
+	serviceInput := func(in translate.Input, key mesh.ServiceKey, t time.Time, views func(time.Time)) {
+		s := ix.scope[in]
+		if s&translate.ScopeViews != 0 {
+			views(t)
+		}
+		if s&translate.ScopeEDS != 0 {
+			note(p.eds, key, t)
+		}
+		if s&translate.ScopeProxy != 0 {
+			for _, m := range models {
+				forBackingPods(m, key, func(id string) { note(nodeTime, id, t) })
+			}
+		}
 	}
-	for _, t := range ch.Splits {
-		everyone(t)
+
+	var apexes map[mesh.ServiceKey][]mesh.ServiceKey // by backend, built when needed
+	for key, t := range ch.Services {
+		serviceInput(translate.InputService, key, t, everyone)
+		if ix.scope[translate.InputBackendServices] == 0 {
+			continue
+		}
+		if apexes == nil {
+			apexes = apexesByBackend(models)
+		}
+		for _, apex := range apexes[key] {
+			serviceInput(translate.InputBackendServices, apex, t, everyone)
+		}
+	}
+	for key, t := range ch.Splits {
+		serviceInput(translate.InputSplit, key, t, everyone)
 	}
 	for key, t := range ch.Endpoints {
-		note(p.eds, key, t)
+		serviceInput(translate.InputEndpoints, key, t, everyone)
 		if headless(prev.Model, key) || headless(cur.Model, key) {
-			everyone(t)
+			serviceInput(translate.InputHeadlessEndpoints, key, t, everyone)
 		}
 	}
 
@@ -84,23 +145,14 @@ func planFor(prev, cur *Snapshot, ch *Changes, connected []string) plan {
 		}
 	}
 	for key, t := range ch.Profiles {
-		if key.Namespace != key.Service.Namespace {
-			byNamespace(key.Namespace, t)
-			continue
-		}
-		for ns := range namespaces {
-			if ns == key.Namespace {
-				byNamespace(ns, t)
-				continue
-			}
-			if _, own := cur.Model.Profiles[mesh.ProfileKey{Namespace: ns, Service: key.Service}]; !own {
-				byNamespace(ns, t)
+		readers := func(t time.Time) {
+			for ns := range namespaces {
+				if translate.ReadsProfile(prev.Model, ns, key) || translate.ReadsProfile(cur.Model, ns, key) {
+					note(nsTime, ns, t)
+				}
 			}
 		}
-		// The server's own profile may shape its inbound side.
-		for _, m := range []*mesh.Model{prev.Model, cur.Model} {
-			forBackingPods(m, key.Service, func(id string) { note(nodeTime, id, t) })
-		}
+		serviceInput(translate.InputProfile, key.Service, t, readers)
 	}
 
 	for id, t := range ch.Proxies {
@@ -110,7 +162,9 @@ func planFor(prev, cur *Snapshot, ch *Changes, connected []string) plan {
 			}
 			continue
 		}
-		note(nodeTime, id, t)
+		if ix.scope[translate.InputProxy]&translate.ScopeProxy != 0 {
+			note(nodeTime, id, t)
+		}
 	}
 
 	for _, id := range connected {
@@ -139,6 +193,30 @@ func planFor(prev, cur *Snapshot, ch *Changes, connected []string) plan {
 func headless(m *mesh.Model, key mesh.ServiceKey) bool {
 	svc := m.Services[key]
 	return svc != nil && svc.Headless
+}
+
+// apexesByBackend lists, per service, the services whose split or profile
+// dstOverrides name it as a backend in any of models.
+func apexesByBackend(models []*mesh.Model) map[mesh.ServiceKey][]mesh.ServiceKey {
+	out := map[mesh.ServiceKey][]mesh.ServiceKey{}
+	add := func(apex mesh.ServiceKey, backends []mesh.WeightedBackend) {
+		for _, b := range backends {
+			out[b.Service] = append(out[b.Service], apex)
+		}
+	}
+	for _, m := range models {
+		for apex, s := range m.Splits {
+			if s != nil {
+				add(apex, s.Backends)
+			}
+		}
+		for k, pr := range m.Profiles {
+			if pr != nil {
+				add(k.Service, pr.DstOverrides)
+			}
+		}
+	}
+	return out
 }
 
 func forBackingPods(m *mesh.Model, key mesh.ServiceKey, f func(nodeID string)) {

@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/weftmesh/weft/mesh"
+	"github.com/weftmesh/weft/translate"
 )
 
 // indexStore is baseStore plus meshed namespaces "other" (with its own
@@ -33,6 +34,45 @@ func indexStore(t *testing.T) *Store {
 
 // connectedIDs leaves app/api-2 unconnected: it must never be recomputed.
 var connectedIDs = []string{"web-1.app", "api-1.app", "cli-1.other", "cli-2.third"}
+
+// flushAfter applies op to indexStore and returns what the flush publishes.
+func flushAfter(t *testing.T, op func(s *Store)) (prev, cur *Snapshot, ch *Changes) {
+	t.Helper()
+	s := indexStore(t)
+	op(s)
+	prev, cur, ch, ok := s.Flush()
+	if !ok {
+		t.Fatal("the change published nothing")
+	}
+	return prev, cur, ch
+}
+
+// checkPlan compares a plan with the proxies, EDS services and cleared
+// proxies it should hold.
+func checkPlan(t *testing.T, p plan, wantNodes []string, wantEDS []mesh.ServiceKey, wantClear []string) {
+	t.Helper()
+	nodes := keys(p.nodes)
+	slices.Sort(nodes)
+	if !slices.Equal(nodes, wantNodes) {
+		t.Errorf("nodes %v, want %v", nodes, wantNodes)
+	}
+	eds := []string{}
+	for k := range p.eds {
+		eds = append(eds, k.String())
+	}
+	want := []string{}
+	for _, k := range wantEDS {
+		want = append(want, k.String())
+	}
+	slices.Sort(eds)
+	slices.Sort(want)
+	if !slices.Equal(eds, want) {
+		t.Errorf("eds %v, want %v", eds, want)
+	}
+	if !slices.Equal(p.clear, wantClear) {
+		t.Errorf("clear %v, want %v", p.clear, wantClear)
+	}
+}
 
 func TestPlanFor(t *testing.T) {
 	all := []string{"api-1.app", "cli-1.other", "cli-2.third", "web-1.app"}
@@ -67,9 +107,9 @@ func TestPlanFor(t *testing.T) {
 			wantEDS:   []mesh.ServiceKey{api},
 		},
 		{
-			name: "server-side profile: every namespace without its own, plus backing pods",
+			name: "server-side profile: every namespace without its own",
 			op:   func(s *Store) { s.SetServiceProfile(testProfile("app", "app", "api", time.Unix(1, 0), "/x")) },
-			// other has its own profile for api; api-2 backs api but is not connected.
+			// other has its own profile for api; api-1 and web-1 are app's clients.
 			wantNodes: []string{"api-1.app", "cli-2.third", "web-1.app"},
 		},
 		{
@@ -101,34 +141,87 @@ func TestPlanFor(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s := indexStore(t)
-			tc.op(s)
-			prev, cur, ch, ok := s.Flush()
-			if !ok {
-				t.Fatal("the change published nothing")
-			}
-			p := planFor(prev, cur, ch, connectedIDs)
-			nodes := keys(p.nodes)
-			slices.Sort(nodes)
-			if !slices.Equal(nodes, tc.wantNodes) {
-				t.Errorf("nodes %v, want %v", nodes, tc.wantNodes)
-			}
-			eds := []string{}
-			for k := range p.eds {
-				eds = append(eds, k.String())
-			}
-			want := []string{}
-			for _, k := range tc.wantEDS {
-				want = append(want, k.String())
-			}
-			slices.Sort(eds)
-			slices.Sort(want)
-			if !slices.Equal(eds, want) {
-				t.Errorf("eds %v, want %v", eds, want)
-			}
-			if !slices.Equal(p.clear, tc.wantClear) {
-				t.Errorf("clear %v, want %v", p.clear, tc.wantClear)
-			}
+			prev, cur, ch := flushAfter(t, tc.op)
+			checkPlan(t, planFor(prev, cur, ch, connectedIDs), tc.wantNodes, tc.wantEDS, tc.wantClear)
+		})
+	}
+}
+
+// TestIndexFollowsDeclaration: the index has no rules of its own; a
+// product of translate (or a feature adding to it) that reads one more
+// input makes the index react to that input, and one that reads one less
+// stops it reacting.
+func TestIndexFollowsDeclaration(t *testing.T) {
+	all := []string{"api-1.app", "cli-1.other", "cli-2.third", "web-1.app"}
+	api := mesh.ServiceKey{Namespace: "app", Name: "api"}
+	web := mesh.ServiceKey{Namespace: "app", Name: "web"}
+	db := mesh.ServiceKey{Namespace: "app", Name: "db"}
+	declared := translate.DeclaredReads()
+	with := func(p translate.Product, in translate.Input) translate.Reads {
+		r := declared
+		r[p] = r[p].With(in)
+		return r
+	}
+	without := func(p translate.Product, in translate.Input) translate.Reads {
+		r := declared
+		r[p] &^= translate.InputsOf(in)
+		return r
+	}
+	cases := []struct {
+		name      string
+		reads     translate.Reads
+		op        func(s *Store)
+		wantNodes []string
+		wantEDS   []mesh.ServiceKey
+	}{
+		{
+			name:  "frontend reads endpoints: a ClusterIP service's endpoints reach everyone",
+			reads: with(translate.ServiceFrontend, translate.InputEndpoints),
+			op: func(s *Store) {
+				s.SetEndpointSlice(testSlice("app", "api-abc", "api", 9090, map[string]string{"api-1": "10.1.0.1"}))
+			},
+			wantNodes: all,
+			wantEDS:   []mesh.ServiceKey{api},
+		},
+		{
+			name:  "frontend does not read headless endpoints: EDS only",
+			reads: without(translate.ServiceFrontend, translate.InputHeadlessEndpoints),
+			op: func(s *Store) {
+				s.SetEndpointSlice(testSlice("app", "db-1", "db", 5432, map[string]string{"db-0": "10.1.0.51"}))
+			},
+			wantEDS: []mesh.ServiceKey{db},
+		},
+		{
+			name:  "the proxy's own side reads profiles: the pods backing the service too",
+			reads: with(translate.ProxyOwn, translate.InputProfile),
+			op:    func(s *Store) { s.SetServiceProfile(testProfile("other", "app", "api", time.Unix(1, 0), "/changed")) },
+			// api-2 backs api but is not connected.
+			wantNodes: []string{"api-1.app", "cli-1.other"},
+		},
+		{
+			name:  "EDS reads the split",
+			reads: with(translate.ServiceEndpoints, translate.InputSplit),
+			op: func(s *Store) {
+				s.SetTrafficSplit(testSplit("app", "s", "api", time.Unix(1, 0), map[string]int64{"api": 1, "web": 1}))
+			},
+			wantNodes: all,
+			wantEDS:   []mesh.ServiceKey{api},
+		},
+		{
+			name:  "EDS reads the backends: a backend's change reaches its apex",
+			reads: with(translate.ServiceEndpoints, translate.InputBackendServices),
+			op: func(s *Store) {
+				s.SetTrafficSplit(testSplit("app", "s", "api", time.Unix(1, 0), map[string]int64{"api": 1, "web": 1}))
+				s.SetService(testService("app", "web", 8080, 8081))
+			},
+			wantNodes: all,
+			wantEDS:   []mesh.ServiceKey{api, web},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			prev, cur, ch := flushAfter(t, tc.op)
+			checkPlan(t, newIndex(tc.reads).plan(prev, cur, ch, connectedIDs), tc.wantNodes, tc.wantEDS, nil)
 		})
 	}
 }

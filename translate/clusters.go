@@ -7,13 +7,11 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	leastrequestv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/least_request/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/weftmesh/weft/mesh"
@@ -152,32 +150,6 @@ func upstreamProtocolOptions(p mesh.Protocol) map[string]*anypb.Any {
 	return map[string]*anypb.Any{httpProtocolOptionsKey: mustAny(opts)}
 }
 
-// outboundCluster is the EDS cluster of one service port.
-func outboundCluster(svc *mesh.Service, sp mesh.ServicePort, proto mesh.Protocol, budget mesh.RetryBudget, domain string) *clusterv3.Cluster {
-	name := OutboundClusterName(svc.Key, sp.Port, domain)
-	return &clusterv3.Cluster{
-		Name:                 name,
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
-		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{
-			EdsConfig:   adsConfigSource(),
-			ServiceName: name,
-		},
-		ConnectTimeout:                durationpb.New(outboundConnectTimeout),
-		LoadBalancingPolicy:           leastRequestPolicy(),
-		OutlierDetection:              outlierDetection(),
-		CircuitBreakers:               circuitBreakers(budget),
-		TypedExtensionProtocolOptions: upstreamProtocolOptions(proto),
-		Metadata: &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
-			ServiceMetadataKey: {Fields: map[string]*structpb.Value{
-				"namespace": structpb.NewStringValue(svc.Key.Namespace),
-				"name":      structpb.NewStringValue(svc.Key.Name),
-				"port":      structpb.NewNumberValue(float64(sp.Port)),
-				"protocol":  structpb.NewStringValue(string(proto)),
-			}},
-		}},
-	}
-}
-
 // passthroughCluster sends a connection where it was going: ORIGINAL_DST
 // takes the address the original_dst listener filter restored.
 func passthroughCluster() *clusterv3.Cluster {
@@ -192,33 +164,6 @@ func passthroughCluster() *clusterv3.Cluster {
 			MaxPendingRequests: wrapperspb.UInt32(math.MaxUint32),
 			MaxRequests:        wrapperspb.UInt32(math.MaxUint32),
 		}}},
-	}
-}
-
-// inboundCluster reaches the app on loopback.
-func inboundCluster(port uint32, proto mesh.Protocol) *clusterv3.Cluster {
-	name := InboundClusterName(port)
-	return &clusterv3.Cluster{
-		Name:                 name,
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
-		ConnectTimeout:       durationpb.New(inboundConnectTimeout),
-		LoadAssignment: &endpointv3.ClusterLoadAssignment{
-			ClusterName: name,
-			Endpoints: []*endpointv3.LocalityLbEndpoints{{
-				LbEndpoints: []*endpointv3.LbEndpoint{{
-					HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-						Address: socketAddress("127.0.0.1", port),
-					}},
-				}},
-			}},
-		},
-		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
-			Priority:           corev3.RoutingPriority_DEFAULT,
-			MaxConnections:     wrapperspb.UInt32(math.MaxUint32),
-			MaxPendingRequests: wrapperspb.UInt32(math.MaxUint32),
-			MaxRequests:        wrapperspb.UInt32(math.MaxUint32),
-		}}},
-		TypedExtensionProtocolOptions: upstreamProtocolOptions(proto),
 	}
 }
 

@@ -57,5 +57,19 @@
 //
 // See Translator: per-service results are cached by model pointers and
 // shared by every proxy they apply to, so a change to one service
-// recomputes that service only.
+// recomputes that service only. What each cached product reads is declared
+// once (inputs.go, plus each feature's own declaration): the same
+// declaration keys the caches, decides what the sweep keeps, and is
+// exported (DeclaredReads) for the controller's dependency index.
+//
+// # Layout
+//
+// translator.go is the orchestration (Translator, ForProxy, Endpoints);
+// inputs.go the model inputs and what each product reads; cache.go the
+// cache engine (lookup, replacement, sweep); view.go a namespace's
+// outbound view; outbound.go and inbound.go the two sides, as functions of
+// their declared inputs; proxy.go a sidecar's own listeners and lists.
+// features.go is the seam where HTTP filters, network filters and
+// transport sockets are added to chains and clusters: one file per feature
+// (feature_*.go) and one ordered table saying why each sits where it does.
 package translate

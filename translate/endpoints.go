@@ -162,3 +162,12 @@ func serviceLoadAssignments(svc *mesh.Service, eps *mesh.ServiceEndpoints, domai
 	}
 	return out
 }
+
+func computeEndpoints(e *serviceEntry[[]*endpointv3.ClusterLoadAssignment]) {
+	if err := guard(func() error {
+		e.val = serviceLoadAssignments(e.deps.svc, e.deps.endpoints, e.deps.domain)
+		return nil
+	}); err != nil {
+		e.val = nil
+	}
+}

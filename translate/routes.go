@@ -227,8 +227,9 @@ type weightedBackend struct {
 // are dropped. With no usable backend left (all weights 0, or none exists)
 // traffic goes to the apex itself, the same as having no split: an
 // all-zero split is far more likely a rollout mid-edit than a wish to send
-// every request to nowhere.
-func backendsFor(m *mesh.Model, svc *mesh.Service, sp mesh.ServicePort, split *mesh.Split, profile *mesh.Profile, domain string) ([]weightedBackend, []error) {
+// every request to nowhere. targets are the backends' services, in the
+// order of the list that names them (backendServices).
+func backendsFor(targets []*mesh.Service, svc *mesh.Service, sp mesh.ServicePort, split *mesh.Split, profile *mesh.Profile, domain string) ([]weightedBackend, []error) {
 	var list []mesh.WeightedBackend
 	var source mesh.ObjectRef
 	field := ""
@@ -249,7 +250,10 @@ func backendsFor(m *mesh.Model, svc *mesh.Service, sp mesh.ServicePort, split *m
 		if port == 0 {
 			port = sp.Port
 		}
-		target := m.Services[b.Service]
+		var target *mesh.Service
+		if i < len(targets) {
+			target = targets[i]
+		}
 		if target == nil || !hasPort(target, port) {
 			errs = append(errs, mesh.ConfigError{Object: source, Err: fmt.Errorf("%s[%d]: backend %s has no port %d; backend ignored for %s port %d", field, i, b.Service, port, svc.Key, sp.Port)})
 			continue

@@ -1,0 +1,127 @@
+package translate
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+
+	"github.com/weftmesh/weft/mesh"
+)
+
+// Per-proxy assembly: a sidecar's inbound side, its outbound listener (its
+// view's chains minus the ports it skips) and its listener and cluster
+// lists. Each is shared by the proxies it is the same for.
+
+type assemblyKey struct {
+	view     *viewEntry
+	inbound  *inboundEntry
+	outbound *listenerv3.Listener
+}
+
+// assembly is a sidecar's listener and cluster lists.
+type assembly struct {
+	once      sync.Once
+	listeners []*listenerv3.Listener
+	clusters  []*clusterv3.Cluster
+}
+
+// assemble returns the listener and cluster lists of a sidecar. The
+// replicas of a deployment have the same ports: their lists are one pair
+// of slices, not a copy each.
+func (t *Translator) assemble(v *viewEntry, in *inboundEntry, out *listenerv3.Listener) *assembly {
+	ak := assemblyKey{view: v, inbound: in, outbound: out}
+	t.mu.Lock()
+	a := entryLocked(t.assemblies, ak)
+	t.mu.Unlock()
+	a.once.Do(func() {
+		a.listeners = []*listenerv3.Listener{in.listener, out}
+		a.clusters = make([]*clusterv3.Cluster, 0, len(in.clusters)+len(v.clusters)+1)
+		a.clusters = append(a.clusters, in.clusters...)
+		a.clusters = append(a.clusters, v.clusters...)
+		a.clusters = append(a.clusters, t.passthrough)
+	})
+	return a
+}
+
+type outboundKey struct {
+	view *viewEntry
+	skip string
+}
+
+type listenerEntry struct {
+	once     sync.Once
+	listener *listenerv3.Listener
+}
+
+func portsKey(ports []uint32) string {
+	s := slices.Clone(ports)
+	slices.Sort(s)
+	s = slices.Compact(s)
+	var b strings.Builder
+	for i, p := range s {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatUint(uint64(p), 10))
+	}
+	return b.String()
+}
+
+func (t *Translator) outboundFor(v *viewEntry, p *mesh.Proxy) *listenerv3.Listener {
+	k := outboundKey{view: v, skip: portsKey(p.SkipOutboundPorts)}
+	t.mu.Lock()
+	e := entryLocked(t.outbound, k)
+	t.mu.Unlock()
+	e.once.Do(func() {
+		var chains []*listenerv3.FilterChain
+		var httpPorts, opaquePorts []uint32
+		for _, g := range v.groups {
+			if slices.Contains(p.SkipOutboundPorts, g.port) {
+				continue
+			}
+			chains = append(chains, g.chains...)
+			if g.http {
+				httpPorts = append(httpPorts, g.port)
+			} else {
+				opaquePorts = append(opaquePorts, g.port)
+			}
+		}
+		e.listener = outboundListener(chains, detectionPorts(httpPorts, opaquePorts))
+	})
+	return e.listener
+}
+
+type inboundEntry struct {
+	once       sync.Once
+	listener   *listenerv3.Listener
+	clusters   []*clusterv3.Cluster
+	generation uint64
+}
+
+// inboundFor returns the inbound side of p, keyed by its ports: what the
+// ProxyOwn product and the features placed on inbound chains may read.
+func (t *Translator) inboundFor(p *mesh.Proxy) (*inboundEntry, []error) {
+	ports, errs := inboundPorts(p)
+	var b strings.Builder
+	for _, ip := range ports {
+		fmt.Fprintf(&b, "%d/%s;", ip.port, ip.protocol)
+	}
+	k := b.String()
+	t.mu.Lock()
+	e := entryLocked(t.inbound, k)
+	e.generation = t.generation
+	t.mu.Unlock()
+	e.once.Do(func() {
+		e.listener = inboundListener(ports, t.features)
+		for _, ip := range ports {
+			e.clusters = append(e.clusters, inboundCluster(ip.port, ip.protocol))
+		}
+		slices.SortFunc(e.clusters, func(a, b *clusterv3.Cluster) int { return strings.Compare(a.Name, b.Name) })
+	})
+	return e, errs
+}
