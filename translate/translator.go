@@ -303,18 +303,6 @@ func guard(f func() error) (err error) {
 	return f()
 }
 
-// chosenProfile applies Linkerd's rule: a profile in the client's namespace
-// wins over one in the service's own namespace.
-func chosenProfile(m *mesh.Model, clientNS string, svc mesh.ServiceKey) (*mesh.Profile, string) {
-	if p := m.Profiles[mesh.ProfileKey{Namespace: clientNS, Service: svc}]; p != nil {
-		return p, clientNS
-	}
-	if p := m.Profiles[mesh.ProfileKey{Namespace: svc.Namespace, Service: svc}]; p != nil {
-		return p, svc.Namespace
-	}
-	return nil, ""
-}
-
 type frontendKey struct {
 	svc       mesh.ServiceKey
 	profileNS string
@@ -450,15 +438,9 @@ func (e *endpointsEntry) compute() {
 }
 
 // backendServices lists the services a split (or the profile's
-// dstOverrides) sends to, as the model has them now.
+// dstOverrides, see mesh.BackendsFor) sends to, as the model has them now.
 func backendServices(m *mesh.Model, split *mesh.Split, profile *mesh.Profile) []*mesh.Service {
-	var list []mesh.WeightedBackend
-	switch {
-	case split != nil:
-		list = split.Backends
-	case profile != nil:
-		list = profile.DstOverrides
-	}
+	list := mesh.BackendsFor(split, profile).List
 	if len(list) == 0 {
 		return nil
 	}
@@ -510,7 +492,7 @@ func (t *Translator) buildView(m *mesh.Model, keys []mesh.ServiceKey, clientNS s
 	t.mu.Lock()
 	for i, k := range keys {
 		svc := m.Services[k]
-		prof, profNS := chosenProfile(m, clientNS, k)
+		prof, profNS := m.ProfileFor(clientNS, k)
 		split := m.Splits[k]
 		fd := frontendDeps{domain: dom, svc: svc, profile: prof, split: split, backends: backendServices(m, split, prof)}
 		if svc.Headless && kind == mesh.ProxySidecar {
