@@ -692,7 +692,7 @@ func (s *Store) resolveProfile(key mesh.ProfileKey, seen time.Time) {
 	}
 	var nv *mesh.Profile
 	if len(claims) > 0 {
-		nv = resolveClaims(s, claims, func(cs []mesh.Claim) (int, []error) { return mesh.ResolveProfileClaims(key, cs) }).val
+		nv = resolveClaims(s, key, claims, mesh.ResolveProfileClaims).val
 	}
 	if setPtr(s.profVals, key, nv) {
 		s.changed++
@@ -783,7 +783,7 @@ func (s *Store) resolveSplit(apex mesh.ServiceKey, seen time.Time) {
 	}
 	var nv *mesh.Split
 	if len(claims) > 0 {
-		nv = resolveClaims(s, claims, func(cs []mesh.Claim) (int, []error) { return mesh.ResolveSplitClaims(apex, cs) }).val
+		nv = resolveClaims(s, apex, claims, mesh.ResolveSplitClaims).val
 	}
 	if setPtr(s.splitVals, apex, nv) {
 		s.changed++
@@ -793,12 +793,12 @@ func (s *Store) resolveSplit(apex mesh.ServiceKey, seen time.Time) {
 
 // resolveClaims lets mesh's rule pick among the claims on one key, reports
 // the losers with the errors it gives them and clears any the winner had.
-func resolveClaims[K comparable, V any](s *Store, claims []*claimEntry[K, V], rule func([]mesh.Claim) (int, []error)) *claimEntry[K, V] {
+func resolveClaims[K comparable, V any](s *Store, key K, claims []*claimEntry[K, V], rule func(K, []mesh.Claim) (int, []error)) *claimEntry[K, V] {
 	cs := make([]mesh.Claim, len(claims))
 	for i, c := range claims {
 		cs[i] = c.claim
 	}
-	winner, errs := rule(cs)
+	winner, errs := rule(key, cs)
 	for i, c := range claims {
 		if i == winner {
 			s.clearConfigError(c.claim.Object)
