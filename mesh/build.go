@@ -29,9 +29,9 @@ type Objects struct {
 // Other problems are reported the same way without skipping anything: a
 // malformed annotation on a Namespace or Service (the annotation is ignored,
 // see ServiceFrom), and an object given twice (the first is kept). When
-// several valid splits name one apex, or profiles one service, the rule of
-// the control plane's store decides (ResolveSplitClaims: the oldest wins,
-// then the first by namespace/name) and the others are reported. The
+// several valid splits name one apex, the oldest (creationTimestamp, then
+// namespace/name) is used and the others are reported: the rule of
+// ResolveSplitClaims, which the control plane's store applies too. The
 // result depends only on the set of objects, not on their order; errors
 // are sorted by object.
 func Build(clusterDomain string, objs Objects) (*Model, []ConfigError) {
