@@ -26,7 +26,7 @@ import (
 //	                               HeadlessEndpoints        S, if headless before or after
 //	ServiceProfile (A, S)          Profile                  S, as read by the clients in
 //	                                                        the namespaces that read slot
-//	                                                        (A, S) (translate.ReadsProfile)
+//	                                                        (A, S) (mesh.Model.ProfileReadBy)
 //	Proxy P (pod add/update)       Proxy                    P
 //	Proxy P gone (pod deleted,     ClearNode(P)
 //	  finished or unmeshed)
@@ -147,7 +147,7 @@ func (ix index) plan(prev, cur *Snapshot, ch *Changes, connected []string) plan 
 	for key, t := range ch.Profiles {
 		readers := func(t time.Time) {
 			for ns := range namespaces {
-				if translate.ReadsProfile(prev.Model, ns, key) || translate.ReadsProfile(cur.Model, ns, key) {
+				if prev.Model.ProfileReadBy(ns, key) || cur.Model.ProfileReadBy(ns, key) {
 					note(nsTime, ns, t)
 				}
 			}

@@ -3,7 +3,6 @@ package controller
 import (
 	"cmp"
 	"errors"
-	"fmt"
 	"maps"
 	"reflect"
 	"slices"
@@ -150,13 +149,12 @@ type configErrorState struct {
 }
 
 // claimEntry is a profile or split object: several objects may claim the
-// same model key (two TrafficSplits for one apex); the oldest wins and the
+// same model key (two TrafficSplits for one apex); mesh's rule picks the one
+// that gives the value (ResolveSplitClaims, ResolveProfileClaims) and the
 // others are reported as config errors.
 type claimEntry[K comparable, V any] struct {
-	name    types.NamespacedName
-	created time.Time
-	ref     *corev1.ObjectReference
-	obj     mesh.ObjectRef
+	claim mesh.Claim
+	ref   *corev1.ObjectReference
 	// valid is false when conversion failed; key and val are then zero.
 	valid bool
 	key   K
@@ -633,14 +631,12 @@ func (s *Store) SetServiceProfile(sp *profiles.ServiceProfile) bool {
 	return s.mutate(func(seen time.Time) {
 		name := types.NamespacedName{Namespace: sp.Namespace, Name: sp.Name}
 		e := &claimEntry[mesh.ProfileKey, *mesh.Profile]{
-			name:    name,
-			created: sp.CreationTimestamp.Time,
-			ref:     objectReference(profiles.ServiceProfileGroupVersion.String(), "ServiceProfile", sp.Namespace, sp.Name, sp.UID),
-			obj:     mesh.ObjectRef{Kind: "ServiceProfile", Namespace: sp.Namespace, Name: sp.Name},
+			claim: mesh.ClaimOf("ServiceProfile", sp),
+			ref:   objectReference(profiles.ServiceProfileGroupVersion.String(), "ServiceProfile", sp.Namespace, sp.Name, sp.UID),
 		}
 		p, errs := s.conv.profile(sp, s.domain)
 		if len(errs) > 0 || p == nil {
-			s.setConfigError(e.obj, e.ref, fieldErrors(errs, "profile converted to nothing"))
+			s.setConfigError(e.claim.Object, e.ref, fieldErrors(errs, "profile converted to nothing"))
 		} else {
 			e.valid, e.key, e.val = true, mesh.ProfileKey{Namespace: sp.Namespace, Service: p.Service}, p
 		}
@@ -654,11 +650,10 @@ func (s *Store) SetServiceProfileUndecodable(namespace, name string, uid types.U
 	return s.mutate(func(seen time.Time) {
 		nn := types.NamespacedName{Namespace: namespace, Name: name}
 		e := &claimEntry[mesh.ProfileKey, *mesh.Profile]{
-			name: nn,
-			ref:  objectReference(profiles.ServiceProfileGroupVersion.String(), "ServiceProfile", namespace, name, uid),
-			obj:  mesh.ObjectRef{Kind: "ServiceProfile", Namespace: namespace, Name: name},
+			claim: mesh.Claim{Object: mesh.ObjectRef{Kind: "ServiceProfile", Namespace: namespace, Name: name}},
+			ref:   objectReference(profiles.ServiceProfileGroupVersion.String(), "ServiceProfile", namespace, name, uid),
 		}
-		s.setConfigError(e.obj, e.ref, err)
+		s.setConfigError(e.claim.Object, e.ref, err)
 		s.putProfile(nn, e, seen)
 	})
 }
@@ -697,8 +692,7 @@ func (s *Store) resolveProfile(key mesh.ProfileKey, seen time.Time) {
 	}
 	var nv *mesh.Profile
 	if len(claims) > 0 {
-		winner := resolveClaims(s, claims, "ServiceProfile", "describes service "+key.Service.String())
-		nv = winner.val
+		nv = resolveClaims(s, key, claims, mesh.ResolveProfileClaims).val
 	}
 	if setPtr(s.profVals, key, nv) {
 		s.changed++
@@ -722,12 +716,11 @@ func (s *Store) SetTrafficSplitUndecodable(apiVersion, namespace, name string, u
 	return s.mutate(func(seen time.Time) {
 		nn := types.NamespacedName{Namespace: namespace, Name: name}
 		e := &claimEntry[mesh.ServiceKey, *mesh.Split]{
-			name: nn,
-			ref:  objectReference(apiVersion, "TrafficSplit", namespace, name, uid),
-			obj:  mesh.ObjectRef{Kind: "TrafficSplit", Namespace: namespace, Name: name},
+			claim: mesh.Claim{Object: mesh.ObjectRef{Kind: "TrafficSplit", Namespace: namespace, Name: name}},
+			ref:   objectReference(apiVersion, "TrafficSplit", namespace, name, uid),
 		}
 		delete(s.splitSrc, nn)
-		s.setConfigError(e.obj, e.ref, err)
+		s.setConfigError(e.claim.Object, e.ref, err)
 		s.putSplit(nn, e, seen)
 	})
 }
@@ -740,15 +733,13 @@ func (s *Store) DeleteTrafficSplit(namespace, name string) bool {
 
 func (s *Store) convertSplit(ts *profiles.TrafficSplit) *claimEntry[mesh.ServiceKey, *mesh.Split] {
 	e := &claimEntry[mesh.ServiceKey, *mesh.Split]{
-		name:    types.NamespacedName{Namespace: ts.Namespace, Name: ts.Name},
-		created: ts.CreationTimestamp.Time,
-		ref:     objectReference(ts.Version.String(), "TrafficSplit", ts.Namespace, ts.Name, ts.UID),
-		obj:     mesh.ObjectRef{Kind: "TrafficSplit", Namespace: ts.Namespace, Name: ts.Name},
+		claim: mesh.ClaimOf("TrafficSplit", ts),
+		ref:   objectReference(ts.Version.String(), "TrafficSplit", ts.Namespace, ts.Name, ts.UID),
 	}
 	exists := func(k mesh.ServiceKey) bool { return s.svcVals[k] != nil }
 	sp, errs := s.conv.split(ts, exists)
 	if len(errs) > 0 || sp == nil {
-		s.setConfigError(e.obj, e.ref, fieldErrors(errs, "split converted to nothing"))
+		s.setConfigError(e.claim.Object, e.ref, fieldErrors(errs, "split converted to nothing"))
 	} else {
 		e.valid, e.key, e.val = true, sp.Apex, sp
 	}
@@ -792,7 +783,7 @@ func (s *Store) resolveSplit(apex mesh.ServiceKey, seen time.Time) {
 	}
 	var nv *mesh.Split
 	if len(claims) > 0 {
-		nv = resolveClaims(s, claims, "TrafficSplit", "splits service "+apex.String()).val
+		nv = resolveClaims(s, apex, claims, mesh.ResolveSplitClaims).val
 	}
 	if setPtr(s.splitVals, apex, nv) {
 		s.changed++
@@ -800,18 +791,22 @@ func (s *Store) resolveSplit(apex mesh.ServiceKey, seen time.Time) {
 	}
 }
 
-// resolveClaims picks the oldest claim (then the first by name) and reports
-// the others as conflicting, clearing any conflict the winner had.
-func resolveClaims[K comparable, V any](s *Store, claims []*claimEntry[K, V], kind, what string) *claimEntry[K, V] {
-	slices.SortFunc(claims, func(a, b *claimEntry[K, V]) int {
-		return cmp.Or(a.created.Compare(b.created), cmp.Compare(a.name.String(), b.name.String()))
-	})
-	winner := claims[0]
-	s.clearConfigError(winner.obj)
-	for _, c := range claims[1:] {
-		s.setConfigError(c.obj, c.ref, fmt.Errorf("ignored: %s %s, created earlier, already %s", kind, winner.name, what))
+// resolveClaims lets mesh's rule pick among the claims on one key, reports
+// the losers with the errors it gives them and clears any the winner had.
+func resolveClaims[K comparable, V any](s *Store, key K, claims []*claimEntry[K, V], rule func(K, []mesh.Claim) (int, []error)) *claimEntry[K, V] {
+	cs := make([]mesh.Claim, len(claims))
+	for i, c := range claims {
+		cs[i] = c.claim
 	}
-	return winner
+	winner, errs := rule(key, cs)
+	for i, c := range claims {
+		if i == winner {
+			s.clearConfigError(c.claim.Object)
+		} else {
+			s.setConfigError(c.claim.Object, c.ref, errs[i])
+		}
+	}
+	return claims[winner]
 }
 
 // setPtr is replace for values already deduplicated by pointer.

@@ -2,7 +2,6 @@ package mesh
 
 import (
 	"cmp"
-	"fmt"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
@@ -29,10 +28,12 @@ type Objects struct {
 //
 // Other problems are reported the same way without skipping anything: a
 // malformed annotation on a Namespace or Service (the annotation is ignored,
-// see ServiceFrom), and an object given twice (the first is kept). When two
-// TrafficSplits name the same apex, the one whose name sorts first is used
-// and the other is reported. The result depends only on the set of objects,
-// not on their order; errors are sorted by object.
+// see ServiceFrom), and an object given twice (the first is kept). When
+// several valid splits name one apex, the oldest (creationTimestamp, then
+// namespace/name) is used and the others are reported: the rule of
+// ResolveSplitClaims, which the control plane's store applies too. The
+// result depends only on the set of objects, not on their order; errors
+// are sorted by object.
 func Build(clusterDomain string, objs Objects) (*Model, []ConfigError) {
 	m := &Model{
 		ClusterDomain: clusterDomain,
@@ -45,16 +46,14 @@ func Build(clusterDomain string, objs Objects) (*Model, []ConfigError) {
 	report := func(kind string, obj metav1.Object, fe field.ErrorList) {
 		errs = append(errs, configError(ObjectRef{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}, fe))
 	}
-	duplicate := func(kind string, obj metav1.Object) {
-		report(kind, obj, field.ErrorList{field.Duplicate(field.NewPath("metadata", "name"), obj.GetName())})
+	duplicate := func(kind string) func(metav1.Object) {
+		return func(obj metav1.Object) {
+			report(kind, obj, field.ErrorList{field.Duplicate(field.NewPath("metadata", "name"), obj.GetName())})
+		}
 	}
 
 	namespaces := map[string]*corev1.Namespace{}
-	for _, ns := range sortedObjects(objs.Namespaces) {
-		if namespaces[ns.Name] != nil {
-			duplicate("Namespace", ns)
-			continue
-		}
+	for _, ns := range distinctObjects(objs.Namespaces, duplicate("Namespace")) {
 		namespaces[ns.Name] = ns
 		if fe := ValidateNamespaceAnnotations(ns); len(fe) > 0 {
 			report("Namespace", ns, fe)
@@ -62,29 +61,17 @@ func Build(clusterDomain string, objs Objects) (*Model, []ConfigError) {
 	}
 
 	pods := map[ServiceKey]*corev1.Pod{} // a pod named like a service key: namespace/name
-	for _, pod := range sortedObjects(objs.Pods) {
-		k := ServiceKey{Namespace: pod.Namespace, Name: pod.Name}
-		if pods[k] != nil {
-			duplicate("Pod", pod)
-			continue
-		}
-		pods[k] = pod
+	for _, pod := range distinctObjects(objs.Pods, duplicate("Pod")) {
+		pods[ServiceKey{Namespace: pod.Namespace, Name: pod.Name}] = pod
 	}
 	podByName := func(ns, name string) *corev1.Pod { return pods[ServiceKey{Namespace: ns, Name: name}] }
 
-	seenServices := map[ServiceKey]bool{}
-	for _, svc := range sortedObjects(objs.Services) {
-		k := ServiceKey{Namespace: svc.Namespace, Name: svc.Name}
-		if seenServices[k] {
-			duplicate("Service", svc)
-			continue
-		}
-		seenServices[k] = true
+	for _, svc := range distinctObjects(objs.Services, duplicate("Service")) {
 		if fe := ValidateServiceAnnotations(svc); len(fe) > 0 {
 			report("Service", svc, fe)
 		}
 		if s := ServiceFrom(svc, namespaces[svc.Namespace]); s != nil {
-			m.Services[k] = s
+			m.Services[ServiceKey{Namespace: svc.Namespace, Name: svc.Name}] = s
 		}
 	}
 
@@ -106,34 +93,28 @@ func Build(clusterDomain string, objs Objects) (*Model, []ConfigError) {
 		}
 	}
 
-	for _, sp := range sortedObjects(objs.ServiceProfiles) {
+	profileClaims := claimsByKey[ProfileKey, *Profile]{}
+	for _, sp := range distinctObjects(objs.ServiceProfiles, duplicate("ServiceProfile")) {
 		p, fe := ProfileFrom(sp, clusterDomain)
 		if len(fe) > 0 {
 			report("ServiceProfile", sp, fe)
 			continue
 		}
-		k := ProfileKey{Namespace: sp.Namespace, Service: p.Service}
-		if m.Profiles[k] != nil {
-			duplicate("ServiceProfile", sp)
-			continue
-		}
-		m.Profiles[k] = p
+		profileClaims.add(ProfileKey{Namespace: sp.Namespace, Service: p.Service}, ClaimOf("ServiceProfile", sp), p)
 	}
+	errs = profileClaims.resolve(m.Profiles, ResolveProfileClaims, errs)
 
 	exists := func(k ServiceKey) bool { return m.Services[k] != nil }
-	for _, ts := range sortedObjects(objs.TrafficSplits) {
+	splitClaims := claimsByKey[ServiceKey, *Split]{}
+	for _, ts := range distinctObjects(objs.TrafficSplits, duplicate("TrafficSplit")) {
 		s, fe := SplitFrom(ts, exists)
 		if len(fe) > 0 {
 			report("TrafficSplit", ts, fe)
 			continue
 		}
-		if prev := m.Splits[s.Apex]; prev != nil {
-			report("TrafficSplit", ts, field.ErrorList{field.Duplicate(field.NewPath("spec", "service"),
-				fmt.Sprintf("%s (TrafficSplit %s already splits it)", ts.Service, prev.Source.Name))})
-			continue
-		}
-		m.Splits[s.Apex] = s
+		splitClaims.add(s.Apex, ClaimOf("TrafficSplit", ts), s)
 	}
+	errs = splitClaims.resolve(m.Splits, ResolveSplitClaims, errs)
 
 	slices.SortStableFunc(errs, func(a, b ConfigError) int {
 		return cmp.Or(
@@ -143,6 +124,59 @@ func Build(clusterDomain string, objs Objects) (*Model, []ConfigError) {
 		)
 	})
 	return m, errs
+}
+
+// claimsByKey collects the valid objects claiming each model key, with the
+// value each would give.
+type claimsByKey[K comparable, V any] map[K]*claimGroup[V]
+
+type claimGroup[V any] struct {
+	claims []Claim
+	vals   []V
+}
+
+func (c claimsByKey[K, V]) add(k K, claim Claim, v V) {
+	g := c[k]
+	if g == nil {
+		g = &claimGroup[V]{}
+		c[k] = g
+	}
+	g.claims = append(g.claims, claim)
+	g.vals = append(g.vals, v)
+}
+
+// resolve stores each key's winning value in into and appends the losers'
+// errors to errs.
+func (c claimsByKey[K, V]) resolve(into map[K]V, rule func(K, []Claim) (int, []error), errs []ConfigError) []ConfigError {
+	for k, g := range c {
+		winner, lost := rule(k, g.claims)
+		into[k] = g.vals[winner]
+		for i, err := range lost {
+			if err != nil {
+				errs = append(errs, ConfigError{Object: g.claims[i].Object, Err: err})
+			}
+		}
+	}
+	return errs
+}
+
+// distinctObjects is sortedObjects keeping the first object of each
+// namespace/name: a cluster holds one, so another is a mistake in the
+// input, passed to duplicate.
+func distinctObjects[T any, P interface {
+	*T
+	metav1.Object
+}](in []P, duplicate func(metav1.Object)) []P {
+	sorted := sortedObjects(in)
+	out := sorted[:0]
+	for _, o := range sorted {
+		if n := len(out); n > 0 && out[n-1].GetNamespace() == o.GetNamespace() && out[n-1].GetName() == o.GetName() {
+			duplicate(o)
+			continue
+		}
+		out = append(out, o)
+	}
+	return out
 }
 
 // sortedObjects drops nil entries and orders by namespace/name, so that

@@ -267,7 +267,7 @@ func TestBuild(t *testing.T) {
 			`time: invalid duration "one-second"`,
 		}},
 		{ObjectRef{"TrafficSplit", "books", "broken"}, []string{"spec.backends[0].service: Not found", "webapp-v9"}},
-		{ObjectRef{"TrafficSplit", "books", "zz-books-split"}, []string{"spec.service: Duplicate value", "books-split already splits it"}},
+		{ObjectRef{"TrafficSplit", "books", "zz-books-split"}, []string{`spec.service: Duplicate value: "books"`, "TrafficSplit books/books-split, created at the same time and first by name, already splits service books/books"}},
 	}
 	if len(errs) != len(wants) {
 		t.Fatalf("%d errors, want %d: %v", len(errs), len(wants), errs)

@@ -20,10 +20,11 @@ type Model struct {
 	Services      map[ServiceKey]*Service
 	// Endpoints per service; absent means none known yet.
 	Endpoints map[ServiceKey]*ServiceEndpoints
-	// Profiles by where they live and what they describe. A profile in the
-	// client's namespace wins over one in the service's own namespace.
+	// Profiles by where they live and what they describe; ProfileFor says
+	// which one applies to a client.
 	Profiles map[ProfileKey]*Profile
-	// Splits by apex service (SMI TrafficSplits live in the apex's namespace).
+	// Splits by apex service (SMI TrafficSplits live in the apex's
+	// namespace): one per apex, chosen by ResolveSplitClaims.
 	Splits map[ServiceKey]*Split
 }
 

@@ -25,7 +25,7 @@ const (
 	// InputService is m.Services[S].
 	InputService Input = iota
 	// InputProfile is the profile chosen for S by the client's namespace
-	// (chosenProfile: the client namespace's own, else S's namespace's).
+	// (mesh.Model.ProfileFor: the client namespace's own, else S's namespace's).
 	InputProfile
 	// InputSplit is m.Splits[S].
 	InputSplit
@@ -127,7 +127,7 @@ type Scope uint8
 const (
 	// ScopeViews: the outbound view of every client of the subject service
 	// (every proxy; for InputProfile, the clients whose namespace reads the
-	// profile, see ReadsProfile).
+	// profile, see mesh.Model.ProfileReadBy).
 	ScopeViews Scope = 1 << iota
 	// ScopeEDS: the subject service's load assignments only.
 	ScopeEDS
@@ -267,40 +267,10 @@ func (d serviceInputs) only(in Inputs) serviceInputs {
 	return out
 }
 
-// chosenProfile applies Linkerd's rule: a profile in the client's namespace
-// wins over one in the service's own namespace. It returns the profile and
-// the namespace it came from ("" for none).
-func chosenProfile(m *mesh.Model, clientNS string, svc mesh.ServiceKey) (*mesh.Profile, string) {
-	if p := m.Profiles[mesh.ProfileKey{Namespace: clientNS, Service: svc}]; p != nil {
-		return p, clientNS
-	}
-	if p := m.Profiles[mesh.ProfileKey{Namespace: svc.Namespace, Service: svc}]; p != nil {
-		return p, svc.Namespace
-	}
-	return nil, ""
-}
-
-// ReadsProfile reports whether clients in namespace clientNS read the
-// profile slot k under m, that is whether chosenProfile would return the
-// profile at k if there were one: the client namespace's own slot, and the
-// service namespace's while the client namespace has none of its own.
-func ReadsProfile(m *mesh.Model, clientNS string, k mesh.ProfileKey) bool {
-	if k.Namespace == clientNS {
-		return true
-	}
-	return k.Namespace == k.Service.Namespace && m.Profiles[mesh.ProfileKey{Namespace: clientNS, Service: k.Service}] == nil
-}
-
-// backendServices lists the services a split (or the profile's
-// dstOverrides) sends to, as the model has them now.
+// backendServices lists the services that mesh.BackendsFor sends to (a
+// split, else the profile's dstOverrides), as the model has them now.
 func backendServices(m *mesh.Model, split *mesh.Split, profile *mesh.Profile) []*mesh.Service {
-	var list []mesh.WeightedBackend
-	switch {
-	case split != nil:
-		list = split.Backends
-	case profile != nil:
-		list = profile.DstOverrides
-	}
+	list := mesh.BackendsFor(split, profile).List
 	if len(list) == 0 {
 		return nil
 	}

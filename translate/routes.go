@@ -220,25 +220,18 @@ type weightedBackend struct {
 	weight  uint32
 }
 
-// backendsFor resolves where a service port's traffic goes. Linkerd turns a
-// TrafficSplit into the apex profile's dstOverrides, replacing any the
-// profile had, so a split wins over dstOverrides. A backend counts only when
-// its service exists and has the port; weight-0 backends get no traffic and
-// are dropped. With no usable backend left (all weights 0, or none exists)
+// backendsFor resolves where a service port's traffic goes: to the backends
+// mesh.BackendsFor picks (a split wins over dstOverrides). A backend counts
+// only when its service exists and has the port; weight-0 backends get no
+// traffic and are dropped. With no usable backend left (all weights 0, or none exists)
 // traffic goes to the apex itself, the same as having no split: an
 // all-zero split is far more likely a rollout mid-edit than a wish to send
 // every request to nowhere. targets are the backends' services, in the
 // order of the list that names them (backendServices).
 func backendsFor(targets []*mesh.Service, svc *mesh.Service, sp mesh.ServicePort, split *mesh.Split, profile *mesh.Profile, domain string) ([]weightedBackend, []error) {
-	var list []mesh.WeightedBackend
-	var source mesh.ObjectRef
-	field := ""
-	switch {
-	case split != nil:
-		list, source, field = split.Backends, split.Source, "spec.backends"
-	case profile != nil && len(profile.DstOverrides) > 0:
-		list, source, field = profile.DstOverrides, profile.Source, "spec.dstOverrides"
-	default:
+	chosen := mesh.BackendsFor(split, profile)
+	list, source, field := chosen.List, chosen.Source, chosen.Field
+	if len(list) == 0 {
 		return nil, nil
 	}
 	var errs []error

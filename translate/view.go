@@ -80,7 +80,7 @@ func (t *Translator) buildView(m *mesh.Model, keys []mesh.ServiceKey, clientNS s
 	parts := make([]serviceParts, len(keys))
 	t.mu.Lock()
 	for i, k := range keys {
-		prof, profNS := chosenProfile(m, clientNS, k)
+		prof, profNS := m.ProfileFor(clientNS, k)
 		parts[i] = serviceParts{
 			key:       k,
 			frontend:  t.frontends.lookupLocked(m, dom, serviceSubject{svc: k, profileNS: profNS, kind: kind}),
