@@ -20,6 +20,7 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/weftmesh/weft/mesh"
+	"github.com/weftmesh/weft/proxy"
 )
 
 // DefaultClusterDomain is used when neither Options nor the model name one.
@@ -167,11 +168,8 @@ func (t *Translator) ForProxy(m *mesh.Model, p *mesh.Proxy) (res *Resources, err
 		return &Resources{}, []error{errors.New("translate: nil model or proxy")}
 	}
 	kind := p.Kind
-	if kind == "" {
-		kind = mesh.ProxySidecar
-	}
-	if kind != mesh.ProxySidecar && kind != mesh.ProxyProxylessGRPC {
-		return &Resources{}, []error{fmt.Errorf("translate: proxy %s: unknown kind %q", p.NodeID(), p.Kind)}
+	if !kind.Valid() {
+		return &Resources{}, []error{fmt.Errorf("translate: proxy %s: unknown kind %s", p.NodeID(), p.Kind)}
 	}
 	info := t.modelInfo(m)
 	// Proxies of every namespace share one view, except namespaces that
@@ -196,7 +194,7 @@ func (t *Translator) ForProxy(m *mesh.Model, p *mesh.Proxy) (res *Resources, err
 	})
 
 	errs = slices.Clone(v.errs)
-	if kind == mesh.ProxyProxylessGRPC {
+	if kind == proxy.GRPC {
 		return &Resources{
 			Listeners: v.apiListeners,
 			Routes:    v.routes,
@@ -318,7 +316,7 @@ func chosenProfile(m *mesh.Model, clientNS string, svc mesh.ServiceKey) (*mesh.P
 type frontendKey struct {
 	svc       mesh.ServiceKey
 	profileNS string
-	kind      mesh.ProxyKind
+	kind      proxy.Kind
 }
 
 type frontendDeps struct {
@@ -474,7 +472,7 @@ func backendServices(m *mesh.Model, split *mesh.Split, profile *mesh.Profile) []
 type viewKey struct {
 	model     *mesh.Model
 	namespace string
-	kind      mesh.ProxyKind
+	kind      proxy.Kind
 }
 
 // view is everything outbound for the proxies of one namespace and kind.
@@ -504,7 +502,7 @@ type serviceParts struct {
 // buildView assembles the outbound resources of every service for clients
 // in clientNS ("" for clients whose namespace holds no profile of another
 // namespace's service).
-func (t *Translator) buildView(m *mesh.Model, keys []mesh.ServiceKey, clientNS string, kind mesh.ProxyKind) view {
+func (t *Translator) buildView(m *mesh.Model, keys []mesh.ServiceKey, clientNS string, kind proxy.Kind) view {
 	dom := t.domain(m)
 	parts := make([]serviceParts, len(keys))
 	t.mu.Lock()
@@ -513,7 +511,7 @@ func (t *Translator) buildView(m *mesh.Model, keys []mesh.ServiceKey, clientNS s
 		prof, profNS := chosenProfile(m, clientNS, k)
 		split := m.Splits[k]
 		fd := frontendDeps{domain: dom, svc: svc, profile: prof, split: split, backends: backendServices(m, split, prof)}
-		if svc.Headless && kind == mesh.ProxySidecar {
+		if svc.Headless && kind == proxy.Envoy {
 			fd.endpoints = m.Endpoints[k]
 		}
 		fe := currentEntry(t.frontends, frontendKey{svc: k, profileNS: profNS, kind: kind},
@@ -534,7 +532,7 @@ func (t *Translator) buildView(m *mesh.Model, keys []mesh.ServiceKey, clientNS s
 	v.routes = make([]*routev3.RouteConfiguration, 0, len(parts))
 	v.clusters = make([]*clusterv3.Cluster, 0, len(parts))
 	v.endpoints = make([]*endpointv3.ClusterLoadAssignment, 0, len(parts))
-	if kind == mesh.ProxyProxylessGRPC {
+	if kind == proxy.GRPC {
 		v.apiListeners = make([]*listenerv3.Listener, 0, 2*len(parts))
 	} else {
 		v.groups = make([]chainGroup, 0, len(parts))
@@ -700,7 +698,7 @@ func serviceError(svc *mesh.Service, err error) error {
 	return mesh.ConfigError{Object: mesh.ObjectRef{Kind: "Service", Namespace: svc.Key.Namespace, Name: svc.Key.Name}, Err: err}
 }
 
-func (t *Translator) computeFrontend(m *mesh.Model, e *frontendEntry, kind mesh.ProxyKind, compiled *compiledProfile, profErr error) {
+func (t *Translator) computeFrontend(m *mesh.Model, e *frontendEntry, kind proxy.Kind, compiled *compiledProfile, profErr error) {
 	var val frontend
 	err := guard(func() error {
 		val = buildFrontend(m, e.deps, kind, compiled, profErr)
@@ -712,7 +710,7 @@ func (t *Translator) computeFrontend(m *mesh.Model, e *frontendEntry, kind mesh.
 	e.val = val
 }
 
-func buildFrontend(m *mesh.Model, d frontendDeps, kind mesh.ProxyKind, compiled *compiledProfile, profErr error) frontend {
+func buildFrontend(m *mesh.Model, d frontendDeps, kind proxy.Kind, compiled *compiledProfile, profErr error) frontend {
 	var f frontend
 	svc := d.svc
 	ports, errs := servicePorts(svc)
@@ -723,7 +721,7 @@ func buildFrontend(m *mesh.Model, d frontendDeps, kind mesh.ProxyKind, compiled 
 	case profErr != nil:
 		f.errs = append(f.errs, profErr)
 		profile = nil
-	case compiled != nil && kind == mesh.ProxyProxylessGRPC:
+	case compiled != nil && kind == proxy.GRPC:
 		if compiled.proxylessErr != nil {
 			f.errs = append(f.errs, mesh.ConfigError{Object: profile.Source, Err: fmt.Errorf("routes skipped for proxyless gRPC clients: %w", compiled.proxylessErr)})
 		}
@@ -731,7 +729,7 @@ func buildFrontend(m *mesh.Model, d frontendDeps, kind mesh.ProxyKind, compiled 
 	case compiled != nil:
 		routes = compiled.sidecar
 	}
-	proxyless := kind == mesh.ProxyProxylessGRPC
+	proxyless := kind == proxy.GRPC
 
 	for _, sp := range ports {
 		opaque := portIsOpaque(sp, profile, sp.Port)

@@ -30,6 +30,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"sigs.k8s.io/yaml"
 
+	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/xds"
 )
 
@@ -105,7 +106,7 @@ func startControlPlane(t *testing.T) *controlPlane {
 	}
 	perNode, clas := loadTranslateGolden(t, goldenCase)
 	ctx := context.Background()
-	if err := s.SetNodeResources(ctx, node, xds.ProxyEnvoy, perNode, time.Time{}); err != nil {
+	if err := s.SetNodeResources(ctx, node, proxy.Envoy, perNode, time.Time{}); err != nil {
 		t.Fatalf("SetNodeResources: %v", err)
 	}
 	if err := s.SetEndpoints(ctx, clas, time.Time{}); err != nil {
