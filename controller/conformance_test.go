@@ -195,7 +195,7 @@ func acked(t *testing.T, rc *runningController, node string) map[string]string {
 // endpoint removal and a control-plane restart.
 func TestConformanceGRPCGo(t *testing.T) {
 	requireEnv(t)
-	netns.SkipIfUnavailable(t)
+	netns.Require(t)
 	ensureCRDs(t)
 	ctx := t.Context()
 
