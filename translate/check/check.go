@@ -6,7 +6,7 @@
 // configuration or a secret, two filter chains or two listeners colliding. Every rule quotes the
 // peer's own wording (Envoy's C++ sources, grpc-go's xdsresource package) so that a NACK seen in
 // a log can be matched with the problem found here. The rules and where they come from are
-// listed in /work/shared/notes/envoy-rejects.md; rule-by-rule comments below say why a rule is
+// listed, with why, in docs/envoy-rejects.md; rule-by-rule comments below say why a rule is
 // shaped the way it is, in particular where it deliberately differs from the peer.
 package check
 
