@@ -331,6 +331,18 @@ func TestConformanceGRPCGo(t *testing.T) {
 		}
 		return resp.GetServerId(), nil
 	}
+	// succeedInARow is a settleRouteSwap step: n calls, stopping at the
+	// first failure.
+	succeedInARow := func(n int) func() (bool, error) {
+		return func() (bool, error) {
+			for range n {
+				if _, err := call(); err != nil {
+					return false, err
+				}
+			}
+			return true, nil
+		}
+	}
 	calls := func(n int) (map[string]int, error) {
 		hits := map[string]int{}
 		for range n {
@@ -378,14 +390,7 @@ func TestConformanceGRPCGo(t *testing.T) {
 		raced := settleRouteSwap(t, "50 calls in a row to succeed under the split", []string{
 			translate.OutboundClusterName(mesh.ServiceKey{Namespace: "demo", Name: "emoji-v1"}, 8080, "cluster.local"),
 			translate.OutboundClusterName(mesh.ServiceKey{Namespace: "demo", Name: "emoji-v2"}, 8080, "cluster.local"),
-		}, func() (bool, error) {
-			for range 50 {
-				if _, err := call(); err != nil {
-					return false, err
-				}
-			}
-			return true, nil
-		})
+		}, succeedInARow(50))
 		t.Logf("after the split was ACKed, %d call(s) hit the route-swap race in the %v before 50 in a row succeeded", raced, time.Since(start))
 		const n = 1000
 		hits, err := calls(n)
@@ -437,7 +442,7 @@ func TestConformanceGRPCGo(t *testing.T) {
 			// The default route: the server saw only the client's own
 			// deadline (or none).
 			if oldTable++; oldTable > maxRouteSwapFailures {
-				t.Fatalf("%d calls after the ACK still went through the old route table (the server saw a deadline budget of %s), more than the route-swap race explains", oldTable, v[0])
+				t.Fatalf("%d calls after the ACK went through a route table without the profile's %v timeout (the server saw a deadline budget of %s), more than the route-swap race explains", oldTable, routeTimeout, v[0])
 			}
 			return false
 		})
@@ -501,30 +506,41 @@ func TestConformanceGRPCGo(t *testing.T) {
 	})
 
 	t.Run("removed endpoint gets no traffic", func(t *testing.T) {
+		apex := translate.OutboundClusterName(mesh.ServiceKey{Namespace: "demo", Name: "emoji"}, 8080, "cluster.local")
+		before := acked(t, rc, node)
 		if err := env.Dynamic.Resource(splitGVR).Namespace("demo").Delete(ctx, "emoji-canary", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
+		waitUntil(t, 30*time.Second, "a route version without the split", func() bool {
+			return acked(t, rc, node)["rds"] != before["rds"]
+		})
+		// Without the split the routes name the apex cluster again, for
+		// the first time since the split: see routeSwapRace.
+		raced := settleRouteSwap(t, "50 calls in a row to succeed without the split", []string{apex}, succeedInARow(50))
+		t.Logf("after the split was deleted, %d call(s) hit the route-swap race", raced)
+
+		// Only now take v2's endpoint away. Done together with the split's
+		// deletion, the client could get v2's empty endpoints before the
+		// routes without the split, and a call the split still sent to v2
+		// would have nowhere to go ("no children to pick from").
 		_, err := env.Clientset.AppsV1().Deployments("demo").Patch(ctx, "emoji-v2", types.MergePatchType, []byte(`{"spec":{"replicas":0}}`), metav1.PatchOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		apex := translate.OutboundClusterName(mesh.ServiceKey{Namespace: "demo", Name: "emoji"}, 8080, "cluster.local")
 		waitUntil(t, time.Minute, "v2 gone from the apex endpoints", func() bool {
-			cla := rc.XDS().Endpoints()[apex]
-			addrs := claAddresses(cla)
+			addrs := claAddresses(rc.XDS().Endpoints()[apex])
 			return len(addrs) == 1 && addrs[0] == ips["v1"]
 		})
 		// The client applies the push within moments; the v2 server is
-		// still up, so only config can keep traffic off it. Without the
-		// split the routes name the apex cluster again, for the first time
-		// since the split: see routeSwapRace.
-		raced := settleRouteSwap(t, "a batch of calls without v2", []string{apex}, func() (bool, error) {
+		// still up, so only config can keep traffic off it, and no call
+		// has a reason to fail.
+		waitUntil(t, 10*time.Second, "a batch of calls without v2", func() bool {
 			hits, err := calls(50)
-			return hits["v2"] == 0, err
+			if err != nil {
+				t.Fatalf("a call failed while v2's endpoint was being removed: %v (hits %v)", err, hits)
+			}
+			return hits["v2"] == 0
 		})
-		if raced > 0 {
-			t.Logf("%d call(s) hit the route-swap race after the split was deleted", raced)
-		}
 		hits, err := calls(200)
 		if err != nil {
 			t.Fatal(err)
