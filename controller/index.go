@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/mesh"
+	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/translate"
 )
 
@@ -227,7 +228,7 @@ func forBackingPods(m *mesh.Model, key mesh.ServiceKey, f func(nodeID string)) {
 	for _, list := range eps.ByPort {
 		for _, ep := range list {
 			if ep.Pod != "" {
-				f(nodeID(ep.Pod, key.Namespace))
+				f(proxy.NodeID(ep.Pod, key.Namespace))
 			}
 		}
 	}

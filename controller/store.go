@@ -16,6 +16,7 @@ import (
 
 	"github.com/weftmesh/weft/mesh"
 	"github.com/weftmesh/weft/profiles"
+	"github.com/weftmesh/weft/proxy"
 )
 
 // Snapshot is one published state of the mesh: the model plus the proxies
@@ -259,7 +260,7 @@ func (s *Store) Proxy(pod, namespace string) (p *mesh.Proxy, podExists bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, podExists = s.pods[types.NamespacedName{Namespace: namespace, Name: pod}]
-	return s.proxies[nodeID(pod, namespace)], podExists
+	return s.proxies[proxy.NodeID(pod, namespace)], podExists
 }
 
 // Pod returns the pod as last seen, or nil.
@@ -597,7 +598,7 @@ func (s *Store) podChanged(name types.NamespacedName, seen time.Time) {
 }
 
 func (s *Store) deriveProxy(name types.NamespacedName, seen time.Time) {
-	nodeID := nodeID(name.Name, name.Namespace)
+	nodeID := proxy.NodeID(name.Name, name.Namespace)
 	obj := mesh.ObjectRef{Kind: "Pod", Namespace: name.Namespace, Name: name.Name}
 	var nv *mesh.Proxy
 	if pod := s.pods[name]; pod != nil && podMayRun(pod) {
@@ -866,6 +867,3 @@ func fieldErrors(errs field.ErrorList, ifEmpty string) error {
 func objectReference(apiVersion, kind, namespace, name string, uid types.UID) *corev1.ObjectReference {
 	return &corev1.ObjectReference{APIVersion: apiVersion, Kind: kind, Namespace: namespace, Name: name, UID: uid}
 }
-
-// nodeID is how a pod's proxy names itself on the xDS stream.
-func nodeID(pod, namespace string) string { return pod + "." + namespace }

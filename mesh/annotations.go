@@ -1,7 +1,7 @@
 package mesh
 
-// Annotations Weft reads on Pods, Services and Namespaces. The injector
-// writes and reads the same names, so they live in one place.
+// Annotations Weft reads on Pods, Services and Namespaces. They live in one
+// place because the sidecar injector on the roadmap must read the same names.
 //
 // Where Linkerd has an equivalent, its name is accepted too so that a
 // workload annotated for Linkerd keeps its meaning under Weft; when both are

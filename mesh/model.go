@@ -11,6 +11,8 @@ package mesh
 import (
 	"fmt"
 	"time"
+
+	"github.com/weftmesh/weft/proxy"
 )
 
 // Model is everything the mesh knows at one instant.
@@ -206,17 +208,9 @@ type WeightedBackend struct {
 	Weight uint32
 }
 
-// ProxyKind tells sidecar Envoys from proxyless gRPC clients.
-type ProxyKind string
-
-const (
-	ProxySidecar       ProxyKind = "sidecar"
-	ProxyProxylessGRPC ProxyKind = "proxyless-grpc"
-)
-
 // Proxy is the data-plane node config is built for: one pod.
 type Proxy struct {
-	Kind      ProxyKind
+	Kind      proxy.Kind
 	Pod       string
 	Namespace string
 	IP        string
@@ -230,8 +224,8 @@ type Proxy struct {
 	OpaquePorts []uint32
 }
 
-// NodeID is how the proxy names itself on the xDS stream: <pod>.<namespace>.
-func (p *Proxy) NodeID() string { return p.Pod + "." + p.Namespace }
+// NodeID is how the proxy names itself on the xDS stream.
+func (p *Proxy) NodeID() string { return proxy.NodeID(p.Pod, p.Namespace) }
 
 // ProxyPort is a port the pod serves on.
 type ProxyPort struct {

@@ -7,6 +7,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/weftmesh/weft/proxy"
 )
 
 // ProxyFromPod describes the data-plane node of a pod.
@@ -29,14 +31,14 @@ func ProxyFromPod(pod *corev1.Pod, ns *corev1.Namespace) (*Proxy, error) {
 	}
 
 	p := &Proxy{
-		Kind:      ProxySidecar,
+		Kind:      proxy.Envoy,
 		Pod:       pod.Name,
 		Namespace: pod.Namespace,
 		IP:        pod.Status.PodIP,
 		Identity:  podIdentity(pod),
 	}
 	if pod.Annotations[AnnotationProxyKind] == ProxyKindValueGRPC {
-		p.Kind = ProxyProxylessGRPC
+		p.Kind = proxy.GRPC
 	}
 
 	if skipIn != nil {

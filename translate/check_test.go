@@ -8,23 +8,16 @@ import (
 	"github.com/weftmesh/weft/translate/check"
 )
 
-func peerOf(p *mesh.Proxy) check.Peer {
-	if p.Kind == mesh.ProxyProxylessGRPC {
-		return check.GRPC
-	}
-	return check.Envoy
-}
-
 // checkResources fails the test on anything the proxy's peer would refuse,
 // and on warnings (accepted, then failing at run time) too.
 func checkResources(t testing.TB, p *mesh.Proxy, res *translate.Resources) {
 	t.Helper()
-	for _, prob := range check.Problems(peerOf(p), res.ByType()) {
+	for _, prob := range check.Problems(p.Kind, res.ByType()) {
 		if prob.Warning {
-			t.Errorf("%s warning: %v", peerOf(p), prob)
+			t.Errorf("%s warning: %v", p.Kind, prob)
 			continue
 		}
-		t.Errorf("%s would refuse: %v", peerOf(p), prob)
+		t.Errorf("%s would refuse: %v", p.Kind, prob)
 	}
 }
 

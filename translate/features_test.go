@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/weftmesh/weft/mesh"
+	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/translate/check"
 )
 
@@ -177,8 +178,8 @@ func TestFeatureFiltersAndInputs(t *testing.T) {
 	m1, m2 := seamModel("10.1.0.1"), seamModel("10.1.0.1", "10.1.0.2")
 	m2.Services = m1.Services // only the endpoints differ
 	proxies := []*mesh.Proxy{
-		{Kind: mesh.ProxySidecar, Pod: "c", Namespace: "shop"},
-		{Kind: mesh.ProxyProxylessGRPC, Pod: "c", Namespace: "shop"},
+		{Kind: proxy.Envoy, Pod: "c", Namespace: "shop"},
+		{Kind: proxy.GRPC, Pod: "c", Namespace: "shop"},
 	}
 	tests := []struct {
 		name  string
@@ -194,19 +195,15 @@ func TestFeatureFiltersAndInputs(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, p := range proxies {
-			t.Run(tt.name+"/"+string(p.Kind), func(t *testing.T) {
+			t.Run(tt.name+"/"+p.Kind.String(), func(t *testing.T) {
 				warm := newTranslator(Options{}, ft)
 				for i, m := range []*mesh.Model{m1, m2} {
 					res, errs := warm.ForProxy(m, p)
 					if len(errs) > 0 {
 						t.Fatal(errs)
 					}
-					peer := check.Envoy
-					if p.Kind == mesh.ProxyProxylessGRPC {
-						peer = check.GRPC
-					}
-					for _, prob := range check.Problems(peer, res.ByType()) {
-						t.Errorf("%s: %v", peer, prob)
+					for _, prob := range check.Problems(p.Kind, res.ByType()) {
+						t.Errorf("%s: %v", p.Kind, prob)
 					}
 					filters := outboundHTTPFilters(t, res)
 					var names []string
@@ -247,9 +244,9 @@ func TestTransportSocketSeam(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &mesh.Proxy{Kind: mesh.ProxySidecar, Pod: "c", Namespace: "shop", InboundPorts: []mesh.ProxyPort{{Name: "http", Port: 8080}}}
+	p := &mesh.Proxy{Kind: proxy.Envoy, Pod: "c", Namespace: "shop", InboundPorts: []mesh.ProxyPort{{Name: "http", Port: 8080}}}
 	res, _ := newTranslator(Options{}, ft).ForProxy(seamModel("10.1.0.1"), p)
-	for _, prob := range check.Problems(check.Envoy, res.ByType()) {
+	for _, prob := range check.Problems(proxy.Envoy, res.ByType()) {
 		t.Errorf("envoy: %v", prob)
 	}
 	for _, c := range res.Clusters {

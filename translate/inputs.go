@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/weftmesh/weft/mesh"
+	"github.com/weftmesh/weft/proxy"
 )
 
 // Input is one kind of model value translation reads. It is named relative
@@ -189,7 +190,7 @@ func DeclaredReads() Reads { return builtinFeatures.reads }
 type serviceSubject struct {
 	svc       mesh.ServiceKey
 	profileNS string
-	kind      mesh.ProxyKind
+	kind      proxy.Kind
 }
 
 // serviceInputs are the model values one per-service product was built
@@ -235,7 +236,7 @@ func readServiceInputs(m *mesh.Model, domain string, k serviceSubject, in Inputs
 	switch {
 	case in.Has(InputEndpoints):
 		d.endpoints = m.Endpoints[k.svc]
-	case in.Has(InputHeadlessEndpoints) && svc != nil && svc.Headless && k.kind != mesh.ProxyProxylessGRPC:
+	case in.Has(InputHeadlessEndpoints) && svc != nil && svc.Headless && k.kind != proxy.GRPC:
 		d.endpoints = m.Endpoints[k.svc]
 	}
 	return d

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/weftmesh/weft/mesh"
+	"github.com/weftmesh/weft/proxy"
 )
 
 // Outbound: per service, its clusters and its frontend (routes, and the
@@ -105,7 +106,7 @@ func serviceError(svc *mesh.Service, err error) error {
 	return mesh.ConfigError{Object: mesh.ObjectRef{Kind: "Service", Namespace: svc.Key.Namespace, Name: svc.Key.Name}, Err: err}
 }
 
-func (t *Translator) computeFrontend(e *serviceEntry[frontend], kind mesh.ProxyKind, compiled *compiledProfile, profErr error) {
+func (t *Translator) computeFrontend(e *serviceEntry[frontend], kind proxy.Kind, compiled *compiledProfile, profErr error) {
 	var val frontend
 	err := guard(func() error {
 		val = buildFrontend(e.deps, kind, compiled, profErr, t.features)
@@ -120,7 +121,7 @@ func (t *Translator) computeFrontend(e *serviceEntry[frontend], kind mesh.ProxyK
 // buildFrontend builds a service's routes and chains (sidecars) or API
 // listeners (proxyless clients) from d, the profile compiled (nil when
 // there is none or it is unusable, profErr saying why).
-func buildFrontend(d serviceInputs, kind mesh.ProxyKind, compiled *compiledProfile, profErr error, ft *featureTable) frontend {
+func buildFrontend(d serviceInputs, kind proxy.Kind, compiled *compiledProfile, profErr error, ft *featureTable) frontend {
 	var f frontend
 	svc := d.svc
 	ports, errs := servicePorts(svc)
@@ -131,7 +132,7 @@ func buildFrontend(d serviceInputs, kind mesh.ProxyKind, compiled *compiledProfi
 	case profErr != nil:
 		f.errs = append(f.errs, profErr)
 		profile = nil
-	case compiled != nil && kind == mesh.ProxyProxylessGRPC:
+	case compiled != nil && kind == proxy.GRPC:
 		if compiled.proxylessErr != nil {
 			f.errs = append(f.errs, mesh.ConfigError{Object: profile.Source, Err: fmt.Errorf("routes skipped for proxyless gRPC clients: %w", compiled.proxylessErr)})
 		}
@@ -139,7 +140,7 @@ func buildFrontend(d serviceInputs, kind mesh.ProxyKind, compiled *compiledProfi
 	case compiled != nil:
 		routes = compiled.sidecar
 	}
-	proxyless := kind == mesh.ProxyProxylessGRPC
+	proxyless := kind == proxy.GRPC
 
 	for _, sp := range ports {
 		opaque := portIsOpaque(sp, profile, sp.Port)
