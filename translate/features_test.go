@@ -91,7 +91,8 @@ func TestFeatureTableOrderIsEnforced(t *testing.T) {
 func TestDeclaredReads(t *testing.T) {
 	r := DeclaredReads()
 	want := Reads{
-		ServiceClusters:  InputsOf(InputService, InputProfile),
+		// mTLS: who backs a service decides its clusters' TLS.
+		ServiceClusters:  InputsOf(InputService, InputProfile, InputEndpointIdentities),
 		ServiceFrontend:  InputsOf(InputService, InputProfile, InputSplit, InputBackendServices, InputHeadlessEndpoints),
 		ServiceEndpoints: InputsOf(InputService, InputEndpoints),
 		ProxyOwn:         InputsOf(InputProxy),
@@ -102,13 +103,14 @@ func TestDeclaredReads(t *testing.T) {
 		}
 	}
 	scopes := map[Input]Scope{
-		InputService:           ScopeViews | ScopeEDS,
-		InputProfile:           ScopeViews,
-		InputSplit:             ScopeViews,
-		InputBackendServices:   ScopeViews,
-		InputEndpoints:         ScopeEDS,
-		InputHeadlessEndpoints: ScopeViews,
-		InputProxy:             ScopeProxy,
+		InputService:            ScopeViews | ScopeEDS,
+		InputProfile:            ScopeViews,
+		InputSplit:              ScopeViews,
+		InputBackendServices:    ScopeViews,
+		InputEndpoints:          ScopeEDS,
+		InputHeadlessEndpoints:  ScopeViews,
+		InputProxy:              ScopeProxy,
+		InputEndpointIdentities: ScopeViews,
 	}
 	for in := range NumInputs {
 		if got := r.Scope(in); got != scopes[in] {
