@@ -97,7 +97,7 @@ func init() {
 		{&tcpproxyv3.TcpProxy{}, extension{kinds: kindNetworkFilter, factory: "envoy.filters.network.tcp_proxy", terminal: true}},
 		{&netrbacv3.RBAC{}, extension{kinds: kindNetworkFilter, factory: "envoy.filters.network.rbac"}},
 		// Terminal: DirectResponseConfigFactory's isTerminalFilterByProtoTyped returns true
-		// (source/extensions/filters/network/direct_response/config.cc).
+		// (source/extensions/filters/network/direct_response/config.h).
 		{&directresponsev3.Config{}, extension{kinds: kindNetworkFilter, factory: "envoy.filters.network.direct_response", terminal: true}},
 
 		{&tlsinspectorv3.TlsInspector{}, extension{kinds: kindListenerFilter, factory: "envoy.filters.listener.tls_inspector"}},
