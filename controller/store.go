@@ -76,7 +76,7 @@ type converters struct {
 	// is still converted (the annotation is ignored).
 	serviceWarnings func(*corev1.Service) field.ErrorList
 	namespaceErrors func(*corev1.Namespace) field.ErrorList
-	endpoints       func(*mesh.Service, []*discoveryv1.EndpointSlice, func(ns, name string) *corev1.Pod) *mesh.ServiceEndpoints
+	endpoints       func(*mesh.Service, []*discoveryv1.EndpointSlice, mesh.PodLookup) *mesh.ServiceEndpoints
 	profile         func(*profiles.ServiceProfile, string) (*mesh.Profile, field.ErrorList)
 	split           func(*profiles.TrafficSplit, func(mesh.ServiceKey) bool) (*mesh.Split, field.ErrorList)
 	proxy           func(*corev1.Pod, *corev1.Namespace) (*mesh.Proxy, error)
@@ -383,10 +383,19 @@ func (s *Store) namespaceChanged(ns string, seen time.Time) {
 			s.deriveService(key, seen)
 		}
 	}
+	// Endpoints read the namespace too (whether their pods are meshed):
+	// each service backed by a pod here is re-derived once.
+	backed := map[mesh.ServiceKey]bool{}
 	for name := range s.pods {
 		if name.Namespace == ns {
 			s.deriveProxy(name, seen)
+			for key := range s.podServices[name] {
+				backed[key] = true
+			}
 		}
+	}
+	for key := range backed {
+		s.deriveEndpoints(key, seen)
 	}
 }
 
@@ -563,8 +572,8 @@ func (s *Store) deriveEndpoints(key mesh.ServiceKey, seen time.Time) {
 	}
 }
 
-func (s *Store) podByName(namespace, name string) *corev1.Pod {
-	return s.pods[types.NamespacedName{Namespace: namespace, Name: name}]
+func (s *Store) podByName(namespace, name string) (*corev1.Pod, *corev1.Namespace) {
+	return s.pods[types.NamespacedName{Namespace: namespace, Name: name}], s.namespaces[namespace]
 }
 
 // --- Pods ---

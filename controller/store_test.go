@@ -171,9 +171,12 @@ func TestStoreChanges(t *testing.T) {
 			endpoints: nil,
 		},
 		{
-			name:    "namespace stops injection: every proxy goes",
-			op:      func(s *Store) bool { return s.SetNamespace(testNamespace("app", nil)) },
-			proxies: []string{"api-1.app", "api-2.app", "web-1.app"},
+			// api's endpoints are no longer meshed pods: its clients must
+			// stop originating mTLS to it.
+			name:      "namespace stops injection: every proxy goes, endpoints are re-derived",
+			op:        func(s *Store) bool { return s.SetNamespace(testNamespace("app", nil)) },
+			proxies:   []string{"api-1.app", "api-2.app", "web-1.app"},
+			endpoints: []mesh.ServiceKey{api},
 		},
 		{
 			// The slice only lists port http-9090, which the service no longer has.

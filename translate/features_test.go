@@ -70,6 +70,9 @@ func TestFeatureTableOrderIsEnforced(t *testing.T) {
 			return f
 		}()), "keyed by the proxy's ports only"},
 		{"two kinds in one feature", withRouter(func() feature { f := network; f.httpFilter = router.httpFilter; return f }()), "exactly one of"},
+		{"inbound TLS on clusters", withRouter(feature{name: "tls", on: onOutboundCluster, inboundTLS: mtlsDownstream}), "cannot be placed on outbound clusters"},
+		{"a cluster socket on inbound chains", withRouter(func() feature { f := socket("a"); f.on = onInboundChain; return f }()), "cannot be placed on inbound chains"},
+		{"two TLS terminations on inbound chains", withRouter(mtlsTermination, func() feature { f := mtlsTermination; f.name = "again"; return f }()), "2 transport sockets"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -91,7 +94,8 @@ func TestFeatureTableOrderIsEnforced(t *testing.T) {
 func TestDeclaredReads(t *testing.T) {
 	r := DeclaredReads()
 	want := Reads{
-		ServiceClusters:  InputsOf(InputService, InputProfile),
+		// mTLS: who backs a service decides its clusters' TLS.
+		ServiceClusters:  InputsOf(InputService, InputProfile, InputEndpointIdentities),
 		ServiceFrontend:  InputsOf(InputService, InputProfile, InputSplit, InputBackendServices, InputHeadlessEndpoints),
 		ServiceEndpoints: InputsOf(InputService, InputEndpoints),
 		ProxyOwn:         InputsOf(InputProxy),
@@ -102,13 +106,14 @@ func TestDeclaredReads(t *testing.T) {
 		}
 	}
 	scopes := map[Input]Scope{
-		InputService:           ScopeViews | ScopeEDS,
-		InputProfile:           ScopeViews,
-		InputSplit:             ScopeViews,
-		InputBackendServices:   ScopeViews,
-		InputEndpoints:         ScopeEDS,
-		InputHeadlessEndpoints: ScopeViews,
-		InputProxy:             ScopeProxy,
+		InputService:            ScopeViews | ScopeEDS,
+		InputProfile:            ScopeViews,
+		InputSplit:              ScopeViews,
+		InputBackendServices:    ScopeViews,
+		InputEndpoints:          ScopeEDS,
+		InputHeadlessEndpoints:  ScopeViews,
+		InputProxy:              ScopeProxy,
+		InputEndpointIdentities: ScopeViews,
 	}
 	for in := range NumInputs {
 		if got := r.Scope(in); got != scopes[in] {

@@ -68,9 +68,9 @@ type clusterList struct {
 	errs     []error
 }
 
-func (t *Translator) computeClusters(e *serviceEntry[clusterList], compiled *compiledProfile) {
+func (t *Translator) computeClusters(e *serviceEntry[clusterList], kind proxy.Kind, compiled *compiledProfile) {
 	err := guard(func() error {
-		e.val = serviceClusters(e.deps, compiled, t.features)
+		e.val = serviceClusters(e.deps, compiled, t.features, featureInputs{trustDomain: t.opts.TrustDomain, kind: kind})
 		return nil
 	})
 	if err != nil {
@@ -78,8 +78,9 @@ func (t *Translator) computeClusters(e *serviceEntry[clusterList], compiled *com
 	}
 }
 
-// serviceClusters builds the EDS cluster of each port of d.svc.
-func serviceClusters(d serviceInputs, compiled *compiledProfile, ft *featureTable) clusterList {
+// serviceClusters builds the EDS cluster of each port of d.svc; base holds
+// the features' inputs that are not the service's.
+func serviceClusters(d serviceInputs, compiled *compiledProfile, ft *featureTable, base featureInputs) clusterList {
 	var out clusterList
 	budget := mesh.DefaultRetryBudget
 	profile := d.profile
@@ -96,7 +97,9 @@ func serviceClusters(d serviceInputs, compiled *compiledProfile, ft *featureTabl
 			proto = mesh.ProtocolOpaque
 		}
 		c := outboundCluster(d.svc, sp, proto, budget, d.domain)
-		c.TransportSocket = ft.transportSocket(onOutboundCluster, featureInputs{service: d, port: sp})
+		in := base
+		in.service, in.port = d, sp
+		c.TransportSocket = ft.transportSocket(onOutboundCluster, in)
 		out.clusters = append(out.clusters, c)
 	}
 	return out

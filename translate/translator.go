@@ -19,8 +19,11 @@ type Options struct {
 	// ClusterDomain is the DNS suffix of services. Empty means the model's
 	// ClusterDomain, and DefaultClusterDomain if that is empty too.
 	ClusterDomain string
-	// TrustDomain is the SPIFFE trust domain of workload identities, for
-	// the mTLS feature once it exists.
+	// TrustDomain is the SPIFFE trust domain of workload identities. Empty
+	// turns mTLS off entirely: no TLS is originated or terminated and the
+	// output is exactly that of a translator without the mTLS feature. Set,
+	// the proxies need their certificates and the bundle by SDS (names in
+	// mesh/secrets.go) or every meshed hop fails.
 	TrustDomain string
 }
 

@@ -79,13 +79,19 @@ func (t *Translator) viewFor(m *mesh.Model, ns string, kind proxy.Kind) *viewEnt
 func (t *Translator) buildView(m *mesh.Model, keys []mesh.ServiceKey, clientNS string, kind proxy.Kind) view {
 	dom := t.domain(m)
 	parts := make([]serviceParts, len(keys))
+	// Clusters are the same for every kind of client unless a feature
+	// says otherwise.
+	var clusterKind proxy.Kind
+	if t.features.clustersByKind {
+		clusterKind = kind
+	}
 	t.mu.Lock()
 	for i, k := range keys {
 		prof, profNS := m.ProfileFor(clientNS, k)
 		parts[i] = serviceParts{
 			key:       k,
 			frontend:  t.frontends.lookupLocked(m, dom, serviceSubject{svc: k, profileNS: profNS, kind: kind}),
-			clusters:  t.clusters.lookupLocked(m, dom, serviceSubject{svc: k, profileNS: profNS}),
+			clusters:  t.clusters.lookupLocked(m, dom, serviceSubject{svc: k, profileNS: profNS, kind: clusterKind}),
 			endpoints: t.endpoints.lookupLocked(m, dom, serviceSubject{svc: k}),
 			prof:      prof,
 		}
@@ -110,7 +116,7 @@ func (t *Translator) buildView(m *mesh.Model, keys []mesh.ServiceKey, clientNS s
 		if sp.profile != nil {
 			compiled, profErr = sp.profile.get(sp.prof)
 		}
-		sp.clusters.once.Do(func() { t.computeClusters(sp.clusters, compiled) })
+		sp.clusters.once.Do(func() { t.computeClusters(sp.clusters, clusterKind, compiled) })
 		sp.frontend.once.Do(func() { t.computeFrontend(sp.frontend, kind, compiled, profErr) })
 		sp.endpoints.once.Do(func() { computeEndpoints(sp.endpoints) })
 
