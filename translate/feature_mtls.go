@@ -89,6 +89,11 @@ func mtlsUpstream(in featureInputs) *corev3.TransportSocket {
 			sans[i] = &tlsv3.SubjectAltNameMatcher{SanType: tlsv3.SubjectAltNameMatcher_URI, Matcher: exactString(id)}
 		}
 		common = sdsCommonTLS(&tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: sans})
+		// The server's TLS chain for HTTP matches on ALPN (inboundChains);
+		// Envoy offers none upstream unless told, and the connection would
+		// land on the server's opaque TLS chain, around its HTTP handling.
+		// grpc-go offers h2 by itself.
+		common.AlpnProtocols = upstreamALPN(in.port.Protocol)
 	}
 	return tlsSocket(&tlsv3.UpstreamTlsContext{
 		CommonTlsContext: common,
@@ -152,4 +157,17 @@ func tlsSocket(ctx proto.Message) *corev3.TransportSocket {
 		Name:       wellknown.TransportSocketTLS,
 		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(ctx)},
 	}
+}
+
+// upstreamALPN is what a client sidecar offers for a cluster of protocol p:
+// the one protocol its connection pool speaks (clusters.go), none for
+// opaque TCP, which the server's plain TLS chain takes.
+func upstreamALPN(p mesh.Protocol) []string {
+	switch p {
+	case mesh.ProtocolGRPC, mesh.ProtocolHTTP2:
+		return []string{"h2"}
+	case mesh.ProtocolOpaque:
+		return nil
+	}
+	return []string{"http/1.1"}
 }
