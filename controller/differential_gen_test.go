@@ -109,11 +109,12 @@ func (w *world) del(key string, f func(*Store)) diffOp {
 	return diffOp{desc: "delete " + key, apply: f}
 }
 
-// existing picks the key of an object of kind that exists, if any.
+// existing picks the key of an object of kind ("": any kind) that exists,
+// if any.
 func (w *world) existing(kind string) (string, bool) {
 	var keys []string
 	for k := range w.objects {
-		if strings.HasPrefix(k, kind+" ") {
+		if kind == "" || strings.HasPrefix(k, kind+" ") {
 			keys = append(keys, k)
 		}
 	}
@@ -124,79 +125,65 @@ func (w *world) existing(kind string) (string, bool) {
 	return pick(w.c, keys...), true
 }
 
-// op draws the next event. create biases towards creating objects (the first
+// diffKinds are the object kinds the generator makes, with how often each
+// is set (created or edited) and deleted, out of 100 events; the rest are
+// resyncs.
+var diffKinds = []struct {
+	kind        string
+	set, delete int
+	make        func(*world) diffOp
+	remove      func(s *Store, ns, name string) bool
+}{
+	{"Namespace", 5, 2, (*world).namespaceOp, func(s *Store, ns, _ string) bool { return s.DeleteNamespace(ns) }},
+	{"Service", 15, 6, (*world).serviceOp, (*Store).DeleteService},
+	{"EndpointSlice", 17, 5, (*world).sliceOp, (*Store).DeleteEndpointSlice},
+	{"Pod", 17, 6, (*world).podOp, (*Store).DeletePod},
+	{"ServiceProfile", 9, 5, (*world).profileOp, (*Store).DeleteServiceProfile},
+	{"TrafficSplit", 7, 3, (*world).splitOp, (*Store).DeleteTrafficSplit},
+}
+
+// op draws the next event. create makes it a creation or an edit (the first
 // step populates the world).
 func (w *world) op(create bool) diffOp {
 	c := w.c
+	sets := 0
+	for _, k := range diffKinds {
+		sets += k.set
+	}
 	r := c.intn(100)
 	if create {
-		r = c.intn(70) // no deletes, no resyncs
+		r = c.intn(sets)
 	}
-	switch {
-	case r < 5:
-		return w.namespaceOp()
-	case r < 20:
+	for _, k := range diffKinds {
+		if r < k.set {
+			return k.make(w)
+		}
+		r -= k.set
+	}
+	for _, k := range diffKinds {
+		if r >= k.delete {
+			r -= k.delete
+			continue
+		}
+		key, ok := w.existing(k.kind)
+		if !ok {
+			return k.make(w)
+		}
+		ns, name := splitKey(key, k.kind)
+		switch k.kind {
+		case "Service":
+			delete(w.svcs, mesh.ServiceKey{Namespace: ns, Name: name})
+		case "Pod":
+			delete(w.pods, types.NamespacedName{Namespace: ns, Name: name})
+		}
+		return w.del(key, func(s *Store) { k.remove(s, ns, name) })
+	}
+	// A resync: the same object delivered again must change nothing.
+	key, ok := w.existing("")
+	if !ok {
 		return w.serviceOp()
-	case r < 37:
-		return w.sliceOp()
-	case r < 54:
-		return w.podOp()
-	case r < 63:
-		return w.profileOp()
-	case r < 70:
-		return w.splitOp()
-	case r < 72:
-		key, ok := w.existing("Namespace")
-		if !ok {
-			return w.namespaceOp()
-		}
-		name := strings.TrimPrefix(key, "Namespace ")
-		return w.del(key, func(s *Store) { s.DeleteNamespace(name) })
-	case r < 78:
-		key, ok := w.existing("Service")
-		if !ok {
-			return w.serviceOp()
-		}
-		ns, name := splitKey(key, "Service")
-		delete(w.svcs, mesh.ServiceKey{Namespace: ns, Name: name})
-		return w.del(key, func(s *Store) { s.DeleteService(ns, name) })
-	case r < 83:
-		key, ok := w.existing("EndpointSlice")
-		if !ok {
-			return w.sliceOp()
-		}
-		ns, name := splitKey(key, "EndpointSlice")
-		return w.del(key, func(s *Store) { s.DeleteEndpointSlice(ns, name) })
-	case r < 89:
-		key, ok := w.existing("Pod")
-		if !ok {
-			return w.podOp()
-		}
-		ns, name := splitKey(key, "Pod")
-		delete(w.pods, types.NamespacedName{Namespace: ns, Name: name})
-		return w.del(key, func(s *Store) { s.DeletePod(ns, name) })
-	case r < 94:
-		key, ok := w.existing("ServiceProfile")
-		if !ok {
-			return w.profileOp()
-		}
-		ns, name := splitKey(key, "ServiceProfile")
-		return w.del(key, func(s *Store) { s.DeleteServiceProfile(ns, name) })
-	case r < 97:
-		key, ok := w.existing("TrafficSplit")
-		if !ok {
-			return w.splitOp()
-		}
-		ns, name := splitKey(key, "TrafficSplit")
-		return w.del(key, func(s *Store) { s.DeleteTrafficSplit(ns, name) })
-	default:
-		// A resync: the same object delivered again must change nothing.
-		key, ok := w.existing("")
-		if !ok {
-			return w.serviceOp()
-		}
-		return diffOp{desc: "resync " + key, apply: w.objects[key]}
 	}
+	return diffOp{desc: "resync " + key, apply: w.objects[key]}
 }
 
 func splitKey(key, kind string) (ns, name string) {

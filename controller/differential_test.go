@@ -54,8 +54,8 @@ var (
 // The bounded default fits `make test` (race detector, busy two cores) in
 // a few seconds; -diff.seeds and -diff.steps go further.
 const (
-	defaultDiffSeeds = 10
-	defaultDiffSteps = 60
+	defaultDiffSeeds = 8
+	defaultDiffSteps = 50
 )
 
 var diffTranslateOptions = translate.Options{ClusterDomain: "cluster.local", TrustDomain: "cluster.local"}
@@ -78,7 +78,7 @@ func TestDifferential(t *testing.T) {
 func FuzzDifferential(f *testing.F) {
 	for _, seed := range []uint64{1, 2} {
 		r := rand.New(rand.NewPCG(seed, seed))
-		b := make([]byte, 1000)
+		b := make([]byte, 3000)
 		for i := range b {
 			b[i] = byte(r.Uint32())
 		}
@@ -89,6 +89,7 @@ func FuzzDifferential(f *testing.F) {
 		if err := r.run(t.Context(), 200); err != nil {
 			t.Fatal(err)
 		}
+		t.Logf("%d flushes: %s", r.step, r.stats)
 	})
 }
 
@@ -139,11 +140,14 @@ type diffRun struct {
 	// fresh translator that translated it.
 	prev      *Snapshot
 	prevFresh *translate.Translator
-	ops       []string
-	step      int
+	// offline are proxies without a stream: the index skips them and
+	// what they were last served may be stale until they reconnect.
+	offline map[string]bool
+	ops     []string
+	step    int
 	// eq is the equality memo of the current flush.
-	eq equalMemo
-	stats     diffStats
+	eq    equalMemo
+	stats diffStats
 }
 
 func newDiffRun(tb testing.TB, name string, c chooser, wrap func(Translator) Translator) *diffRun {
@@ -175,6 +179,7 @@ func newDiffRun(tb testing.TB, name string, c chooser, wrap func(Translator) Tra
 		every:     translate.NewTranslator(diffTranslateOptions),
 		prev:      store.Published(),
 		prevFresh: translate.NewTranslator(diffTranslateOptions),
+		offline:   map[string]bool{},
 	}
 }
 
@@ -195,6 +200,9 @@ func (r *diffRun) run(ctx context.Context, steps int) error {
 		}
 		for range n {
 			ops = append(ops, r.w.op(r.step == 0))
+		}
+		if err := r.churnConnections(ctx); err != nil {
+			return err
 		}
 		for _, op := range ops {
 			r.ops = append(r.ops, fmt.Sprintf("step %d: %s", r.step, op.desc))
@@ -217,8 +225,8 @@ func (r *diffRun) failf(format string, args ...any) error {
 	return fmt.Errorf("%s, step %d: %s\nops so far:\n%s  %s", r.name, r.step, fmt.Sprintf(format, args...), elided, strings.Join(ops, "\n  "))
 }
 
-// connectAll marks every proxy the next flush will publish as connected:
-// the pipeline recomputes only connected proxies.
+// connectAll marks every proxy the next flush will publish as connected,
+// unless it is offline: the pipeline recomputes only connected proxies.
 func (r *diffRun) connectAll() {
 	r.store.mu.Lock()
 	ids := slices.Collect(maps.Keys(r.store.proxies))
@@ -226,9 +234,42 @@ func (r *diffRun) connectAll() {
 	r.pipe.mu.Lock()
 	r.pipe.connected = map[string]struct{}{}
 	for _, id := range ids {
-		r.pipe.connected[id] = struct{}{}
+		if !r.offline[id] {
+			r.pipe.connected[id] = struct{}{}
+		}
 	}
 	r.pipe.mu.Unlock()
+}
+
+// churnConnections drops and restores streams between flushes. A proxy that
+// reconnects is pushed from the published snapshot, as validateNode does,
+// and must then be served what a fresh translator gives.
+func (r *diffRun) churnConnections(ctx context.Context) error {
+	snap := r.store.Published()
+	for _, id := range slices.Sorted(maps.Keys(snap.Proxies)) {
+		switch {
+		case !chance(r.c, 4):
+		case r.offline[id]:
+			delete(r.offline, id)
+			r.ops = append(r.ops, fmt.Sprintf("step %d: proxy %s reconnects", r.step, id))
+			r.pipe.push(ctx, snap, id, time.Time{})
+			want, _ := translate.NewTranslator(diffTranslateOptions).ForProxy(snap.Model, snap.Proxies[id])
+			byType := want.ByType()
+			delete(byType, resourcev3.EndpointType)
+			if d := (equalMemo{}).firstDifference(r.x.nodes[id].res, byType); d != "" {
+				return r.failf("proxy %s: pushed on reconnection, its config is not what a fresh translator gives: %s", id, d)
+			}
+		default:
+			r.offline[id] = true
+			r.ops = append(r.ops, fmt.Sprintf("step %d: proxy %s disconnects", r.step, id))
+		}
+	}
+	for id := range r.offline {
+		if snap.Proxies[id] == nil {
+			delete(r.offline, id)
+		}
+	}
+	return nil
 }
 
 func (r *diffRun) flushAndCheck(ctx context.Context) error {
@@ -272,6 +313,9 @@ func (r *diffRun) flushAndCheck(ctx context.Context) error {
 		}
 
 		// (b) what is served equals the fresh output.
+		if r.offline[id] {
+			continue
+		}
 		served, ok := r.x.nodes[id]
 		recomputed := "it was recomputed this flush"
 		if !r.x.pushed[id] {
@@ -316,7 +360,7 @@ func (r *diffRun) flushAndCheck(ctx context.Context) error {
 		return err
 	}
 	r.count(cur, beforeNodes, beforeEDS)
-	if err := r.connectRaces(ctx, cur, fresh); err != nil {
+	if err := r.connectRace(); err != nil {
 		return err
 	}
 	r.prev, r.prevFresh = cur, fresh
@@ -376,11 +420,10 @@ func dump(v any) string {
 	return "\n    " + strings.Join(lines, "\n    ")
 }
 
-// connectRaces does what connecting proxies do in production: sometimes the
-// warm translator translates a proxy from the snapshot before the last one
-// (validateNode read the published snapshot just before the flush), and
-// sometimes a proxy reconnects and is pushed from the current one.
-func (r *diffRun) connectRaces(ctx context.Context, cur *Snapshot, fresh *translate.Translator) error {
+// connectRace does what a connecting proxy may do in production: the warm
+// translator translates it from the snapshot before the last one
+// (validateNode read the published snapshot just before the flush).
+func (r *diffRun) connectRace() error {
 	if ids := slices.Sorted(maps.Keys(r.prev.Proxies)); len(ids) > 0 && chance(r.c, 25) {
 		id := pick(r.c, ids...)
 		px := r.prev.Proxies[id]
@@ -388,17 +431,6 @@ func (r *diffRun) connectRaces(ctx context.Context, cur *Snapshot, fresh *transl
 		want, _ := r.prevFresh.ForProxy(r.prev.Model, px)
 		if d := r.eq.firstDifference(got.ByType(), want.ByType()); d != "" {
 			return r.failf("proxy %s: on the previous snapshot, the warm translator's output differs from a fresh translator's: %s", id, d)
-		}
-	}
-	if ids := slices.Sorted(maps.Keys(cur.Proxies)); len(ids) > 0 && chance(r.c, 10) {
-		id := pick(r.c, ids...)
-		r.ops = append(r.ops, fmt.Sprintf("step %d: proxy %s reconnects", r.step, id))
-		r.pipe.push(ctx, cur, id, time.Time{})
-		want, _ := fresh.ForProxy(cur.Model, cur.Proxies[id])
-		byType := want.ByType()
-		delete(byType, resourcev3.EndpointType)
-		if d := r.eq.firstDifference(r.x.nodes[id].res, byType); d != "" {
-			return r.failf("proxy %s: pushed on reconnection, its config is not what a fresh translator gives: %s", id, d)
 		}
 	}
 	return nil
@@ -454,8 +486,8 @@ func (s diffStats) String() string {
 	avg := func(n int) float64 { return float64(n) / float64(max(s.flushes, 1)) }
 	return fmt.Sprintf("on average %.1f proxies, %.1f services, %.1f profiles, %.1f splits per flush; ", avg(s.proxyChecks), avg(s.services), avg(s.profiles), avg(s.splits)) +
 		fmt.Sprintf("%d proxy checks; the index recomputed %d proxies (%.0f%% of checks), %d of them (%.0f%%) with unchanged output; %d load assignments set, %d of them (%.0f%%) unchanged",
-		s.proxyChecks, s.recomputed, pct(s.recomputed, s.proxyChecks), s.recomputedUnchanged, pct(s.recomputedUnchanged, s.recomputed),
-		s.claSets, s.claSetsUnchanged, pct(s.claSetsUnchanged, s.claSets))
+			s.proxyChecks, s.recomputed, pct(s.recomputed, s.proxyChecks), s.recomputedUnchanged, pct(s.recomputedUnchanged, s.recomputed),
+			s.claSets, s.claSetsUnchanged, pct(s.claSetsUnchanged, s.claSets))
 }
 
 func compareServiceKeys(a, b mesh.ServiceKey) int {
