@@ -358,9 +358,12 @@ func (w *world) sliceOp() diffOp {
 	}
 	d.WriteString(" ] eps[")
 	for range c.intn(4) {
-		podName := pick(c, diffPodNames...)
+		podName, podNS := pick(c, diffPodNames...), ns
+		if chance(c, 5) {
+			podNS = pick(c, diffNamespaces...) // a target in another namespace
+		}
 		addr := pick(c, diffPodIPs...)
-		if pod := w.pods[types.NamespacedName{Namespace: ns, Name: podName}]; pod != nil && chance(c, 85) {
+		if pod := w.pods[types.NamespacedName{Namespace: podNS, Name: podName}]; pod != nil && chance(c, 85) {
 			addr = pod.Status.PodIP
 		}
 		ep := discoveryv1.Endpoint{
@@ -368,14 +371,14 @@ func (w *world) sliceOp() diffOp {
 			Conditions: discoveryv1.EndpointConditions{
 				Ready: boolPtr(c, 60, 30), Serving: boolPtr(c, 60, 20), Terminating: boolPtr(c, 20, 40),
 			},
-			TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: podName},
+			TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: podNS, Name: podName},
 		}
 		if chance(c, 40) {
 			z := pick(c, "z1", "z2")
 			ep.Zone = &z
 		}
 		es.Endpoints = append(es.Endpoints, ep)
-		fmt.Fprintf(&d, " %s@%s ready=%s serving=%s term=%s", podName, addr, fmtBool(ep.Conditions.Ready), fmtBool(ep.Conditions.Serving), fmtBool(ep.Conditions.Terminating))
+		fmt.Fprintf(&d, " %s/%s@%s ready=%s serving=%s term=%s", podNS, podName, addr, fmtBool(ep.Conditions.Ready), fmtBool(ep.Conditions.Serving), fmtBool(ep.Conditions.Terminating))
 	}
 	d.WriteString(" ]")
 	return w.set("EndpointSlice "+ns+"/"+name, d.String(), func(s *Store) { s.SetEndpointSlice(es) })

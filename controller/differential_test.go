@@ -37,13 +37,17 @@ import (
 //	(a) a warm translator's output for every proxy equals (proto.Equal,
 //	    resource by resource, in emitted order) a fresh translator's on the
 //	    same model, errors included;
-//	(b) what the pipeline serves every proxy (its last push, however old)
-//	    equals the fresh output, and the EDS it serves equals the fresh load
-//	    assignments of every service: every output that changed was in the
-//	    plan.
+//	(b) what the pipeline serves every connected proxy (its last push,
+//	    however old) equals the fresh output, and the EDS it serves equals
+//	    the fresh load assignments of every service: every output that
+//	    changed was in the plan;
+//	(c) the store holds what a store fed the same objects at once holds.
 //
-// Recomputing a proxy whose output did not change is allowed; how often it
-// happens is logged as a figure.
+// Proxies also drop their streams and reconnect (validateNode's push), and
+// a proxy sometimes connects from the snapshot before the last one, so the
+// warm translator is asked about two models as in production. Recomputing
+// a proxy whose output did not change is allowed; how often it happens is
+// logged as a figure.
 
 var (
 	diffSeeds = flag.Int("diff.seeds", 0, "differential test: number of seeds (0: the bounded default)")
