@@ -442,6 +442,14 @@ func (w *world) requestMatch(depth int) *profiles.RequestMatch {
 	switch {
 	case chance(c, 4):
 		m.PathRegex = "(" // invalid
+	case chance(c, 4):
+		// Within the size limit as written, not as translate emits it
+		// under a not (widened for the :path header): a profile that
+		// validates and still fails to translate.
+		m.PathRegex = pick(c, "/[a-z]{0,45}", "/[a-z]{0,46}")
+		if chance(c, 50) {
+			return &profiles.RequestMatch{Method: "GET", Not: m}
+		}
 	case m.PathRegex == "" && m.Method == "" && chance(c, 80):
 		m.Method = "GET" // mostly valid: an empty match is invalid
 	}
