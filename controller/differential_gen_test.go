@@ -101,7 +101,7 @@ type diffOp struct {
 
 func (w *world) set(key, desc string, f func(*Store)) diffOp {
 	w.objects[key] = f
-	return diffOp{desc: "set " + key + " " + desc, apply: f}
+	return diffOp{desc: strings.TrimSpace("set " + key + " " + strings.TrimSpace(desc)), apply: f}
 }
 
 func (w *world) del(key string, f func(*Store)) diffOp {
