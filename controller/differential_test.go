@@ -47,7 +47,10 @@ import (
 // a proxy sometimes connects from the snapshot before the last one, so the
 // warm translator is asked about two models as in production. Recomputing
 // a proxy whose output did not change is allowed; how often it happens is
-// logged as a figure.
+// logged as a figure. Longer runs:
+//
+//	go test ./controller -short -run '^TestDifferential$' -v -diff.seeds 500 -diff.steps 200
+//	go test ./controller -short -run '^$' -fuzz '^FuzzDifferential$' -parallel 1
 
 var (
 	diffSeeds = flag.Int("diff.seeds", 0, "differential test: number of seeds (0: the bounded default)")
