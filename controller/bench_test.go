@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"runtime"
@@ -44,7 +45,8 @@ import (
 // clients running in a child process, so the control plane's CPU and RSS
 // are its own. Each iteration changes one EndpointSlice and measures, per
 // client, the time from the store seeing the change to the client sending
-// the ACK of the EDS response carrying it.
+// the ACK of the EDS response carrying it; the figure that matters is the
+// per-change one, until the last client ACKed.
 //
 //	go test ./controller -run '^$' -bench EndToEnd -benchtime 1x -short
 //
@@ -138,12 +140,14 @@ func currentRSS() int64 {
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
+// percentile is the nearest-rank percentile: with 10 samples, p99 is the
+// largest, not the ninth (a p99 below the max of 10 changes would flatter).
 func percentile(sorted []time.Duration, p float64) time.Duration {
 	if len(sorted) == 0 {
 		return 0
 	}
-	i := int(p * float64(len(sorted)-1))
-	return sorted[i]
+	i := int(math.Ceil(p*float64(len(sorted)))) - 1
+	return sorted[max(i, 0)]
 }
 
 func BenchmarkEndToEndEndpointChange(b *testing.B) {
@@ -219,9 +223,10 @@ func BenchmarkEndToEndEndpointChange(b *testing.B) {
 
 	target := translate.OutboundClusterName(mesh.ServiceKey{Namespace: "ns-0", Name: "svc-0"}, 8080, "cluster.local")
 	before := rusage(syscall.RUSAGE_SELF)
-	recomputes := h.metrics.recomputes
-	_ = recomputes
-	var all []time.Duration
+	// perProxy has one sample per client and change; lastAck one per
+	// change: when the last client ACKed it, which is when the change is
+	// in force everywhere.
+	var perProxy, lastAck []time.Duration
 	b.ResetTimer()
 	for it := range iterations {
 		n := 3 + it
@@ -229,23 +234,36 @@ func BenchmarkEndToEndEndpointChange(b *testing.B) {
 		time.Sleep(20 * time.Millisecond) // let the fleet read the watch before the change
 		t0 := time.Now()
 		h.store.SetEndpointSlice(benchSlice(0, namespaces, proxies, n))
+		var last time.Duration
 		for _, l := range expect(fmt.Sprintf("ack %d ", it+1), proxies, time.Minute) {
 			f := strings.Fields(l)
 			ns, _ := strconv.ParseInt(f[3], 10, 64)
-			all = append(all, time.Unix(0, ns).Sub(t0))
+			d := time.Unix(0, ns).Sub(t0)
+			perProxy = append(perProxy, d)
+			last = max(last, d)
 		}
+		lastAck = append(lastAck, last)
 	}
 	b.StopTimer()
 	after := rusage(syscall.RUSAGE_SELF)
-	slices.Sort(all)
-	p50, p99, pmax := percentile(all, 0.50), percentile(all, 0.99), all[len(all)-1]
-	fmt.Printf("endpoint change -> ACK by all %d subscribed clients, %d changes: p50 %v, p99 %v, max %v (includes the 100ms debounce)\n",
-		proxies, iterations, p50.Round(time.Millisecond), p99.Round(time.Millisecond), pmax.Round(time.Millisecond))
+	slices.Sort(perProxy)
+	slices.Sort(lastAck)
+	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+	fmt.Printf("endpoint change -> ACK by the last of %d subscribed clients, over %d changes: p50 %v, p99 %v, max %v (includes the 100ms debounce)\n",
+		proxies, iterations, ms(percentile(lastAck, 0.50)), ms(percentile(lastAck, 0.99)), ms(lastAck[len(lastAck)-1]))
+	fmt.Printf("endpoint change -> ACK by one client, over %d client ACKs: p50 %v, p99 %v, max %v\n",
+		len(perProxy), ms(percentile(perProxy, 0.50)), ms(percentile(perProxy, 0.99)), ms(perProxy[len(perProxy)-1]))
 	fmt.Printf("control plane CPU: %.2fs for the %d changes (%.0f ms per change), %.2fs in total; peak RSS %s\n",
 		(after.cpu - before.cpu).Seconds(), iterations, float64((after.cpu-before.cpu).Milliseconds())/iterations,
 		after.cpu.Seconds(), mib(after.maxRSS))
-	b.ReportMetric(float64(p50.Milliseconds()), "p50-ms")
-	b.ReportMetric(float64(p99.Milliseconds()), "p99-ms")
+	// p50-ms and p99-ms keep their names (per client ACK) so that figures
+	// compare with earlier runs.
+	msf := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	b.ReportMetric(msf(percentile(lastAck, 0.50)), "last-ack-p50-ms")
+	b.ReportMetric(msf(percentile(lastAck, 0.99)), "last-ack-p99-ms")
+	b.ReportMetric(msf(lastAck[len(lastAck)-1]), "last-ack-max-ms")
+	b.ReportMetric(msf(percentile(perProxy, 0.50)), "p50-ms")
+	b.ReportMetric(msf(percentile(perProxy, 0.99)), "p99-ms")
 	b.ReportMetric((after.cpu-before.cpu).Seconds()/iterations, "cpu-s/change")
 	b.ReportMetric(float64(after.maxRSS)/(1<<20), "peak-rss-MiB")
 	b.ReportMetric(float64(rssConnected-rssModel)/float64(proxies)/1024, "rss-KiB/proxy")
