@@ -231,6 +231,7 @@ func (w *world) namespaceOp() diffOp {
 	annotate(ann, c, 20, mesh.AnnotationOpaquePorts, "5432", "80,9090", "7000-7100", "bogus")
 	annotate(ann, c, 15, mesh.AnnotationSkipOutboundPorts, "5432", "9090", "x")
 	annotate(ann, c, 10, mesh.AnnotationSkipInboundPorts, "80", "8080")
+	annotate(ann, c, 20, mesh.AnnotationMTLSMode, "strict", "permissive", "bogus")
 	ns := testNamespace(name, ann)
 	return w.set("Namespace "+name, describeAnnotations(ann), func(s *Store) { s.SetNamespace(ns) })
 }
@@ -405,6 +406,7 @@ func (w *world) podOp() diffOp {
 	annotate(ann, c, 15, mesh.AnnotationOpaquePorts, "5432", "web", "8080", "bogus")
 	annotate(ann, c, 10, mesh.AnnotationSkipOutboundPorts, "5432", "80,9090")
 	annotate(ann, c, 10, mesh.AnnotationSkipInboundPorts, "80", "9090")
+	annotate(ann, c, 15, mesh.AnnotationMTLSMode, "strict", "permissive", "bogus")
 	var ports []int32
 	for _, p := range []int32{80, 8080, 9090, 5432, 4143} {
 		if chance(c, 30) {

@@ -24,8 +24,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/weftmesh/weft/mesh"
+	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/translate"
-	"github.com/weftmesh/weft/xds"
 )
 
 // The differential test is the net under translate's caches and the
@@ -333,8 +333,8 @@ func (r *diffRun) flushAndCheck(ctx context.Context) error {
 		if !ok {
 			return r.failf("proxy %s: no config served (%s)", id, recomputed)
 		}
-		if served.kind != kindOf(px) {
-			return r.failf("proxy %s: served as %s, is a %s proxy (%s)", id, served.kind, kindOf(px), recomputed)
+		if served.kind != px.Kind {
+			return r.failf("proxy %s: served as %s, is a %s proxy (%s)", id, served.kind, px.Kind, recomputed)
 		}
 		delete(wantByType, resourcev3.EndpointType)
 		if d := r.eq.firstDifference(served.res, wantByType); d != "" {
@@ -618,7 +618,7 @@ type recordingXDS struct {
 }
 
 type servedNode struct {
-	kind xds.ProxyKind
+	kind proxy.Kind
 	res  map[string][]types.Resource
 }
 
@@ -630,7 +630,7 @@ func (x *recordingXDS) begin() (map[string]servedNode, map[string]*endpointv3.Cl
 	return maps.Clone(x.nodes), maps.Clone(x.eds)
 }
 
-func (x *recordingXDS) SetNodeResources(_ context.Context, nodeID string, kind xds.ProxyKind, res map[string][]types.Resource, _ time.Time) error {
+func (x *recordingXDS) SetNodeResources(_ context.Context, nodeID string, kind proxy.Kind, res map[string][]types.Resource, _ time.Time) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.nodes[nodeID] = servedNode{kind: kind, res: res}
