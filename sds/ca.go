@@ -299,13 +299,18 @@ func parseCSR(der []byte) (*x509.CertificateRequest, error) {
 // IssueKeyPair makes a P-256 key in memory and a leaf for it. Used for the
 // control plane's own serving certificate and for SDS delivery over the
 // TLS-protected xDS stream; the key is never stored.
-func (ca *CA) IssueKeyPair(w Workload) (*Leaf, error) {
+func (ca *CA) IssueKeyPair(w Workload) (*Leaf, error) { return ca.issueKeyPair(w) }
+
+// issueKeyPair adds DNS names for the control plane's serving certificate
+// only: grpc-go clients check the server by host name, workloads are
+// checked by SPIFFE ID alone.
+func (ca *CA) issueKeyPair(w Workload, dnsNames ...string) (*Leaf, error) {
 	start := time.Now()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("issuing a leaf for %s: generating key: %w", w, err)
 	}
-	leaf, err := ca.sign(w, &key.PublicKey)
+	leaf, err := ca.sign(w, &key.PublicKey, dnsNames...)
 	if err != nil {
 		return nil, err
 	}
@@ -319,7 +324,7 @@ func (ca *CA) IssueKeyPair(w Workload) (*Leaf, error) {
 	return leaf, nil
 }
 
-func (ca *CA) sign(w Workload, pub *ecdsa.PublicKey) (*Leaf, error) {
+func (ca *CA) sign(w Workload, pub *ecdsa.PublicKey, dnsNames ...string) (*Leaf, error) {
 	id, err := w.ID(ca.td)
 	if err != nil {
 		ca.metrics.failed.WithLabelValues("bad_identity").Inc()
@@ -354,6 +359,7 @@ func (ca *CA) sign(w Workload, pub *ecdsa.PublicKey) (*Leaf, error) {
 		NotBefore:             notBefore,
 		NotAfter:              notAfter,
 		URIs:                  []*url.URL{u},
+		DNSNames:              dnsNames,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,

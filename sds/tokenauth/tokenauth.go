@@ -60,6 +60,7 @@ const (
 	ReasonWrongAudience     Reason = "wrong_audience"
 	ReasonRejected          Reason = "rejected"
 	ReasonNotServiceAccount Reason = "not_service_account"
+	ReasonNotPodBound       Reason = "not_pod_bound"
 	ReasonRateLimited       Reason = "rate_limited"
 	ReasonReviewError       Reason = "review_error"
 )
@@ -79,12 +80,20 @@ type Config struct {
 	NegativeCacheSize int
 	NegativeTTL       time.Duration
 	// ReviewsPerSecond and ReviewBurst bound TokenReview calls (50/s, 100),
-	// so a flood of distinct bad tokens cannot flood the apiserver; a call
-	// that waits longer than ReviewTimeout (5s) is refused with
-	// ResourceExhausted and the proxy retries.
+	// so a flood of distinct bad tokens cannot flood the apiserver; a stream
+	// that would wait longer than ReviewWait (1s) for its turn is refused
+	// with ResourceExhausted and the proxy retries with backoff.
 	ReviewsPerSecond float64
 	ReviewBurst      int
-	ReviewTimeout    time.Duration
+	ReviewWait       time.Duration
+	// ReviewTimeout bounds one TokenReview call (5s).
+	ReviewTimeout time.Duration
+	// AllowUnboundTokens accepts tokens not bound to a pod (TokenRequest
+	// without boundObjectRef). Off by default: an unbound token proves only
+	// a ServiceAccount, so its holder could claim any pod of the namespace
+	// unless the node validator knows each pod's ServiceAccount. Tokens
+	// kubelet projects into pods are always pod-bound.
+	AllowUnboundTokens bool
 	Registry         prometheus.Registerer
 	Logger           *slog.Logger
 	Now              func() time.Time
@@ -132,6 +141,7 @@ func New(cfg Config) (*Authenticator, error) {
 	defDur(&cfg.MaxCacheTTL, 10*time.Minute)
 	defDur(&cfg.NegativeTTL, 10*time.Second)
 	defDur(&cfg.ReviewTimeout, 5*time.Second)
+	defDur(&cfg.ReviewWait, time.Second)
 	if cfg.ReviewsPerSecond <= 0 {
 		cfg.ReviewsPerSecond = 50
 	}
@@ -206,7 +216,16 @@ func (a *Authenticator) authenticate(ctx context.Context) (xds.Identity, Reason,
 	}
 	// Concurrent reconnects with one token (a proxy's parallel streams) share
 	// one review.
-	v, _, _ := a.flight.Do(key, func() (any, error) { return a.review(ctx, key, token, claims.expiry()), nil })
+	v, _, _ := a.flight.Do(key, func() (any, error) {
+		// A flight that ended between our lookup and Do has cached its answer.
+		if e, ok := a.lookup(a.positive, key, now); ok {
+			return e, nil
+		}
+		if e, ok := a.lookup(a.negative, key, now); ok {
+			return e, nil
+		}
+		return a.review(ctx, key, token, claims.expiry()), nil
+	})
 	e := v.(*entry)
 	return e.id, e.reason, e.err
 }
@@ -227,14 +246,17 @@ func (a *Authenticator) lookup(c *lru.Cache, key string, now time.Time) (*entry,
 // review asks the apiserver, within the rate limit, and caches the answer
 // (refusals briefly; transient failures not at all).
 func (a *Authenticator) review(ctx context.Context, key, token string, exp time.Time) *entry {
-	wctx, cancel := context.WithTimeout(ctx, a.cfg.ReviewTimeout)
-	defer cancel()
-	if err := a.limiter.Wait(wctx); err != nil {
+	wait, cancelWait := context.WithTimeout(ctx, a.cfg.ReviewWait)
+	err := a.limiter.Wait(wait)
+	cancelWait()
+	if err != nil {
 		return &entry{reason: ReasonRateLimited, err: status.Errorf(codes.ResourceExhausted,
-			"%s: too many token reviews in flight, retry later: %v", ReasonRateLimited, err)}
+			"%s: too many token reviews, retry later: %v", ReasonRateLimited, err)}
 	}
+	rctx, cancel := context.WithTimeout(ctx, a.cfg.ReviewTimeout)
+	defer cancel()
 	a.reviews.Add(1)
-	tr, err := a.cfg.Client.AuthenticationV1().TokenReviews().Create(wctx, &authenticationv1.TokenReview{
+	tr, err := a.cfg.Client.AuthenticationV1().TokenReviews().Create(rctx, &authenticationv1.TokenReview{
 		Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: []string{a.cfg.Audience}},
 	}, metav1.CreateOptions{})
 	if err != nil {
@@ -282,8 +304,11 @@ func (a *Authenticator) judge(st authenticationv1.TokenReviewStatus) *entry {
 			"token belongs to %q, not a ServiceAccount", st.User.Username)}
 	}
 	id := xds.Identity{Namespace: ns, ServiceAccount: sa}
-	if pods := st.User.Extra[podNameExtra]; len(pods) == 1 {
+	if pods := st.User.Extra[podNameExtra]; len(pods) == 1 && pods[0] != "" {
 		id.Pod = pods[0]
+	} else if !a.cfg.AllowUnboundTokens {
+		return &entry{reason: ReasonNotPodBound, err: unauthenticated(ReasonNotPodBound,
+			"token of ServiceAccount %s/%s is not bound to a pod (use the projected token kubelet mounts)", ns, sa)}
 	}
 	return &entry{id: id}
 }
