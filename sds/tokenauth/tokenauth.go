@@ -94,9 +94,9 @@ type Config struct {
 	// unless the node validator knows each pod's ServiceAccount. Tokens
 	// kubelet projects into pods are always pod-bound.
 	AllowUnboundTokens bool
-	Registry         prometheus.Registerer
-	Logger           *slog.Logger
-	Now              func() time.Time
+	Registry           prometheus.Registerer
+	Logger             *slog.Logger
+	Now                func() time.Time
 }
 
 // Authenticator verifies tokens; safe for concurrent use.

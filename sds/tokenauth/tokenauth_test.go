@@ -37,7 +37,7 @@ var (
 	meshErr  error
 )
 
-func setupMesh(t *testing.T) mesh {
+func setupMesh(t testing.TB) mesh {
 	t.Helper()
 	requireEnv(t)
 	meshOnce.Do(func() {
@@ -53,7 +53,7 @@ func setupMesh(t *testing.T) mesh {
 			}
 			pod := &corev1.Pod{
 				ObjectMeta: metav1.ObjectMeta{Name: "p" + sa},
-				Spec: corev1.PodSpec{ServiceAccountName: sa, Containers: []corev1.Container{{Name: "app", Image: "app"}}},
+				Spec:       corev1.PodSpec{ServiceAccountName: sa, Containers: []corev1.Container{{Name: "app", Image: "app"}}},
 			}
 			if m.pods[sa], meshErr = cs.CoreV1().Pods(m.ns).Create(ctx, pod, metav1.CreateOptions{}); meshErr != nil {
 				return
@@ -69,7 +69,7 @@ func setupMesh(t *testing.T) mesh {
 
 // podToken is what kubelet projects into a pod: a token of the pod's
 // ServiceAccount bound to the pod, for the given audiences.
-func podToken(t *testing.T, pod *corev1.Pod, ttl time.Duration, audiences ...string) string {
+func podToken(t testing.TB, pod *corev1.Pod, ttl time.Duration, audiences ...string) string {
 	t.Helper()
 	secs := int64(ttl / time.Second)
 	tr, err := env.Clientset.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(t.Context(), pod.Spec.ServiceAccountName,
