@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -162,14 +163,19 @@ func (ca *CA) Refuse(err error) bool {
 	return isNew
 }
 
-// Changed returns a channel that receives (without blocking the CA) after
-// every change of issuer or bundle.
-func (ca *CA) Changed() <-chan struct{} {
+// Subscribe returns a channel that receives (without blocking the CA)
+// after every change of issuer or bundle, and the function that ends the
+// subscription.
+func (ca *CA) Subscribe() (<-chan struct{}, func()) {
 	c := make(chan struct{}, 1)
 	ca.mu.Lock()
 	ca.subscribers = append(ca.subscribers, c)
 	ca.mu.Unlock()
-	return c
+	return c, func() {
+		ca.mu.Lock()
+		defer ca.mu.Unlock()
+		ca.subscribers = slices.DeleteFunc(ca.subscribers, func(x chan struct{}) bool { return x == c })
+	}
 }
 
 // Status reports the CA's state now.
@@ -377,7 +383,10 @@ func (ca *CA) sign(w Workload, pub *ecdsa.PublicKey, dnsNames ...string) (*Leaf,
 	return &Leaf{
 		ID: id, CertChainPEM: chain, CertDER: der,
 		NotBefore: nb, NotAfter: na,
-		RenewAt: RenewAt(nb, na, jitter()),
+		// From now, not the backdated NotBefore: backdating is for peers'
+		// clocks and must not pull renewal earlier (for a short TTL, into
+		// the past).
+		RenewAt: RenewAt(now, na, jitter()),
 	}, nil
 }
 
