@@ -242,6 +242,9 @@ func validAnchors(certs []*x509.Certificate, now time.Time) (valid []*x509.Certi
 // the issuer Secret in errors.
 func NewMaterial(object string, chain []*x509.Certificate, key *ecdsa.PrivateKey, anchors []*x509.Certificate, now time.Time) (*Material, error) {
 	field := "data[" + corev1.TLSCertKey + "]"
+	if len(chain) == 0 || key == nil {
+		return nil, &MaterialError{Reason: ReasonMalformedIssuer, Object: object, Field: field, Err: errors.New("no issuer certificate or key")}
+	}
 	issuer := chain[0]
 	if now.After(issuer.NotAfter) {
 		return nil, &MaterialError{Reason: ReasonIssuerExpired, Object: object, Field: field,

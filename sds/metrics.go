@@ -44,11 +44,11 @@ func newCAMetrics(reg prometheus.Registerer, ca *CA) (*caMetrics, error) {
 	}
 	issuerExpiry := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "weft_identity_issuer_expiry_seconds",
-		Help: "Seconds until the issuer in use expires (negative once expired; absent value -1e9 when there is none).",
+		Help: "Seconds until the issuer in use expires; negative once expired, -1e9 while there is none.",
 	}, func() float64 { return ca.secondsUntil(func(s Status) time.Time { return s.IssuerNotAfter }) })
 	anchorExpiry := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "weft_identity_anchor_expiry_seconds",
-		Help: "Seconds until the first trust anchor of the bundle in use expires.",
+		Help: "Seconds until the first trust anchor of the bundle in use expires; -1e9 while there is none.",
 	}, func() float64 { return ca.secondsUntil(func(s Status) time.Time { return s.AnchorsNotAfter }) })
 	for _, c := range []prometheus.Collector{m.issued, m.failed, m.latency, m.refused, m.materialValid, issuerExpiry, anchorExpiry} {
 		if err := reg.Register(c); err != nil {

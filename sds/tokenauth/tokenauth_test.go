@@ -112,10 +112,9 @@ func tamper(t *testing.T, token string, edit func(map[string]any)) string {
 	return strings.Join(parts, ".")
 }
 
-func newAuth(t *testing.T, mut func(*Config)) (*Authenticator, *prometheus.Registry) {
+func newAuth(t *testing.T, mut func(*Config)) *Authenticator {
 	t.Helper()
-	reg := prometheus.NewRegistry()
-	cfg := Config{Client: env.Clientset, Registry: reg, Logger: quiet}
+	cfg := Config{Client: env.Clientset, Registry: prometheus.NewRegistry(), Logger: quiet}
 	if mut != nil {
 		mut(&cfg)
 	}
@@ -123,7 +122,7 @@ func newAuth(t *testing.T, mut func(*Config)) (*Authenticator, *prometheus.Regis
 	if err != nil {
 		t.Fatal(err)
 	}
-	return a, reg
+	return a
 }
 
 func TestAuthenticateRealTokens(t *testing.T) {
@@ -164,7 +163,7 @@ func TestAuthenticateRealTokens(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			a, _ := newAuth(t, c.cfg)
+			a := newAuth(t, c.cfg)
 			id, err := a.Authenticate(withToken(t.Context(), c.header))
 			st := status.Convert(err)
 			if st.Code() != c.code || !strings.HasPrefix(st.Message(), string(c.reason)) || !strings.Contains(st.Message(), c.msg) {
@@ -207,7 +206,7 @@ func TestDeletedPodsTokenIsRefused(t *testing.T) {
 	if err := env.Clientset.CoreV1().Pods(m.ns).Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
 		t.Fatal(err)
 	}
-	a, _ := newAuth(t, nil)
+	a := newAuth(t, nil)
 	err = env.WaitFor(ctx, 30*time.Second, "pod gone", func(ctx context.Context) (bool, error) {
 		_, err := env.Clientset.CoreV1().Pods(m.ns).Get(ctx, pod.Name, metav1.GetOptions{})
 		return err != nil, nil
@@ -227,7 +226,7 @@ func TestDeletedPodsTokenIsRefused(t *testing.T) {
 func TestCacheBoundsReviews(t *testing.T) {
 	m := setupMesh(t)
 	good := podToken(t, m.pods["a"], time.Hour, DefaultAudience)
-	a, _ := newAuth(t, func(c *Config) {
+	a := newAuth(t, func(c *Config) {
 		c.ReviewsPerSecond, c.ReviewBurst, c.ReviewWait = 20, 5, 10*time.Millisecond
 		c.NegativeCacheSize, c.CacheSize = 8, 8
 	})

@@ -115,7 +115,7 @@ func writeToken(t *testing.T, path, token string) {
 
 func TestXDSStreamsAreBoundToTheTokensPod(t *testing.T) {
 	m := setupMesh(t)
-	a, _ := newAuth(t, nil)
+	a := newAuth(t, nil)
 	x := startTLSXDS(t, a)
 	tokenFile := filepath.Join(t.TempDir(), "token")
 
@@ -146,7 +146,7 @@ func TestXDSStreamsAreBoundToTheTokensPod(t *testing.T) {
 // kubelet rotates it); the next stream carries the new token.
 func TestRotatedTokenIsReadOnReconnect(t *testing.T) {
 	m := setupMesh(t)
-	a, _ := newAuth(t, nil)
+	a := newAuth(t, nil)
 	x := startTLSXDS(t, a)
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	writeToken(t, tokenFile, podToken(t, m.pods["a"], time.Hour, "stale-audience"))
