@@ -46,6 +46,10 @@ func TestParseIssuerSecretAndValidate(t *testing.T) {
 		wantMsg string
 	}{
 		{"valid", secret(func(*corev1.Secret) {}), []*x509.Certificate{good.anchor.Cert}, "", ""},
+		{"valid, PKCS#8 key (cert-manager privateKey.encoding: PKCS8)", secret(func(s *corev1.Secret) { s.Data["tls.key"] = pkcs8(t, good.issuer) }), []*x509.Certificate{good.anchor.Cert}, "", ""},
+		{"valid, tls.crt carries the anchor after the issuer", secret(func(s *corev1.Secret) {
+			s.Data["tls.crt"] = append(append([]byte(nil), good.issuer.CertPEM...), good.anchor.CertPEM...)
+		}), []*x509.Certificate{good.anchor.Cert}, "", ""},
 		{"valid with two anchors (overlap)", secret(func(*corev1.Secret) {}), []*x509.Certificate{other.anchor.Cert, good.anchor.Cert}, "", ""},
 		{"missing tls.crt", secret(func(s *corev1.Secret) { delete(s.Data, "tls.crt") }), nil, ReasonMalformedIssuer, "Secret weft-system/issuer data[tls.crt]: MalformedIssuer: missing or empty"},
 		{"garbage tls.crt", secret(func(s *corev1.Secret) { s.Data["tls.crt"] = []byte("hello") }), nil, ReasonMalformedIssuer, "data[tls.crt]: MalformedIssuer: no PEM CERTIFICATE block"},
@@ -71,6 +75,13 @@ func TestParseIssuerSecretAndValidate(t *testing.T) {
 			}
 			if c.wantMsg != "" && !strings.Contains(err.Error(), c.wantMsg) {
 				t.Errorf("error %q does not contain %q", err, c.wantMsg)
+			}
+			if err == nil {
+				// Leaves carry the issuer, never the anchor peers already have.
+				m, _ := NewMaterial("Secret weft-system/issuer", chain, key, c.anchors, now)
+				if len(m.Chain) != 1 || !m.Chain[0].Equal(m.Issuer) {
+					t.Errorf("chain sent with leaves: %d certificates, want the issuer only", len(m.Chain))
+				}
 			}
 		})
 	}
@@ -125,4 +136,13 @@ func TestParseBundle(t *testing.T) {
 			}
 		})
 	}
+}
+
+func pkcs8(t *testing.T, ck *CertKey) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(ck.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
