@@ -57,6 +57,7 @@ make demo prints the address of the control plane it starts:
 	cmd.PersistentFlags().StringVar(&g.cp, "cp", def, "control plane admin address (cp --admin-addr); env "+cpEnv)
 	cmd.PersistentFlags().DurationVar(&g.timeout, "timeout", 10*time.Second, "how long to wait for the control plane")
 	cmd.AddCommand(newProxyConfigCommand(g), newProxiesCommand(g), newVersionCommand())
+	cmd.AddCommand(newIdentityCommand())
 	return cmd
 }
 
