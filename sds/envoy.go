@@ -5,16 +5,18 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+
+	"github.com/weftmesh/weft/mesh"
 )
 
-// SDS resource names. Transport sockets name these in their
-// sds_config-backed secret references; the xDS server serves them to a
-// proxy only for its own identity.
+// SDS resource names: translate names them in transport sockets and the
+// xDS server serves them to a proxy only for its own identity, so both read
+// them from mesh.
 const (
 	// WorkloadSecretName is the proxy's certificate chain and key.
-	WorkloadSecretName = "weft-workload"
+	WorkloadSecretName = mesh.SDSCertificateSecret
 	// BundleSecretName is the validation context: the trust anchors.
-	BundleSecretName = "weft-bundle"
+	BundleSecretName = mesh.SDSTrustBundleSecret
 )
 
 // EnvoySecrets are the two SDS resources of a proxy: its leaf (with the key,
