@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/weftmesh/weft/cmd/weft/bench"
 )
 
 func main() {
@@ -55,7 +57,7 @@ func newRootCommand(getenv func(string) string, now func() time.Time) *cobra.Com
 	}
 	cmd.PersistentFlags().StringVar(&g.cp, "cp", def, "control plane admin address (cp --admin-addr); env "+cpEnv)
 	cmd.PersistentFlags().DurationVar(&g.timeout, "timeout", 10*time.Second, "how long to wait for the control plane")
-	cmd.AddCommand(newProxyConfigCommand(g), newProxiesCommand(g), newVersionCommand())
+	cmd.AddCommand(newProxyConfigCommand(g), newProxiesCommand(g), newVersionCommand(), bench.NewCommand())
 	return cmd
 }
 
