@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/weftmesh/weft/testenv"
 )
 
 // controlPlane is the cp binary under test, a child process: its CPU time
@@ -42,7 +43,7 @@ func (c *controlPlane) proc() (*exec.Cmd, chan struct{}) {
 const userHZ = 100
 
 func newControlPlane(bin, kubeconfig, logPath string, extraArgs []string) (*controlPlane, error) {
-	ports, err := freePorts(2)
+	ports, err := testenv.FreePorts(2)
 	if err != nil {
 		return nil, err
 	}
@@ -51,25 +52,6 @@ func newControlPlane(bin, kubeconfig, logPath string, extraArgs []string) (*cont
 		xdsAddr:   "127.0.0.1:" + strconv.Itoa(ports[0]),
 		adminAddr: "127.0.0.1:" + strconv.Itoa(ports[1]),
 	}, nil
-}
-
-func freePorts(n int) ([]int, error) {
-	var out []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("finding a free port: %w", err)
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	return out, nil
 }
 
 // start runs the binary (again, on the same addresses after a kill) and
@@ -193,20 +175,26 @@ func parseStatusMemory(status string) (rss, peak int64, err error) {
 		if !ok || (k != "VmRSS" && k != "VmHWM") {
 			continue
 		}
-		kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		b, err := parseKB(v)
 		if err != nil {
 			return 0, 0, fmt.Errorf("/proc status %s: %w", k, err)
 		}
 		if k == "VmRSS" {
-			rss = kb << 10
+			rss = b
 		} else {
-			peak = kb << 10
+			peak = b
 		}
 	}
 	if rss == 0 || peak == 0 {
 		return 0, 0, errors.New("/proc status: no VmRSS or VmHWM")
 	}
 	return rss, peak, nil
+}
+
+// parseKB reads a /proc value such as "  102400 kB" as bytes.
+func parseKB(v string) (int64, error) {
+	kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+	return kb << 10, err
 }
 
 // kill ends the process at once, as a crash or an OOM kill would.

@@ -22,9 +22,9 @@ type ScenarioSummary struct {
 	// Convergence is over changes: each change's last affected ACK.
 	Convergence Dist
 	// PerProxy pools every affected proxy's latency over the changes.
-	PerProxy                            Dist
-	Affected, Pushes, Bytes             float64 // per change
-	CPU                                 time.Duration
+	PerProxy                Dist
+	Affected, Pushes, Bytes float64 // per change
+	CPU                     time.Duration
 }
 
 // Summaries folds a run's changes by scenario, in the order they ran.
@@ -63,7 +63,9 @@ func Summaries(res SizeResult) []ScenarioSummary {
 	return out
 }
 
-func ms(d time.Duration) string { return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 1, 64) }
+func ms(d time.Duration) string {
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 1, 64)
+}
 
 func mib(b int64) string { return strconv.FormatFloat(float64(b)/(1<<20), 'f', 1, 64) }
 
