@@ -57,7 +57,7 @@ func WritePlot(w io.Writer, m Machine, results []SizeResult) error {
 			label: fmt.Sprintf("%.0f KiB/proxy", r.RSSPerProxy()/1024)})
 	}
 	var b strings.Builder
-	const width, height = 1000, 460
+	const width, height = 1000, 500
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", width, height)
 	title := "Weft control plane under weft bench"
@@ -69,8 +69,8 @@ func WritePlot(w io.Writer, m Machine, results []SizeResult) error {
 		html.EscapeString(fmt.Sprintf("%d CPUs, %s, %s; objects from %s", m.CPUs, m.MemTotal, m.GoVersion, m.Source)))
 	// The goals of the scale issue, as reference lines: an endpoint change
 	// ACKed at p99 under 100 ms, 10,000 proxies in 300 MB.
-	drawPanel(&b, 70, 50, 400, 330, "change → ACK, per-proxy p99 (ms, log scale)", xs, conv, true, goal{100, "goal: endpoint change p99 100 ms"})
-	drawPanel(&b, 580, 50, 400, 330, "control plane memory (MiB)", xs, mem[:], false, goal{300 * 1e6 / (1 << 20), "goal: 300 MB"})
+	drawPanel(&b, 70, 50, 400, 330, "change → ACK, per-proxy p99 (log scale)", xs, conv, true, goal{100, "goal: endpoint change p99 100 ms"}, fmtMillis)
+	drawPanel(&b, 580, 50, 400, 330, "control plane memory (MiB)", xs, mem[:], false, goal{300 * 1e6 / (1 << 20), "goal: 300 MB"}, fmtTick)
 	b.WriteString("</svg>\n")
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -81,7 +81,7 @@ type goal struct {
 	label string
 }
 
-func drawPanel(b *strings.Builder, x0, y0, w, h float64, title string, xs []float64, ss []series, logY bool, g goal) {
+func drawPanel(b *strings.Builder, x0, y0, w, h float64, title string, xs []float64, ss []series, logY bool, g goal, yFmt func(float64) string) {
 	fmt.Fprintf(b, `<text x="%g" y="%g" text-anchor="middle" font-weight="bold">%s</text>`+"\n", x0+w/2, y0-10, html.EscapeString(title))
 	fmt.Fprintf(b, `<rect x="%g" y="%g" width="%g" height="%g" fill="none" stroke="#999"/>`+"\n", x0, y0, w, h)
 	xmax := 1.0
@@ -105,7 +105,7 @@ func drawPanel(b *strings.Builder, x0, y0, w, h float64, title string, xs []floa
 	for _, t := range ticks {
 		y := sy(t)
 		fmt.Fprintf(b, `<line x1="%g" y1="%.1f" x2="%g" y2="%.1f" stroke="#eee"/>`+"\n", x0, y, x0+w, y)
-		fmt.Fprintf(b, `<text x="%g" y="%.1f" text-anchor="end" dominant-baseline="middle">%s</text>`+"\n", x0-6, y, fmtTick(t))
+		fmt.Fprintf(b, `<text x="%g" y="%.1f" text-anchor="end" dominant-baseline="middle">%s</text>`+"\n", x0-6, y, yFmt(t))
 	}
 	for _, x := range xs {
 		fmt.Fprintf(b, `<line x1="%.1f" y1="%g" x2="%.1f" y2="%g" stroke="#999"/>`+"\n", sx(x), y0+h, sx(x), y0+h+5)
@@ -126,16 +126,16 @@ func drawPanel(b *strings.Builder, x0, y0, w, h float64, title string, xs []floa
 		}
 		for _, p := range s.points {
 			fmt.Fprintf(b, `<circle cx="%.1f" cy="%.1f" r="4" fill="%s" data-x="%g" data-y="%g"><title>%s: %g proxies, %s</title></circle>`+"\n",
-				sx(p.x), sy(p.y), s.color, p.x, p.y, html.EscapeString(s.name), p.x, fmtTick(p.y))
+				sx(p.x), sy(p.y), s.color, p.x, p.y, html.EscapeString(s.name), p.x, yFmt(p.y))
 			if p.label != "" {
 				fmt.Fprintf(b, `<text x="%.1f" y="%.1f" fill="%s" font-size="11" text-anchor="end">%s</text>`+"\n", sx(p.x)-6, sy(p.y)-8, s.color, html.EscapeString(p.label))
 			}
 		}
 		b.WriteString("</g>\n")
-		// Legend, top left inside the panel.
-		ly := y0 + 16 + float64(i)*16
+		// Legend below the panel, three to a row, clear of the lines.
+		lx, ly := x0+float64(i%3)*(w/3), y0+h+54+float64(i/3)*16
 		fmt.Fprintf(b, `<line x1="%g" y1="%g" x2="%g" y2="%g" stroke="%s" stroke-width="2"/><text x="%g" y="%g" dominant-baseline="middle">%s</text>`+"\n",
-			x0+10, ly, x0+30, ly, s.color, x0+36, ly, html.EscapeString(s.name))
+			lx, ly, lx+20, ly, s.color, lx+26, ly, html.EscapeString(s.name))
 	}
 }
 
@@ -169,6 +169,14 @@ func yAxis(ys []float64, logY bool) (lo, hi float64, ticks []float64) {
 		ticks = append(ticks, t)
 	}
 	return 0, hi, ticks
+}
+
+// fmtMillis writes milliseconds as a person reads latencies: 100 ms, 4.1 s.
+func fmtMillis(v float64) string {
+	if v >= 1000 {
+		return fmtTick(v/1000) + " s"
+	}
+	return fmtTick(v) + " ms"
 }
 
 func fmtTick(v float64) string {
