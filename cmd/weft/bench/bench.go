@@ -90,7 +90,12 @@ type SizeResult struct {
 	// loaded and no proxy; RSSConnected with every proxy synced (each after
 	// a forced GC); PeakRSS the high-water mark over the whole run.
 	RSSBase, RSSConnected, PeakRSS int64
-	Changes                        []Change
+	// LoadCPU and LoadRSS are the load generator's own cost of connecting
+	// the proxies (CPU) and its resident memory with them connected: what
+	// it takes away from the control plane on a shared machine.
+	LoadCPU time.Duration
+	LoadRSS int64
+	Changes []Change
 }
 
 // RSSPerProxy is what each connected proxy added to the control plane's
@@ -261,6 +266,10 @@ func runSize(ctx context.Context, cfg Config, cl *cluster, env *testenv.Env, n i
 	if err != nil {
 		return res, err
 	}
+	loadCPU0, err := procCPU("self")
+	if err != nil {
+		return res, err
+	}
 
 	fleetCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -285,6 +294,14 @@ func runSize(ctx context.Context, cfg Config, cl *cluster, env *testenv.Env, n i
 		return res, err
 	}
 	res.CPUConnect = cpu1 - cpu0
+	loadCPU1, err := procCPU("self")
+	if err != nil {
+		return res, err
+	}
+	res.LoadCPU = loadCPU1 - loadCPU0
+	if res.LoadRSS, _, err = procMemory("self"); err != nil {
+		return res, err
+	}
 	log.Info("all proxies synced", "took", res.Connect.Max.Round(time.Millisecond), "cpu", res.CPUConnect)
 	time.Sleep(2 * time.Second)
 	if res.RSSConnected, err = r.settledRSS(ctx); err != nil {

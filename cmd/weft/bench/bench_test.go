@@ -49,6 +49,9 @@ func TestBenchEndToEnd(t *testing.T) {
 	if r.Connect.N != proxies {
 		t.Errorf("%d proxies connected, want %d", r.Connect.N, proxies)
 	}
+	if r.LoadRSS <= 0 {
+		t.Errorf("load generator RSS %d: want it measured", r.LoadRSS)
+	}
 	if r.RSSConnected <= 0 || r.PeakRSS < r.RSSConnected {
 		t.Errorf("RSS connected %d, peak %d: want a positive RSS under its peak", r.RSSConnected, r.PeakRSS)
 	}

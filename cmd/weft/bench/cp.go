@@ -129,9 +129,14 @@ func (c *controlPlane) pid() int {
 
 // cpu is the process's user plus system time so far.
 func (c *controlPlane) cpu() (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.pid()))
+	return procCPU(strconv.Itoa(c.pid()))
+}
+
+// procCPU reads the CPU time of /proc/<pid> ("self" for this process).
+func procCPU(pid string) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
 	if err != nil {
-		return 0, fmt.Errorf("reading the control plane's CPU time: %w", err)
+		return 0, fmt.Errorf("reading CPU time: %w", err)
 	}
 	return parseStatCPU(string(b))
 }
@@ -162,9 +167,14 @@ func parseStatCPU(stat string) (time.Duration, error) {
 
 // memory is the process's resident set now and at its peak (VmRSS, VmHWM).
 func (c *controlPlane) memory() (rss, peak int64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.pid()))
+	return procMemory(strconv.Itoa(c.pid()))
+}
+
+// procMemory reads VmRSS and VmHWM of /proc/<pid> ("self" for this process).
+func procMemory(pid string) (rss, peak int64, err error) {
+	b, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
-		return 0, 0, fmt.Errorf("reading the control plane's memory: %w", err)
+		return 0, 0, fmt.Errorf("reading memory use: %w", err)
 	}
 	return parseStatusMemory(string(b))
 }

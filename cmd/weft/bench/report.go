@@ -72,7 +72,8 @@ func mib(b int64) string { return strconv.FormatFloat(float64(b)/(1<<20), 'f', 1
 // writeResults rewrites every CSV and the plot from all sizes so far.
 func writeResults(dir string, m Machine, results []SizeResult) error {
 	sizes := [][]string{{"proxies", "services", "mode", "connect_p50_ms", "connect_p99_ms", "all_connected_ms",
-		"cpu_connect_s", "rss_base_mib", "rss_connected_mib", "rss_per_proxy_kib", "peak_rss_mib"}}
+		"cpu_connect_s", "rss_base_mib", "rss_connected_mib", "rss_per_proxy_kib", "peak_rss_mib",
+		"loadgen_cpu_connect_s", "loadgen_rss_mib"}}
 	changes := [][]string{{"proxies", "scenario", "change", "affected", "acked", "complete", "convergence_ms",
 		"proxy_p50_ms", "proxy_p99_ms", "pushes", "bytes", "cpu_ms"}}
 	summary := [][]string{{"proxies", "scenario", "changes", "incomplete", "convergence_p50_ms", "convergence_p99_ms",
@@ -82,7 +83,8 @@ func writeResults(dir string, m Machine, results []SizeResult) error {
 		sizes = append(sizes, []string{strconv.Itoa(r.Proxies), strconv.Itoa(r.Services), r.Mode,
 			ms(r.Connect.P50), ms(r.Connect.P99), ms(r.Connect.Max),
 			strconv.FormatFloat(r.CPUConnect.Seconds(), 'f', 2, 64), mib(r.RSSBase), mib(r.RSSConnected),
-			strconv.FormatFloat(r.RSSPerProxy()/1024, 'f', 1, 64), mib(r.PeakRSS)})
+			strconv.FormatFloat(r.RSSPerProxy()/1024, 'f', 1, 64), mib(r.PeakRSS),
+			strconv.FormatFloat(r.LoadCPU.Seconds(), 'f', 2, 64), mib(r.LoadRSS)})
 		for _, ch := range r.Changes {
 			d := Summarise(ch.PerProxy)
 			changes = append(changes, []string{strconv.Itoa(ch.Proxies), ch.Scenario, strconv.Itoa(ch.Index),
@@ -129,8 +131,9 @@ func writeCSV(path string, rows [][]string) error {
 func printSize(w io.Writer, r SizeResult) {
 	fmt.Fprintf(w, "\n%d proxies, %d services (%s): all synced in %s ms (per proxy p50 %s / p99 %s), CPU %.1f s;\n",
 		r.Proxies, r.Services, r.Mode, ms(r.Connect.Max), ms(r.Connect.P50), ms(r.Connect.P99), r.CPUConnect.Seconds())
-	fmt.Fprintf(w, "control plane RSS %s MiB with no proxy, %s MiB with all (%.0f KiB per proxy), peak %s MiB\n",
+	fmt.Fprintf(w, "control plane RSS %s MiB with no proxy, %s MiB with all (%.0f KiB per proxy), peak %s MiB;\n",
 		mib(r.RSSBase), mib(r.RSSConnected), r.RSSPerProxy()/1024, mib(r.PeakRSS))
+	fmt.Fprintf(w, "the load generator itself: %.1f s CPU to connect, RSS %s MiB\n", r.LoadCPU.Seconds(), mib(r.LoadRSS))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\tchanges\taffected\tlast ACK p50\tp99\tmax\tper proxy p50\tp99\tmax\tpushes\tKiB\tCPU ms\t")
 	for _, s := range Summaries(r) {
