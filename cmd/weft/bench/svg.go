@@ -35,8 +35,8 @@ func WritePlot(w io.Writer, m Machine, results []SizeResult) error {
 	var conv []series
 	byScenario := map[string]int{}
 	var mem [2]series
-	mem[0] = series{name: "peak RSS", color: palette[1]}
-	mem[1] = series{name: "RSS, all proxies synced", color: palette[0]}
+	mem[0] = series{name: "peak RSS", color: "#d62728"}
+	mem[1] = series{name: "RSS, all proxies synced", color: "#1f77b4"}
 	var xs []float64
 	for _, r := range results {
 		x := float64(r.Proxies)
@@ -46,7 +46,9 @@ func WritePlot(w io.Writer, m Machine, results []SizeResult) error {
 			if !ok {
 				i = len(conv)
 				byScenario[s.Scenario] = i
-				conv = append(conv, series{name: s.Scenario, color: palette[i%len(palette)]})
+				// A scenario keeps its colour whichever ran.
+				c := slices.Index(Scenarios, s.Scenario)
+				conv = append(conv, series{name: s.Scenario, color: palette[(c+len(palette))%len(palette)]})
 			}
 			if s.PerProxy.N > 0 {
 				conv[i].points = append(conv[i].points, point{x: x, y: float64(s.PerProxy.P99) / float64(time.Millisecond)})
