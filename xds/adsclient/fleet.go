@@ -87,10 +87,9 @@ type entry struct {
 // resourceSet is an immutable set of resources of one wildcard type, as one
 // stream holds it; streams holding equal sets share one value.
 type resourceSet struct {
-	hash    uint64 // sum of the entries' hashes: order-free, updatable
-	byName  map[string]*entry
-	subs    []string // sorted union of the entries' subs
-	version string
+	hash   uint64 // sum of the entries' hashes: order-free, updatable
+	byName map[string]*entry
+	subs   []string // sorted union of the entries' subs
 }
 
 var emptySet = &resourceSet{byName: map[string]*entry{}, subs: []string{}}
@@ -109,8 +108,7 @@ type Stream struct {
 	mu       sync.Mutex
 	synced   bool
 	syncedAt time.Time
-	streams  int // streams opened, the first included
-	err      error
+	err      error // why the last stream ended
 }
 
 // Add dials a stream for nodeID. It keeps reconnecting (with jittered
@@ -183,21 +181,25 @@ func (s *Stream) SyncedAt() (time.Time, bool) {
 	return s.syncedAt, s.synced
 }
 
-// Node is the stream's node id.
-func (s *Stream) Node() string { return s.node }
-
-// Streams is how many ADS streams this proxy has opened, reconnects included.
-func (s *Stream) Streams() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.streams
-}
-
-// Err is the last error that ended one of the proxy's streams.
-func (s *Stream) Err() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err
+// Unsynced returns up to n proxies that are not synced, each with the
+// error that ended its last stream (nil if the stream is open but not yet
+// synced): what to print when a fleet does not converge.
+func (f *Fleet) Unsynced(n int) map[string]error {
+	f.mu.Lock()
+	streams := slices.Clone(f.streams)
+	f.mu.Unlock()
+	out := map[string]error{}
+	for _, s := range streams {
+		if len(out) == n {
+			break
+		}
+		s.mu.Lock()
+		if !s.synced {
+			out[s.node] = s.err
+		}
+		s.mu.Unlock()
+	}
+	return out
 }
 
 func (s *Stream) setSynced(v bool) {
@@ -225,9 +227,6 @@ var adsDesc = &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
 func (s *Stream) run(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		s.mu.Lock()
-		s.streams++
-		s.mu.Unlock()
 		start := time.Now()
 		err := s.session(ctx)
 		s.setSynced(false)

@@ -406,7 +406,8 @@ func (r *run) waitSynced(ctx context.Context, since time.Time) ([]time.Duration,
 					lat = append(lat, t.Sub(since))
 				}
 			}
-			return lat, fmt.Errorf("%d of %d proxies synced: %w", len(lat), r.fleet.Len(), ctx.Err())
+			return lat, fmt.Errorf("%d of %d proxies synced (some that are not, with their last stream error: %v): %w",
+				len(lat), r.fleet.Len(), r.fleet.Unsynced(3), ctx.Err())
 		case <-tick.C:
 		}
 	}
