@@ -38,6 +38,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -299,6 +300,8 @@ func runSize(ctx context.Context, cfg Config, cl *cluster, env *testenv.Env, n i
 		return res, err
 	}
 	res.LoadCPU = loadCPU1 - loadCPU0
+	// Settled like the control plane's figure: live memory, not garbage.
+	debug.FreeOSMemory()
 	if res.LoadRSS, _, err = procMemory("self"); err != nil {
 		return res, err
 	}
