@@ -8,12 +8,13 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // NewCommand is `weft bench`.
 func NewCommand() *cobra.Command {
 	cfg := Config{}
-	var xdsMode string
+	var xdsMode, maxRSS string
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure a control plane under N simulated proxies and churn",
@@ -37,6 +38,14 @@ in --out. See docs/performance.md.`,
 			default:
 				return fmt.Errorf("--xds %q: want sotw or delta", xdsMode)
 			}
+			cfg.MaxCPRSS = defaultMaxRSS()
+			if maxRSS != "" {
+				q, err := resource.ParseQuantity(maxRSS)
+				if err != nil {
+					return fmt.Errorf("--max-cp-rss %q: %w", maxRSS, err)
+				}
+				cfg.MaxCPRSS = q.Value()
+			}
 			cfg.Log = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			cfg.Stdout = cmd.OutOrStdout()
 			_, err := Run(cmd.Context(), cfg)
@@ -56,7 +65,7 @@ in --out. See docs/performance.md.`,
 	f.StringVar(&cfg.CPBinary, "cp-binary", defaultCPBinary(), "control plane binary (go build -o bin/cp ./cmd/cp)")
 	f.StringArrayVar(&cfg.CPArgs, "cp-arg", nil, "extra control plane flag, repeatable (e.g. --cp-arg=--debounce=50ms)")
 	f.DurationVar(&cfg.ChangeTimeout, "change-timeout", time.Minute, "longest wait for one change to reach every affected proxy")
-	f.Int64Var(&cfg.MaxCPRSS, "max-cp-rss", defaultMaxRSS(), "stop when the control plane's RSS passes this many bytes (default: half the machine's memory; 0: no limit)")
+	f.StringVar(&maxRSS, "max-cp-rss", "", "stop when the control plane's RSS passes this (a quantity: 8Gi, 500Mi; default: half the machine's memory; 0: no limit)")
 	f.DurationVar(&cfg.Settle, "settle", 300*time.Millisecond, "how long a change's window stays open after its last ACK (CPU, pushes)")
 	return cmd
 }
