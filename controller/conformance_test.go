@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	grpcxds "google.golang.org/grpc/xds"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -46,7 +47,21 @@ func (b *backend) UnaryCall(ctx context.Context, _ *testgrpc.SimpleRequest) (*te
 	return &testgrpc.SimpleResponse{ServerId: b.pod, Hostname: b.pod}, nil
 }
 
+// budgetHeader carries, on EmptyCall's response, the time the server had
+// left when the call arrived ("none" without a deadline). grpc-go turns the
+// route's max_stream_duration into the call's deadline, so this tells which
+// route table a call went through: the profile's route (300ms) or the
+// default one (only the client's own deadline).
+const budgetHeader = "x-deadline-budget"
+
 func (b *backend) EmptyCall(ctx context.Context, _ *testgrpc.Empty) (*testgrpc.Empty, error) {
+	budget := "none"
+	if d, ok := ctx.Deadline(); ok {
+		budget = time.Until(d).String()
+	}
+	if err := grpc.SetHeader(ctx, metadata.Pairs(budgetHeader, budget)); err != nil {
+		return nil, err
+	}
 	select {
 	case <-time.After(time.Duration(b.emptyDelay.Load())):
 		return &testgrpc.Empty{}, nil
@@ -189,13 +204,63 @@ func acked(t *testing.T, rc *runningController, node string) map[string]string {
 	return versions
 }
 
+// maxRouteSwapFailures caps how often the known grpc-go race may show in one
+// settling window. The window is between two steps of one goroutine in the
+// client, so it holds a handful of calls at most; polling every 20ms, 20
+// failures would mean the client sat in it for 400ms or more, which is no
+// longer that race.
+const maxRouteSwapFailures = 20
+
+// routeSwapRace says whether err is the one failure grpc-go is known to
+// produce while it applies a route table it has just ACKed: it swaps in the
+// new routes (the config selector) before its cluster manager has a child
+// for a cluster they name for the first time (clientconn.go:
+// applyServiceConfigAndBalancer runs before updateClientConnState), so a
+// call routed there in between fails in the picker with exactly this
+// status, naming one of those clusters.
+func routeSwapRace(err error, newClusters []string) bool {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.Unavailable {
+		return false
+	}
+	for _, c := range newClusters {
+		if st.Message() == fmt.Sprintf("unknown cluster selected for RPC: %q", "cluster:"+c) {
+			return true
+		}
+	}
+	return false
+}
+
+// settleRouteSwap runs try until it reports done, within 10s. try may fail
+// only with the route-swap race for newClusters, at most
+// maxRouteSwapFailures times; any other error fails the test at once. It
+// returns how many calls hit the race.
+func settleRouteSwap(t *testing.T, what string, newClusters []string, try func() (done bool, err error)) int {
+	t.Helper()
+	raced := 0
+	waitUntil(t, 10*time.Second, what, func() bool {
+		done, err := try()
+		if err == nil {
+			return done
+		}
+		if !routeSwapRace(err, newClusters) {
+			t.Fatalf("%s: a call failed with something other than the known route-swap race (after %d of those): %v", what, raced, err)
+		}
+		if raced++; raced > maxRouteSwapFailures {
+			t.Fatalf("%s: %d calls hit the route-swap race, more than the %d that race explains; last: %v", what, raced, maxRouteSwapFailures, err)
+		}
+		return false
+	})
+	return raced
+}
+
 // TestConformanceGRPCGo: a proxyless grpc-go client (the stricter xDS peer
 // we can run here) dialing xds:///emoji.demo:8080 reaches real gRPC servers
 // on the pod IPs kwok assigned, and honours splits, timeouts, retries,
 // endpoint removal and a control-plane restart.
 func TestConformanceGRPCGo(t *testing.T) {
 	requireEnv(t)
-	netns.SkipIfUnavailable(t)
+	netns.Require(t)
 	ensureCRDs(t)
 	ctx := t.Context()
 
@@ -266,6 +331,18 @@ func TestConformanceGRPCGo(t *testing.T) {
 		}
 		return resp.GetServerId(), nil
 	}
+	// succeedInARow is a settleRouteSwap step: n calls, stopping at the
+	// first failure.
+	succeedInARow := func(n int) func() (bool, error) {
+		return func() (bool, error) {
+			for range n {
+				if _, err := call(); err != nil {
+					return false, err
+				}
+			}
+			return true, nil
+		}
+	}
 	calls := func(n int) (map[string]int, error) {
 		hits := map[string]int{}
 		for range n {
@@ -307,22 +384,14 @@ func TestConformanceGRPCGo(t *testing.T) {
 			v := acked(t, rc, node)
 			return v["rds"] != before["rds"]
 		})
-		// grpc-go swaps in the new route table (config selector) before its
-		// cluster manager has a child for a newly named cluster, so RPCs
-		// started in that window fail with "unknown cluster selected for
-		// RPC" (clientconn.go: applyServiceConfigAndBalancer runs before
-		// updateClientConnState). Count that window rather than hide it.
-		start, failed := time.Now(), 0
-		waitUntil(t, 10*time.Second, "50 calls in a row to succeed under the split", func() bool {
-			for range 50 {
-				if _, err := call(); err != nil {
-					failed++
-					return false
-				}
-			}
-			return true
-		})
-		t.Logf("after the split was ACKed, %d calls failed in the %v before 50 in a row succeeded", failed, time.Since(start))
+		// The split names emoji-v1 and emoji-v2 in a route for the first
+		// time: see routeSwapRace.
+		start := time.Now()
+		raced := settleRouteSwap(t, "50 calls in a row to succeed under the split", []string{
+			translate.OutboundClusterName(mesh.ServiceKey{Namespace: "demo", Name: "emoji-v1"}, 8080, "cluster.local"),
+			translate.OutboundClusterName(mesh.ServiceKey{Namespace: "demo", Name: "emoji-v2"}, 8080, "cluster.local"),
+		}, succeedInARow(50))
+		t.Logf("after the split was ACKed, %d call(s) hit the route-swap race in the %v before 50 in a row succeeded", raced, time.Since(start))
 		const n = 1000
 		hits, err := calls(n)
 		if err != nil {
@@ -347,39 +416,72 @@ func TestConformanceGRPCGo(t *testing.T) {
 		waitUntil(t, 30*time.Second, "the profile's routes", func() bool {
 			return acked(t, rc, node)["rds"] != before["rds"] && nodeHasRoute(rc, node, "empty")
 		})
+		// grpc-go ACKs a route table before its channel uses it, so a call
+		// started right after the ACK may still take the old table: the
+		// default route, without the profile's timeout. Fast calls find
+		// out which table they went through (budgetHeader), until one
+		// carries the profile's 300ms; only that race is tolerated, a
+		// bounded number of times, and any failed call ends the test.
+		const routeTimeout, clientDeadline = 300 * time.Millisecond, 10 * time.Second
+		oldTable, probes := 0, 0
+		waitUntil(t, 10*time.Second, "a call through the profile's route table", func() bool {
+			probes++
+			var hdr metadata.MD
+			cctx, cancel := context.WithTimeout(ctx, clientDeadline)
+			defer cancel()
+			if _, err := client.EmptyCall(cctx, &testgrpc.Empty{}, grpc.Header(&hdr)); err != nil {
+				t.Fatalf("a fast EmptyCall failed: %v", err)
+			}
+			v := hdr.Get(budgetHeader)
+			if len(v) != 1 {
+				t.Fatalf("the server sent %s = %q, want one value", budgetHeader, v)
+			}
+			if budget, err := time.ParseDuration(v[0]); err == nil && budget <= routeTimeout {
+				return true
+			}
+			// The default route: the server saw only the client's own
+			// deadline (or none).
+			if oldTable++; oldTable > maxRouteSwapFailures {
+				t.Fatalf("%d calls after the ACK went through a route table without the profile's %v timeout (the server saw a deadline budget of %s), more than the route-swap race explains", oldTable, routeTimeout, v[0])
+			}
+			return false
+		})
+		t.Logf("%d of %d fast calls after the ACK still took the route table from before the profile", oldTable, probes)
+
+		// Now slow backends: they answer only after the client's own
+		// deadline, so a call that succeeds had no timeout at all, one that
+		// ends at about the client's deadline had only that, and one that
+		// ends with DEADLINE_EXCEEDED after 300ms but long before the
+		// client's deadline had the route's. 2s leaves a busy CI machine
+		// more than 1.5s of slack and is still 5 times below the client's
+		// deadline.
 		for _, b := range backends {
-			b.emptyDelay.Store(int64(3 * time.Second))
+			b.emptyDelay.Store(int64(2 * clientDeadline))
 		}
 		defer func() {
 			for _, b := range backends {
 				b.emptyDelay.Store(0)
 			}
 		}()
-		// grpc-go ACKs a route table before its resolver has handed the new
-		// config selector to the channel, so a call started right after the
-		// ACK may still take the old route (no timeout). Allow a few such
-		// calls, counted, but every call must end one way or the other.
-		var (
-			err  error
-			took time.Duration
-		)
-		for attempt := 1; attempt <= 3; attempt++ {
-			start := time.Now()
-			_, err = client.EmptyCall(ctx, &testgrpc.Empty{}) // no deadline of its own
-			took = time.Since(start)
-			if status.Code(err) == codes.DeadlineExceeded {
-				if attempt > 1 {
-					t.Logf("%d call(s) still took the route table from before the profile", attempt-1)
-				}
-				break
-			}
+		const upper = 2 * time.Second
+		cctx, cancel := context.WithTimeout(ctx, clientDeadline)
+		defer cancel()
+		start := time.Now()
+		_, err := client.EmptyCall(cctx, &testgrpc.Empty{})
+		took := time.Since(start)
+		switch {
+		case err == nil:
+			t.Fatalf("the slow call succeeded after %v: no timeout applied, want DEADLINE_EXCEEDED from the %v route timeout", took, routeTimeout)
+		case status.Code(err) != codes.DeadlineExceeded:
+			t.Fatalf("the slow call ended with %v after %v, want DEADLINE_EXCEEDED from the %v route timeout", err, took, routeTimeout)
+		case took >= clientDeadline:
+			t.Fatalf("the slow call ended after %v, at the client's own %v deadline: the %v route timeout was not applied", took, clientDeadline, routeTimeout)
+		case took < routeTimeout:
+			t.Fatalf("the slow call ended after %v, before the %v route timeout could fire", took, routeTimeout)
+		case took >= upper:
+			t.Fatalf("the %v route timeout fired only after %v (want under %v)", routeTimeout, took, upper)
 		}
-		if status.Code(err) != codes.DeadlineExceeded {
-			t.Fatalf("slow call ended with %v after %v, want DEADLINE_EXCEEDED from the 300ms route timeout", err, took)
-		}
-		if took > 2*time.Second {
-			t.Errorf("the 300ms timeout fired after %v", took)
-		}
+		t.Logf("the %v route timeout ended the slow call after %v", routeTimeout, took)
 	})
 
 	t.Run("retries UNAVAILABLE", func(t *testing.T) {
@@ -404,24 +506,40 @@ func TestConformanceGRPCGo(t *testing.T) {
 	})
 
 	t.Run("removed endpoint gets no traffic", func(t *testing.T) {
+		apex := translate.OutboundClusterName(mesh.ServiceKey{Namespace: "demo", Name: "emoji"}, 8080, "cluster.local")
+		before := acked(t, rc, node)
 		if err := env.Dynamic.Resource(splitGVR).Namespace("demo").Delete(ctx, "emoji-canary", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
+		waitUntil(t, 30*time.Second, "a route version without the split", func() bool {
+			return acked(t, rc, node)["rds"] != before["rds"]
+		})
+		// Without the split the routes name the apex cluster again, for
+		// the first time since the split: see routeSwapRace.
+		raced := settleRouteSwap(t, "50 calls in a row to succeed without the split", []string{apex}, succeedInARow(50))
+		t.Logf("after the split was deleted, %d call(s) hit the route-swap race", raced)
+
+		// Only now take v2's endpoint away. Done together with the split's
+		// deletion, the client could get v2's empty endpoints before the
+		// routes without the split, and a call the split still sent to v2
+		// would have nowhere to go ("no children to pick from").
 		_, err := env.Clientset.AppsV1().Deployments("demo").Patch(ctx, "emoji-v2", types.MergePatchType, []byte(`{"spec":{"replicas":0}}`), metav1.PatchOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		apex := translate.OutboundClusterName(mesh.ServiceKey{Namespace: "demo", Name: "emoji"}, 8080, "cluster.local")
 		waitUntil(t, time.Minute, "v2 gone from the apex endpoints", func() bool {
-			cla := rc.XDS().Endpoints()[apex]
-			addrs := claAddresses(cla)
+			addrs := claAddresses(rc.XDS().Endpoints()[apex])
 			return len(addrs) == 1 && addrs[0] == ips["v1"]
 		})
 		// The client applies the push within moments; the v2 server is
-		// still up, so only config can keep traffic off it.
+		// still up, so only config can keep traffic off it, and no call
+		// has a reason to fail.
 		waitUntil(t, 10*time.Second, "a batch of calls without v2", func() bool {
 			hits, err := calls(50)
-			return err == nil && hits["v2"] == 0
+			if err != nil {
+				t.Fatalf("a call failed while v2's endpoint was being removed: %v (hits %v)", err, hits)
+			}
+			return hits["v2"] == 0
 		})
 		hits, err := calls(200)
 		if err != nil {

@@ -65,6 +65,13 @@ type Config struct {
 	ClusterDomain string
 	// TrustDomain is the SPIFFE trust domain. Default "cluster.local".
 	TrustDomain string
+	// MTLS turns on mTLS between meshed proxies: clusters to meshed
+	// services originate it, inbound listeners terminate it (translate's
+	// mTLS feature, in TrustDomain). Off by default until the SDS server
+	// that delivers the certificates they name is part of the control
+	// plane: without it every meshed hop would wait for secrets that never
+	// come.
+	MTLS bool
 
 	// XDSListener, if set, is served instead of listening on XDSAddr.
 	XDSListener net.Listener
@@ -213,7 +220,11 @@ func New(cfg Config) (*Controller, error) {
 
 	tr := cfg.Translator
 	if tr == nil {
-		tr = newDefaultTranslator(cfg.ClusterDomain, cfg.TrustDomain)
+		mtlsDomain := "" // translate's switch for mTLS: off without a trust domain
+		if cfg.MTLS {
+			mtlsDomain = cfg.TrustDomain
+		}
+		tr = newDefaultTranslator(cfg.ClusterDomain, mtlsDomain)
 	}
 
 	c.debounc = newDebouncer(cfg.Debounce, cfg.DebounceMax, clock.RealClock{})

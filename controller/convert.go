@@ -6,45 +6,18 @@ import (
 	"github.com/weftmesh/weft/mesh"
 )
 
-// Injection annotations. The injector (later) writes the sidecar for the
-// same names; until it exists the controller treats a pod as meshed by
-// these alone. Linkerd's name is honoured too, like mesh does for its own
-// annotations, so a namespace annotated for Linkerd is meshed under Weft.
+// The injection annotations are mesh's (mesh.PodMeshed decides): endpoints
+// need the same answer to know which pods terminate mTLS. These names keep
+// the controller's callers and tests reading as before.
 const (
-	AnnotationInject        = "weft.io/inject"
-	LinkerdAnnotationInject = "linkerd.io/inject"
-	InjectEnabled           = "enabled"
-	InjectDisabled          = "disabled"
+	AnnotationInject        = mesh.AnnotationInject
+	LinkerdAnnotationInject = mesh.LinkerdAnnotationInject
+	InjectEnabled           = mesh.InjectEnabled
+	InjectDisabled          = mesh.InjectDisabled
 )
 
-func injectValue(annotations map[string]string) (string, bool) {
-	if v, ok := annotations[AnnotationInject]; ok {
-		return v, true
-	}
-	v, ok := annotations[LinkerdAnnotationInject]
-	return v, ok
-}
-
-// Meshed says whether a pod gets config from the control plane: a
-// proxyless gRPC pod (weft.io/proxy: grpc) always does; otherwise the pod's
-// inject annotation decides, else its namespace's.
-func Meshed(pod *corev1.Pod, ns *corev1.Namespace) bool {
-	if pod.Annotations[mesh.AnnotationProxyKind] == mesh.ProxyKindValueGRPC {
-		return true
-	}
-	if v, ok := injectValue(pod.Annotations); ok {
-		return v == InjectEnabled
-	}
-	if ns != nil {
-		if v, ok := injectValue(ns.Annotations); ok {
-			return v == InjectEnabled
-		}
-	}
-	return false
-}
-
 func meshedProxyFromPod(pod *corev1.Pod, ns *corev1.Namespace) (*mesh.Proxy, error) {
-	if !Meshed(pod, ns) {
+	if !mesh.PodMeshed(pod, ns) {
 		return nil, nil
 	}
 	return mesh.ProxyFromPod(pod, ns)

@@ -65,7 +65,9 @@ func newHarness(tb testing.TB, debounce time.Duration) *harness {
 		tb.Fatal(err)
 	}
 	h.xds = x
-	pipe = newPipeline(log, h.store, newDefaultTranslator("cluster.local", "cluster.local"), x, 4, m,
+	// No trust domain: mTLS off, as Config.MTLS defaults to (the harness
+	// serves no SDS secrets, so the checker would refuse every mTLS push).
+	pipe = newPipeline(log, h.store, newDefaultTranslator("cluster.local", ""), x, 4, m,
 		newTranslateProblems(reporter, h.store.ObjectReference, log), synced)
 	pipe.podWait = 200 * time.Millisecond
 	h.pipe = pipe

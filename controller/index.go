@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/mesh"
+	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/translate"
 )
 
@@ -24,6 +25,8 @@ import (
 //	TrafficSplit on apex S         Split                    S
 //	Endpoints of S                 Endpoints                S
 //	                               HeadlessEndpoints        S, if headless before or after
+//	                               EndpointIdentities       S, if its peers (meshed or not,
+//	                                                        identities) differ by value
 //	ServiceProfile (A, S)          Profile                  S, as read by the clients in
 //	                                                        the namespaces that read slot
 //	                                                        (A, S) (mesh.Model.ProfileReadBy)
@@ -43,7 +46,8 @@ import (
 //
 // With the current declaration: a Service change recomputes everyone and
 // its EDS; a split everyone; endpoints only their EDS unless the service
-// is headless (its chains list endpoint addresses); a profile in S's own
+// is headless (its chains list endpoint addresses) or who backs it changed
+// (its clusters' mTLS checks the backing identities); a profile in S's own
 // namespace every namespace without a profile of its own, one in another
 // namespace that namespace only; a proxy change that proxy only. Only
 // connected proxies are recomputed; a proxy that connects later gets its
@@ -134,6 +138,9 @@ func (ix index) plan(prev, cur *Snapshot, ch *Changes, connected []string) plan 
 		if headless(prev.Model, key) || headless(cur.Model, key) {
 			serviceInput(translate.InputHeadlessEndpoints, key, t, everyone)
 		}
+		if !peers(prev.Model, key).Equal(peers(cur.Model, key)) {
+			serviceInput(translate.InputEndpointIdentities, key, t, everyone)
+		}
 	}
 
 	// Namespaces that exist as far as proxies are concerned: a namespace
@@ -190,6 +197,14 @@ func (ix index) plan(prev, cur *Snapshot, ch *Changes, connected []string) plan 
 	return p
 }
 
+// peers is what translate reads as InputEndpointIdentities.
+func peers(m *mesh.Model, key mesh.ServiceKey) mesh.Peers {
+	if eps := m.Endpoints[key]; eps != nil {
+		return eps.Peers
+	}
+	return mesh.Peers{}
+}
+
 func headless(m *mesh.Model, key mesh.ServiceKey) bool {
 	svc := m.Services[key]
 	return svc != nil && svc.Headless
@@ -227,7 +242,7 @@ func forBackingPods(m *mesh.Model, key mesh.ServiceKey, f func(nodeID string)) {
 	for _, list := range eps.ByPort {
 		for _, ep := range list {
 			if ep.Pod != "" {
-				f(nodeID(ep.Pod, key.Namespace))
+				f(proxy.NodeID(ep.Pod, key.Namespace))
 			}
 		}
 	}

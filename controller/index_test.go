@@ -93,6 +93,38 @@ func TestPlanFor(t *testing.T) {
 			wantEDS: []mesh.ServiceKey{api},
 		},
 		{
+			name: "endpoint churn keeping the same identities: EDS only",
+			op: func(s *Store) {
+				s.SetPod(testPod("app", "api-3", "10.1.0.4", "api", nil, 9090))
+				s.SetEndpointSlice(testSlice("app", "api-abc", "api", 9090, map[string]string{"api-1": "10.1.0.1", "api-3": "10.1.0.4"}))
+			},
+			wantEDS: []mesh.ServiceKey{api},
+		},
+		{
+			name: "an endpoint of another ServiceAccount: everyone (clusters check who backs api)",
+			op: func(s *Store) {
+				s.SetPod(testPod("app", "api-canary-1", "10.1.0.5", "api-canary", nil, 9090))
+				s.SetEndpointSlice(testSlice("app", "api-abc", "api", 9090, map[string]string{"api-1": "10.1.0.1", "api-canary-1": "10.1.0.5"}))
+			},
+			wantNodes: all,
+			wantEDS:   []mesh.ServiceKey{api},
+		},
+		{
+			name:      "a backing pod's ServiceAccount changes: everyone",
+			op:        func(s *Store) { s.SetPod(testPod("app", "api-2", "10.1.0.2", "api-v2", nil, 9090)) },
+			wantNodes: all,
+			wantEDS:   []mesh.ServiceKey{api},
+		},
+		{
+			name: "a backing pod leaves the mesh: everyone (api is plaintext now)",
+			op: func(s *Store) {
+				s.SetPod(testPod("app", "api-2", "10.1.0.2", "api", map[string]string{AnnotationInject: InjectDisabled}, 9090))
+			},
+			wantNodes: all,
+			wantEDS:   []mesh.ServiceKey{api},
+			wantClear: []string{"api-2.app"},
+		},
+		{
 			name: "endpoints of a headless service: everyone",
 			op: func(s *Store) {
 				s.SetEndpointSlice(testSlice("app", "db-1", "db", 5432, map[string]string{"db-0": "10.1.0.51"}))
@@ -190,6 +222,15 @@ func TestIndexFollowsDeclaration(t *testing.T) {
 				s.SetEndpointSlice(testSlice("app", "db-1", "db", 5432, map[string]string{"db-0": "10.1.0.51"}))
 			},
 			wantEDS: []mesh.ServiceKey{db},
+		},
+		{
+			name:  "clusters do not read identities: an endpoint of another ServiceAccount is EDS only",
+			reads: without(translate.ServiceClusters, translate.InputEndpointIdentities),
+			op: func(s *Store) {
+				s.SetPod(testPod("app", "api-canary-1", "10.1.0.5", "api-canary", nil, 9090))
+				s.SetEndpointSlice(testSlice("app", "api-abc", "api", 9090, map[string]string{"api-1": "10.1.0.1", "api-canary-1": "10.1.0.5"}))
+			},
+			wantEDS: []mesh.ServiceKey{api},
 		},
 		{
 			name:  "the proxy's own side reads profiles: the pods backing the service too",

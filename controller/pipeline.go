@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/weftmesh/weft/mesh"
+	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/xds"
 )
 
@@ -30,7 +31,7 @@ type Translator interface {
 
 // XDS is the part of xds.Server the pipeline drives.
 type XDS interface {
-	SetNodeResources(ctx context.Context, nodeID string, kind xds.ProxyKind, res map[string][]types.Resource, changeSeen time.Time) error
+	SetNodeResources(ctx context.Context, nodeID string, kind proxy.Kind, res map[string][]types.Resource, changeSeen time.Time) error
 	SetEndpoints(ctx context.Context, clas map[string]*endpointv3.ClusterLoadAssignment, changeSeen time.Time) error
 	DeleteEndpoints(names ...string)
 	ClearNode(nodeID string)
@@ -216,13 +217,6 @@ func (p *pipeline) nodeState(id string) *nodeState {
 	return n
 }
 
-func kindOf(px *mesh.Proxy) xds.ProxyKind {
-	if px.Kind == mesh.ProxyProxylessGRPC {
-		return xds.ProxyGRPC
-	}
-	return xds.ProxyEnvoy
-}
-
 // push computes and sets one node's resources from snap unless a newer
 // snapshot was already pushed to it.
 func (p *pipeline) push(ctx context.Context, snap *Snapshot, id string, seen time.Time) {
@@ -239,7 +233,7 @@ func (p *pipeline) push(ctx context.Context, snap *Snapshot, id string, seen tim
 	start := time.Now()
 	res, problems := p.translator.ForProxy(snap.Model, px)
 	p.metrics.translateSeconds.Observe(time.Since(start).Seconds())
-	err := p.xds.SetNodeResources(ctx, id, kindOf(px), res, seen)
+	err := p.xds.SetNodeResources(ctx, id, px.Kind, res, seen)
 	n.gen, n.pushed = snap.Gen, true
 	p.metrics.recomputes.Inc()
 
@@ -296,7 +290,7 @@ func (p *pipeline) forget(id string) {
 // store knows. The node's config is pushed before it returns, so its first
 // request is answered at once.
 func (p *pipeline) validateNode(ctx context.Context, node *corev3.Node) (xds.NodeInfo, error) {
-	pod, ns, err := xds.ParseNodeID(node.GetId())
+	pod, ns, err := proxy.ParseNodeID(node.GetId())
 	if err != nil {
 		return xds.NodeInfo{}, status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -338,7 +332,7 @@ func (p *pipeline) validateNode(ctx context.Context, node *corev3.Node) (xds.Nod
 			"node %s: pod %s/%s is not meshed (annotate it or its namespace %s: %s, or the pod %s: %s)",
 			id, ns, pod, AnnotationInject, InjectEnabled, mesh.AnnotationProxyKind, mesh.ProxyKindValueGRPC)
 	}
-	if got, want := xds.KindOfNode(node), kindOf(px); got != want {
+	if got, want := proxy.KindOfUserAgent(node.GetUserAgentName()), px.Kind; got != want {
 		return xds.NodeInfo{}, status.Errorf(codes.FailedPrecondition,
 			"node %s connected as %s (user agent %q) but pod %s/%s is a %s proxy; set the pod annotation %s",
 			id, got, node.GetUserAgentName(), ns, pod, want, mesh.AnnotationProxyKind)
@@ -364,6 +358,6 @@ func (p *pipeline) validateNode(ctx context.Context, node *corev3.Node) (xds.Nod
 		Pod:            pod,
 		Namespace:      ns,
 		ServiceAccount: px.Identity.ServiceAccount,
-		Kind:           kindOf(px),
+		Kind:           px.Kind,
 	}, nil
 }

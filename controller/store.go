@@ -16,6 +16,7 @@ import (
 
 	"github.com/weftmesh/weft/mesh"
 	"github.com/weftmesh/weft/profiles"
+	"github.com/weftmesh/weft/proxy"
 )
 
 // Snapshot is one published state of the mesh: the model plus the proxies
@@ -75,7 +76,7 @@ type converters struct {
 	// is still converted (the annotation is ignored).
 	serviceWarnings func(*corev1.Service) field.ErrorList
 	namespaceErrors func(*corev1.Namespace) field.ErrorList
-	endpoints       func(*mesh.Service, []*discoveryv1.EndpointSlice, func(ns, name string) *corev1.Pod) *mesh.ServiceEndpoints
+	endpoints       func(*mesh.Service, []*discoveryv1.EndpointSlice, mesh.PodLookup) *mesh.ServiceEndpoints
 	profile         func(*profiles.ServiceProfile, string) (*mesh.Profile, field.ErrorList)
 	split           func(*profiles.TrafficSplit, func(mesh.ServiceKey) bool) (*mesh.Split, field.ErrorList)
 	proxy           func(*corev1.Pod, *corev1.Namespace) (*mesh.Proxy, error)
@@ -259,7 +260,7 @@ func (s *Store) Proxy(pod, namespace string) (p *mesh.Proxy, podExists bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, podExists = s.pods[types.NamespacedName{Namespace: namespace, Name: pod}]
-	return s.proxies[nodeID(pod, namespace)], podExists
+	return s.proxies[proxy.NodeID(pod, namespace)], podExists
 }
 
 // Pod returns the pod as last seen, or nil.
@@ -382,10 +383,19 @@ func (s *Store) namespaceChanged(ns string, seen time.Time) {
 			s.deriveService(key, seen)
 		}
 	}
+	// Endpoints read the namespace too (whether their pods are meshed):
+	// each service backed by a pod here is re-derived once.
+	backed := map[mesh.ServiceKey]bool{}
 	for name := range s.pods {
 		if name.Namespace == ns {
 			s.deriveProxy(name, seen)
+			for key := range s.podServices[name] {
+				backed[key] = true
+			}
 		}
+	}
+	for key := range backed {
+		s.deriveEndpoints(key, seen)
 	}
 }
 
@@ -562,8 +572,8 @@ func (s *Store) deriveEndpoints(key mesh.ServiceKey, seen time.Time) {
 	}
 }
 
-func (s *Store) podByName(namespace, name string) *corev1.Pod {
-	return s.pods[types.NamespacedName{Namespace: namespace, Name: name}]
+func (s *Store) podByName(namespace, name string) (*corev1.Pod, *corev1.Namespace) {
+	return s.pods[types.NamespacedName{Namespace: namespace, Name: name}], s.namespaces[namespace]
 }
 
 // --- Pods ---
@@ -597,7 +607,7 @@ func (s *Store) podChanged(name types.NamespacedName, seen time.Time) {
 }
 
 func (s *Store) deriveProxy(name types.NamespacedName, seen time.Time) {
-	nodeID := nodeID(name.Name, name.Namespace)
+	nodeID := proxy.NodeID(name.Name, name.Namespace)
 	obj := mesh.ObjectRef{Kind: "Pod", Namespace: name.Namespace, Name: name.Name}
 	var nv *mesh.Proxy
 	if pod := s.pods[name]; pod != nil && podMayRun(pod) {
@@ -866,6 +876,3 @@ func fieldErrors(errs field.ErrorList, ifEmpty string) error {
 func objectReference(apiVersion, kind, namespace, name string, uid types.UID) *corev1.ObjectReference {
 	return &corev1.ObjectReference{APIVersion: apiVersion, Kind: kind, Namespace: namespace, Name: name, UID: uid}
 }
-
-// nodeID is how a pod's proxy names itself on the xDS stream.
-func nodeID(pod, namespace string) string { return pod + "." + namespace }

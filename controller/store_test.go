@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/weftmesh/weft/mesh"
+	"github.com/weftmesh/weft/proxy"
 )
 
 type sinkCall struct {
@@ -170,9 +171,12 @@ func TestStoreChanges(t *testing.T) {
 			endpoints: nil,
 		},
 		{
-			name:    "namespace stops injection: every proxy goes",
-			op:      func(s *Store) bool { return s.SetNamespace(testNamespace("app", nil)) },
-			proxies: []string{"api-1.app", "api-2.app", "web-1.app"},
+			// api's endpoints are no longer meshed pods: its clients must
+			// stop originating mTLS to it.
+			name:      "namespace stops injection: every proxy goes, endpoints are re-derived",
+			op:        func(s *Store) bool { return s.SetNamespace(testNamespace("app", nil)) },
+			proxies:   []string{"api-1.app", "api-2.app", "web-1.app"},
+			endpoints: []mesh.ServiceKey{api},
 		},
 		{
 			// The slice only lists port http-9090, which the service no longer has.
@@ -404,14 +408,14 @@ func TestStoreProxies(t *testing.T) {
 		pod      map[string]string
 		phase    corev1.PodPhase
 		want     bool
-		wantKind mesh.ProxyKind
+		wantKind proxy.Kind
 		wantErr  bool
 	}{
-		{name: "namespace enabled", ns: meshedNS, want: true, wantKind: mesh.ProxySidecar},
+		{name: "namespace enabled", ns: meshedNS, want: true, wantKind: proxy.Envoy},
 		{name: "namespace enabled, pod disabled", ns: meshedNS, pod: map[string]string{AnnotationInject: InjectDisabled}},
-		{name: "pod enabled", pod: map[string]string{AnnotationInject: InjectEnabled}, want: true, wantKind: mesh.ProxySidecar},
-		{name: "linkerd annotation on namespace", ns: map[string]string{LinkerdAnnotationInject: InjectEnabled}, want: true, wantKind: mesh.ProxySidecar},
-		{name: "proxyless grpc", pod: map[string]string{mesh.AnnotationProxyKind: mesh.ProxyKindValueGRPC}, want: true, wantKind: mesh.ProxyProxylessGRPC},
+		{name: "pod enabled", pod: map[string]string{AnnotationInject: InjectEnabled}, want: true, wantKind: proxy.Envoy},
+		{name: "linkerd annotation on namespace", ns: map[string]string{LinkerdAnnotationInject: InjectEnabled}, want: true, wantKind: proxy.Envoy},
+		{name: "proxyless grpc", pod: map[string]string{mesh.AnnotationProxyKind: mesh.ProxyKindValueGRPC}, want: true, wantKind: proxy.GRPC},
 		{name: "not annotated"},
 		{name: "finished pod", ns: meshedNS, phase: corev1.PodSucceeded},
 		{name: "bad annotation", ns: meshedNS, pod: map[string]string{mesh.AnnotationSkipInboundPorts: "eighty"}, wantErr: true},

@@ -1,7 +1,7 @@
 package mesh
 
-// Annotations Weft reads on Pods, Services and Namespaces. The injector
-// writes and reads the same names, so they live in one place.
+// Annotations Weft reads on Pods, Services and Namespaces. They live in one
+// place because the sidecar injector on the roadmap must read the same names.
 //
 // Where Linkerd has an equivalent, its name is accepted too so that a
 // workload annotated for Linkerd keeps its meaning under Weft; when both are
@@ -34,6 +34,23 @@ const (
 	// the proxy.
 	AnnotationSkipOutboundPorts        = "config.weft.io/skip-outbound-ports"
 	LinkerdAnnotationSkipOutboundPorts = "config.linkerd.io/skip-outbound-ports"
+
+	// AnnotationInject meshes a pod (on the pod) or every pod of a namespace
+	// (on the namespace) when "enabled"; the pod's own value wins. The
+	// injector on the roadmap writes the sidecar for the same names.
+	AnnotationInject        = "weft.io/inject"
+	LinkerdAnnotationInject = "linkerd.io/inject"
+	InjectEnabled           = "enabled"
+	InjectDisabled          = "disabled"
+
+	// AnnotationMTLSMode says what a meshed pod's inbound side accepts, on
+	// the pod or (for every pod without its own) on the namespace:
+	// "permissive", the default, accepts mTLS from meshed clients and
+	// plaintext from the rest (Linkerd's only behaviour, so Linkerd has no
+	// annotation to honour here); "strict" refuses plaintext.
+	AnnotationMTLSMode      = "config.weft.io/mtls-mode"
+	MTLSModeValuePermissive = "permissive"
+	MTLSModeValueStrict     = "strict"
 )
 
 // annotationWithFallback returns the value of the first of names present on

@@ -64,7 +64,9 @@ func Build(clusterDomain string, objs Objects) (*Model, []ConfigError) {
 	for _, pod := range distinctObjects(objs.Pods, duplicate("Pod")) {
 		pods[ServiceKey{Namespace: pod.Namespace, Name: pod.Name}] = pod
 	}
-	podByName := func(ns, name string) *corev1.Pod { return pods[ServiceKey{Namespace: ns, Name: name}] }
+	podByName := func(ns, name string) (*corev1.Pod, *corev1.Namespace) {
+		return pods[ServiceKey{Namespace: ns, Name: name}], namespaces[ns]
+	}
 
 	for _, svc := range distinctObjects(objs.Services, duplicate("Service")) {
 		if fe := ValidateServiceAnnotations(svc); len(fe) > 0 {

@@ -73,7 +73,7 @@ func BenchmarkIncremental(b *testing.B) {
 	for _, p := range objs.Pods {
 		pods[p.Namespace+"/"+p.Name] = p
 	}
-	podByName := func(ns, name string) *corev1.Pod { return pods[ns+"/"+name] }
+	podByName := func(ns, name string) (*corev1.Pod, *corev1.Namespace) { return pods[ns+"/"+name], nil }
 	b.Run("ServiceFrom", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {

@@ -13,15 +13,16 @@ import (
 // services (by namespace and the kubernetes.io/service-name label), FQDN
 // slices, non-TCP ports and ports the Service does not declare are ignored.
 //
-// podByName resolves an endpoint's pod target to find its ServiceAccount;
-// it may be nil or return nil, and the endpoint then has no identity (the
+// pods resolves an endpoint's pod target to the pod and its namespace, to
+// find its ServiceAccount and whether it is meshed; it may be nil or return
+// a nil pod, and the endpoint then has no identity and is not meshed (the
 // pod is not known yet). An endpoint listed in two slices (the controller
 // moves endpoints between slices in two writes) appears once: the ready copy
 // wins, else the one from the slice whose name sorts first.
 //
 // Endpoints are sorted by address then port, so equal input gives equal
 // output whatever order the informer delivered slices in.
-func EndpointsFrom(svc *Service, slicesIn []*discoveryv1.EndpointSlice, podByName func(ns, name string) *corev1.Pod) *ServiceEndpoints {
+func EndpointsFrom(svc *Service, slicesIn []*discoveryv1.EndpointSlice, pods PodLookup) *ServiceEndpoints {
 	out := &ServiceEndpoints{Service: svc.Key, ByPort: map[string][]Endpoint{}}
 	portNames := make(map[string]bool, len(svc.Ports))
 	for _, p := range svc.Ports {
@@ -66,7 +67,7 @@ func EndpointsFrom(svc *Service, slicesIn []*discoveryv1.EndpointSlice, podByNam
 				if len(ep.Addresses) == 0 {
 					continue
 				}
-				e := endpointFrom(ep, uint32(*sp.Port), s.Namespace, podByName)
+				e := endpointFrom(ep, uint32(*sp.Port), s.Namespace, pods)
 				k := key{portName, e.Address, e.Port}
 				if i, dup := seen[k]; dup {
 					if !out.ByPort[portName][i].Ready && e.Ready {
@@ -83,10 +84,15 @@ func EndpointsFrom(svc *Service, slicesIn []*discoveryv1.EndpointSlice, podByNam
 		slices.SortFunc(eps, compareEndpoints)
 		out.ByPort[name] = eps
 	}
+	out.Peers = PeersOf(out.ByPort)
 	return out
 }
 
-func endpointFrom(ep discoveryv1.Endpoint, port uint32, namespace string, podByName func(ns, name string) *corev1.Pod) Endpoint {
+// PodLookup returns the pod of that namespace and name and its Namespace
+// object; either may be nil when not known.
+type PodLookup func(namespace, name string) (*corev1.Pod, *corev1.Namespace)
+
+func endpointFrom(ep discoveryv1.Endpoint, port uint32, namespace string, pods PodLookup) Endpoint {
 	e := Endpoint{
 		// Addresses are fungible per the API; consumers may use the first.
 		Address: ep.Addresses[0],
@@ -108,9 +114,10 @@ func endpointFrom(ep discoveryv1.Endpoint, port uint32, namespace string, podByN
 			podNS = namespace
 		}
 		e.Pod = ref.Name
-		if podByName != nil {
-			if pod := podByName(podNS, ref.Name); pod != nil {
+		if pods != nil {
+			if pod, ns := pods(podNS, ref.Name); pod != nil {
 				e.Identity = podIdentity(pod)
+				e.Meshed = PodTerminatesMTLS(pod, ns)
 			}
 		}
 	}

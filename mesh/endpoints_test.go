@@ -18,7 +18,7 @@ func TestEndpointsFrom(t *testing.T) {
 		"ns/web-a": pod("ns", "web-a", "web-sa", "10.0.0.10", nil),
 		"ns/web-b": pod("ns", "web-b", "", "10.0.0.9", nil),
 	}
-	podByName := func(ns, name string) *corev1.Pod { return pods[ns+"/"+name] }
+	podByName := func(ns, name string) (*corev1.Pod, *corev1.Namespace) { return pods[ns+"/"+name], nil }
 	yes, no := ptr(true), ptr(false)
 
 	tests := []struct {

@@ -9,8 +9,12 @@
 package mesh
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"time"
+
+	"github.com/weftmesh/weft/proxy"
 )
 
 // Model is everything the mesh knows at one instant.
@@ -99,6 +103,46 @@ type ServiceEndpoints struct {
 	Service ServiceKey
 	// ByPort is keyed by ServicePort.Name ("" for a single unnamed port).
 	ByPort map[string][]Endpoint
+	// Peers are who serves behind the endpoints: PeersOf(ByPort), kept
+	// apart so that endpoint churn which keeps the same peers is told from
+	// a change of who serves by comparing values this small.
+	Peers Peers
+}
+
+// Peers is what a client's TLS must know of a service's endpoints.
+type Peers struct {
+	// Meshed: the service has endpoints and every one is a pod whose Weft
+	// sidecar terminates mTLS (Endpoint.Meshed), so a client can require
+	// mTLS of every connection it opens to the service.
+	Meshed bool
+	// Identities of the endpoints' pods, sorted and without repeats. Every
+	// endpoint counts, ready or not: one that is starting is in the set
+	// before it takes traffic.
+	Identities []Identity
+}
+
+// Equal reports whether p and o are the same peers.
+func (p Peers) Equal(o Peers) bool {
+	return p.Meshed == o.Meshed && slices.Equal(p.Identities, o.Identities)
+}
+
+// PeersOf summarises the endpoints of a service.
+func PeersOf(byPort map[string][]Endpoint) Peers {
+	var ids []Identity
+	some, all := false, true
+	for _, eps := range byPort {
+		for _, e := range eps {
+			some = true
+			all = all && e.Meshed
+			if !e.Identity.IsZero() {
+				ids = append(ids, e.Identity)
+			}
+		}
+	}
+	slices.SortFunc(ids, func(a, b Identity) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.ServiceAccount, b.ServiceAccount))
+	})
+	return Peers{Meshed: some && all, Identities: slices.Clip(slices.Compact(ids))}
 }
 
 // Endpoint is one backend address from an EndpointSlice.
@@ -110,9 +154,13 @@ type Endpoint struct {
 	Terminating bool
 	Zone        string
 	Node        string
-	// Pod and Identity are empty for endpoints without a pod target.
+	// Pod and Identity are empty for endpoints without a pod target, and
+	// Identity also while the pod is not known.
 	Pod      string
 	Identity Identity
+	// Meshed: the pod is meshed with a Weft sidecar (PodTerminatesMTLS),
+	// which accepts mTLS on every port it serves.
+	Meshed bool
 }
 
 // Identity is the workload identity of a pod: one per ServiceAccount.
@@ -126,8 +174,11 @@ func (i Identity) IsZero() bool { return i.ServiceAccount == "" }
 
 // SPIFFE is the URI SAN certificates carry for this identity.
 func (i Identity) SPIFFE(trustDomain string) string {
-	return fmt.Sprintf("spiffe://%s/ns/%s/sa/%s", trustDomain, i.Namespace, i.ServiceAccount)
+	return SPIFFEPrefix(trustDomain) + "ns/" + i.Namespace + "/sa/" + i.ServiceAccount
 }
+
+// SPIFFEPrefix is what every identity of the trust domain starts with.
+func SPIFFEPrefix(trustDomain string) string { return "spiffe://" + trustDomain + "/" }
 
 // Profile is a validated, converted ServiceProfile.
 type Profile struct {
@@ -206,17 +257,9 @@ type WeightedBackend struct {
 	Weight uint32
 }
 
-// ProxyKind tells sidecar Envoys from proxyless gRPC clients.
-type ProxyKind string
-
-const (
-	ProxySidecar       ProxyKind = "sidecar"
-	ProxyProxylessGRPC ProxyKind = "proxyless-grpc"
-)
-
 // Proxy is the data-plane node config is built for: one pod.
 type Proxy struct {
-	Kind      ProxyKind
+	Kind      proxy.Kind
 	Pod       string
 	Namespace string
 	IP        string
@@ -228,10 +271,36 @@ type Proxy struct {
 	SkipOutboundPorts []uint32
 	// OpaquePorts from the pod/namespace annotation, else DefaultOpaquePorts.
 	OpaquePorts []uint32
+	// MTLSMode from the pod/namespace annotation: what the inbound side
+	// accepts when mTLS is on.
+	MTLSMode MTLSMode
 }
 
-// NodeID is how the proxy names itself on the xDS stream: <pod>.<namespace>.
-func (p *Proxy) NodeID() string { return p.Pod + "." + p.Namespace }
+// MTLSMode is what a meshed pod's inbound side accepts. The zero value is
+// the default.
+type MTLSMode uint8
+
+const (
+	// MTLSPermissive accepts mTLS from meshed clients and plaintext from the
+	// others: Linkerd's behaviour, and the default.
+	MTLSPermissive MTLSMode = iota
+	// MTLSStrict refuses plaintext: only clients with a certificate from the
+	// trust bundle get through.
+	MTLSStrict
+)
+
+func (m MTLSMode) String() string {
+	switch m {
+	case MTLSPermissive:
+		return MTLSModeValuePermissive
+	case MTLSStrict:
+		return MTLSModeValueStrict
+	}
+	return fmt.Sprintf("MTLSMode(%d)", uint8(m))
+}
+
+// NodeID is how the proxy names itself on the xDS stream.
+func (p *Proxy) NodeID() string { return proxy.NodeID(p.Pod, p.Namespace) }
 
 // ProxyPort is a port the pod serves on.
 type ProxyPort struct {

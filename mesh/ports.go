@@ -7,7 +7,7 @@ const (
 	ProxyInboundPort uint32 = 4143
 	// ProxyOutboundPort receives all outbound traffic redirected by iptables.
 	ProxyOutboundPort uint32 = 4140
-	// ProxyAdminPort serves Envoy's admin interface (stats, config_dump, tap).
+	// ProxyAdminPort serves Envoy's admin interface (stats, config_dump).
 	ProxyAdminPort uint32 = 4191
 	// ProxyUID is the user the proxy runs as; iptables lets its own traffic out.
 	ProxyUID int64 = 2102

@@ -15,8 +15,8 @@ type PortRange struct {
 }
 
 // PortSet is a parsed port-list annotation: numbers, ranges and (where
-// allowed) port names. The injector uses Ranges directly for iptables rules,
-// which take ranges; the model stores expanded lists.
+// allowed) port names. Ranges are kept as ranges for the iptables rules of
+// the planned injector, which take ranges; the model stores expanded lists.
 type PortSet struct {
 	Ranges []PortRange
 	// Names are container (or service) port names; they match a port by its

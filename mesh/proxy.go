@@ -7,6 +7,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/weftmesh/weft/proxy"
 )
 
 // ProxyFromPod describes the data-plane node of a pod.
@@ -24,19 +26,25 @@ func ProxyFromPod(pod *corev1.Pod, ns *corev1.Namespace) (*Proxy, error) {
 		errs = append(errs, field.NotSupported(annotationsPath.Key(AnnotationProxyKind), v, []string{ProxyKindValueGRPC, ProxyKindValueSidecar}))
 	}
 	opaque, skipIn, skipOut, listErrs := podPortLists(pod, ns)
-	if errs = append(errs, listErrs...); len(errs) > 0 {
+	errs = append(errs, listErrs...)
+	mode, modeErr := podMTLSMode(pod, ns)
+	if modeErr != nil {
+		errs = append(errs, modeErr)
+	}
+	if len(errs) > 0 {
 		return nil, fmt.Errorf("pod %s/%s: %w", pod.Namespace, pod.Name, errs.ToAggregate())
 	}
 
 	p := &Proxy{
-		Kind:      ProxySidecar,
+		Kind:      proxy.Envoy,
 		Pod:       pod.Name,
 		Namespace: pod.Namespace,
 		IP:        pod.Status.PodIP,
 		Identity:  podIdentity(pod),
+		MTLSMode:  mode,
 	}
 	if pod.Annotations[AnnotationProxyKind] == ProxyKindValueGRPC {
-		p.Kind = ProxyProxylessGRPC
+		p.Kind = proxy.GRPC
 	}
 
 	if skipIn != nil {
@@ -123,4 +131,59 @@ func podPortLists(pod *corev1.Pod, ns *corev1.Namespace) (opaque, skipIn, skipOu
 	skipIn = list(false, AnnotationSkipInboundPorts, LinkerdAnnotationSkipInboundPorts)
 	skipOut = list(false, AnnotationSkipOutboundPorts, LinkerdAnnotationSkipOutboundPorts)
 	return opaque, skipIn, skipOut, errs
+}
+
+// podMTLSMode is the pod's mTLS mode annotation, else its namespace's, else
+// permissive. A bad value gives the default and an error naming the field
+// (prefixed with the namespace when it is the namespace's), which
+// ProxyFromPod refuses like any other malformed annotation.
+func podMTLSMode(pod *corev1.Pod, ns *corev1.Namespace) (MTLSMode, *field.Error) {
+	if _, ok := pod.Annotations[AnnotationMTLSMode]; ok || ns == nil {
+		return mtlsModeAnnotation(pod.Annotations)
+	}
+	mode, err := mtlsModeAnnotation(ns.Annotations)
+	if err != nil {
+		err.Field = "namespace " + ns.Name + " " + err.Field
+	}
+	return mode, err
+}
+
+// mtlsModeAnnotation parses AnnotationMTLSMode; absent is permissive.
+func mtlsModeAnnotation(annotations map[string]string) (MTLSMode, *field.Error) {
+	v, ok := annotations[AnnotationMTLSMode]
+	switch {
+	case !ok || v == MTLSModeValuePermissive:
+		return MTLSPermissive, nil
+	case v == MTLSModeValueStrict:
+		return MTLSStrict, nil
+	}
+	return MTLSPermissive, field.NotSupported(annotationsPath.Key(AnnotationMTLSMode), v, []string{MTLSModeValuePermissive, MTLSModeValueStrict})
+}
+
+// PodMeshed says whether a pod gets config from the control plane: a
+// proxyless gRPC pod (weft.io/proxy: grpc) always does; otherwise the pod's
+// inject annotation decides, else its namespace's (ns may be nil). Linkerd's
+// inject annotation is honoured too, so a namespace annotated for Linkerd
+// is meshed under Weft.
+func PodMeshed(pod *corev1.Pod, ns *corev1.Namespace) bool {
+	if pod.Annotations[AnnotationProxyKind] == ProxyKindValueGRPC {
+		return true
+	}
+	if v, _, ok := annotationWithFallback(pod.Annotations, AnnotationInject, LinkerdAnnotationInject); ok {
+		return v == InjectEnabled
+	}
+	if ns != nil {
+		if v, _, ok := annotationWithFallback(ns.Annotations, AnnotationInject, LinkerdAnnotationInject); ok {
+			return v == InjectEnabled
+		}
+	}
+	return false
+}
+
+// PodTerminatesMTLS says whether connections to the pod can be mTLS: it is
+// meshed with an Envoy sidecar, whose inbound listener accepts mTLS on
+// every port it serves. A proxyless gRPC pod is meshed but gets no server
+// listener from Weft, so it serves plaintext.
+func PodTerminatesMTLS(pod *corev1.Pod, ns *corev1.Namespace) bool {
+	return PodMeshed(pod, ns) && pod.Annotations[AnnotationProxyKind] != ProxyKindValueGRPC
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/weftmesh/weft/proxy"
 )
 
 func TestProxyFromPod(t *testing.T) {
@@ -23,7 +25,7 @@ func TestProxyFromPod(t *testing.T) {
 				containerPort("http", 8080), containerPort("grpc-api", 9090), containerPort("", 5432), udp,
 				containerPort("admin", int32(ProxyAdminPort))),
 			want: &Proxy{
-				Kind: ProxySidecar, Pod: "web-1", Namespace: "ns", IP: "10.0.0.5",
+				Kind: proxy.Envoy, Pod: "web-1", Namespace: "ns", IP: "10.0.0.5",
 				Identity: Identity{Namespace: "ns", ServiceAccount: "web"},
 				InboundPorts: []ProxyPort{
 					{Name: "", Port: 5432, Protocol: ProtocolOpaque},
@@ -37,7 +39,7 @@ func TestProxyFromPod(t *testing.T) {
 			name: "proxyless grpc, default service account",
 			pod:  pod("ns", "client", "", "10.0.0.6", map[string]string{AnnotationProxyKind: "grpc"}),
 			want: &Proxy{
-				Kind: ProxyProxylessGRPC, Pod: "client", Namespace: "ns", IP: "10.0.0.6",
+				Kind: proxy.GRPC, Pod: "client", Namespace: "ns", IP: "10.0.0.6",
 				Identity:    Identity{Namespace: "ns", ServiceAccount: "default"},
 				OpaquePorts: DefaultOpaquePorts,
 			},
@@ -51,7 +53,7 @@ func TestProxyFromPod(t *testing.T) {
 				AnnotationProxyKind:                "sidecar",
 			}, containerPort("pg", 15432), containerPort("http", 7000), containerPort("metrics", 9100), containerPort("", 3306)),
 			want: &Proxy{
-				Kind: ProxySidecar, Pod: "db", Namespace: "ns", IP: "10.0.0.7",
+				Kind: proxy.Envoy, Pod: "db", Namespace: "ns", IP: "10.0.0.7",
 				Identity: Identity{Namespace: "ns", ServiceAccount: "db"},
 				InboundPorts: []ProxyPort{
 					// 3306 is not opaque: the annotation replaces the defaults.
@@ -69,7 +71,7 @@ func TestProxyFromPod(t *testing.T) {
 			pod:   pod("ns", "w", "w", "10.0.0.8", map[string]string{AnnotationSkipInboundPorts: ""}, containerPort("", 8080)),
 			nsAnn: map[string]string{AnnotationOpaquePorts: "8080", AnnotationSkipInboundPorts: "8080"},
 			want: &Proxy{
-				Kind: ProxySidecar, Pod: "w", Namespace: "ns", IP: "10.0.0.8",
+				Kind: proxy.Envoy, Pod: "w", Namespace: "ns", IP: "10.0.0.8",
 				Identity:     Identity{Namespace: "ns", ServiceAccount: "w"},
 				InboundPorts: []ProxyPort{{Port: 8080, Protocol: ProtocolOpaque}},
 				OpaquePorts:  []uint32{8080},

@@ -61,6 +61,9 @@ func ValidateNamespaceAnnotations(ns *corev1.Namespace) field.ErrorList {
 			errs = append(errs, err)
 		}
 	}
+	if _, err := mtlsModeAnnotation(ns.Annotations); err != nil {
+		errs = append(errs, err)
+	}
 	return errs
 }
 

@@ -338,7 +338,7 @@ func processesMentioning(t *testing.T, s string) []string {
 // The way control-plane tests get real traffic to Kubernetes endpoints: kwok hands out pod IPs
 // from a subnet that a network namespace owns, and test servers listen there.
 func TestPodIPsServeTrafficFromANetworkNamespace(t *testing.T) {
-	netns.SkipIfUnavailable(t)
+	netns.Require(t)
 	ctx := t.Context()
 	ns, err := netns.New(ctx, netns.Config{Subnet: netip.MustParsePrefix(podCIDR)})
 	if err != nil {

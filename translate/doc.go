@@ -53,6 +53,15 @@
 // address keep the first; each is reported as an error naming the object
 // and field path, and everything else is translated as usual.
 //
+// # mTLS
+//
+// With a trust domain (Options.TrustDomain; none means off, output
+// unchanged), clusters to services whose endpoints are all meshed sidecar
+// pods originate mTLS checking the SPIFFE IDs of the ServiceAccounts behind
+// them, and the inbound listener terminates mTLS on every port, with the
+// plaintext chains kept (permissive) or replaced by one that closes the
+// connection (strict). docs/mtls.md says why each choice was made.
+//
 // # Sharing
 //
 // See Translator: per-service results are cached by model pointers and
@@ -71,5 +80,6 @@
 // their declared inputs; proxy.go a sidecar's own listeners and lists.
 // features.go is the seam where HTTP filters, network filters and
 // transport sockets are added to chains and clusters: one file per feature
-// (feature_*.go) and one ordered table saying why each sits where it does.
+// (feature_*.go: the router, mTLS) and one ordered table saying why each
+// sits where it does.
 package translate

@@ -9,6 +9,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
 	"github.com/weftmesh/weft/mesh"
+	"github.com/weftmesh/weft/proxy"
 )
 
 // The feature seam. The core builds chains and clusters; a feature adds an
@@ -35,8 +36,14 @@ var featureOrder = []feature{
 	// Network filters run before the chain's terminal filter (the HTTP
 	// connection manager or tcp_proxy), which the core appends: none yet.
 
-	// Transport sockets, one per chain or cluster: none yet. mTLS, from the
-	// identity issue, is the first.
+	// Transport sockets, one per chain or cluster. mTLS is alone there: it
+	// originates TLS on clusters to meshed services and terminates it on
+	// inbound chains (two entries, since one product is per service and the
+	// other per proxy). Their order among filters does not matter (a socket
+	// wraps the connection under every filter), and Envoy takes a single
+	// socket, so another one would have to replace them, not join them.
+	mtlsOrigination,
+	mtlsTermination,
 }
 
 // builtinFeatures is featureOrder checked; a table that breaks an ordering
@@ -56,8 +63,8 @@ const (
 	// onOutboundCluster: a service port's EDS cluster: transport socket.
 	onOutboundCluster
 	// onInboundChain: the inbound chains of one port of a pod: HTTP filters,
-	// network filters. (A transport socket here needs the chains to match
-	// TLS rather than plaintext: the identity issue adds both together.)
+	// network filters, and TLS (inboundTLS): the core then adds chains that
+	// match TLS and terminate it, beside or instead of the plaintext ones.
 	onInboundChain
 )
 
@@ -91,16 +98,29 @@ func (p place) product() Product {
 
 // featureInputs are what a feature builds from. At a per-service place,
 // service holds only the inputs the feature declares, and port is the
-// service port; at onInboundChain, inbound is the pod's port.
+// service port; at onInboundChain, inbound is the pod's port and mode the
+// proxy's mTLS mode (the part of InputProxy the inbound side is keyed by).
+// trustDomain is the translator's (Options.TrustDomain), the same for
+// every product; kind is the client's at a place keyed by kind, else zero.
 type featureInputs struct {
-	service serviceInputs
-	port    mesh.ServicePort
-	inbound inboundPort
+	service     serviceInputs
+	port        mesh.ServicePort
+	inbound     inboundPort
+	mode        mesh.MTLSMode
+	trustDomain string
+	kind        proxy.Kind
+}
+
+// inboundTLS is what a feature asks of the connections to one inbound
+// port: TLS terminated by socket, and, when strict, nothing else.
+type inboundTLS struct {
+	socket *corev3.TransportSocket
+	strict bool
 }
 
 // feature adds one thing to chains or clusters. Exactly one of httpFilter,
-// networkFilter and transportSocket is set; a nil result adds nothing for
-// that port.
+// networkFilter, transportSocket and inboundTLS is set; a nil (zero) result
+// adds nothing for that port.
 type feature struct {
 	// name is the filter's name: non-empty and unique, as grpc-go demands
 	// of HTTP filters.
@@ -113,10 +133,15 @@ type feature struct {
 	// terminal marks the HTTP filter that ends the chain (the router). It
 	// must add itself wherever it is placed.
 	terminal bool
+	// byClientKind marks a feature whose addition to a cluster differs for
+	// sidecars and proxyless clients (what each consumes): the clusters are
+	// then built, and cached, per kind of client.
+	byClientKind bool
 
 	httpFilter      func(featureInputs) *hcmv3.HttpFilter
 	networkFilter   func(featureInputs) *listenerv3.Filter
 	transportSocket func(featureInputs) *corev3.TransportSocket
+	inboundTLS      func(featureInputs) inboundTLS
 }
 
 // allowed are the places each kind of addition may go.
@@ -124,12 +149,16 @@ const (
 	httpPlaces    = onOutboundChain | onProxylessListener | onInboundChain
 	networkPlaces = onOutboundChain | onInboundChain
 	socketPlaces  = onOutboundCluster
+	tlsPlaces     = onInboundChain
 )
 
 // featureTable is a checked feature order with the reads it implies.
 type featureTable struct {
 	features []feature
 	reads    Reads
+	// clustersByKind: a feature on outbound clusters differs by kind of
+	// client, so clusters are keyed by it.
+	clustersByKind bool
 }
 
 func mustFeatureTable(list []feature) *featureTable {
@@ -164,9 +193,12 @@ func newFeatureTable(list []feature) (*featureTable, error) {
 		if f.transportSocket != nil {
 			kinds, allowed = kinds+1, socketPlaces
 		}
+		if f.inboundTLS != nil {
+			kinds, allowed = kinds+1, tlsPlaces
+		}
 		switch {
 		case kinds != 1:
-			bad("must add exactly one of an HTTP filter, a network filter and a transport socket")
+			bad("must add exactly one of an HTTP filter, a network filter, a transport socket and inbound TLS")
 			continue
 		case f.on == 0:
 			bad("placed nowhere")
@@ -176,6 +208,9 @@ func newFeatureTable(list []feature) (*featureTable, error) {
 			continue
 		case f.terminal && f.httpFilter == nil:
 			bad("only an HTTP filter can be terminal: the chain's terminal network filter is the core's")
+		}
+		if f.byClientKind && f.on&onOutboundCluster != 0 {
+			ft.clustersByKind = true
 		}
 		for _, p := range places {
 			if f.on&p == 0 {
@@ -201,7 +236,7 @@ func newFeatureTable(list []feature) (*featureTable, error) {
 			if f.httpFilter != nil {
 				http = append(http, f)
 			}
-			if f.transportSocket != nil {
+			if f.transportSocket != nil || f.inboundTLS != nil {
 				sockets++
 			}
 		}
@@ -269,4 +304,13 @@ func (ft *featureTable) transportSocket(p place, in featureInputs) *corev3.Trans
 		return s[0]
 	}
 	return nil
+}
+
+// inboundTLS returns what the features ask of an inbound port's
+// connections; the zero value (no TLS) when nothing.
+func (ft *featureTable) inboundTLS(in featureInputs) inboundTLS {
+	if s := additions(ft, onInboundChain, in, func(f *feature) func(featureInputs) inboundTLS { return f.inboundTLS }); len(s) > 0 {
+		return s[0]
+	}
+	return inboundTLS{}
 }

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/weftmesh/weft/mesh"
+	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/translate/check"
 )
 
@@ -69,6 +70,9 @@ func TestFeatureTableOrderIsEnforced(t *testing.T) {
 			return f
 		}()), "keyed by the proxy's ports only"},
 		{"two kinds in one feature", withRouter(func() feature { f := network; f.httpFilter = router.httpFilter; return f }()), "exactly one of"},
+		{"inbound TLS on clusters", withRouter(feature{name: "tls", on: onOutboundCluster, inboundTLS: mtlsDownstream}), "cannot be placed on outbound clusters"},
+		{"a cluster socket on inbound chains", withRouter(func() feature { f := socket("a"); f.on = onInboundChain; return f }()), "cannot be placed on inbound chains"},
+		{"two TLS terminations on inbound chains", withRouter(mtlsTermination, func() feature { f := mtlsTermination; f.name = "again"; return f }()), "2 transport sockets"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -90,7 +94,8 @@ func TestFeatureTableOrderIsEnforced(t *testing.T) {
 func TestDeclaredReads(t *testing.T) {
 	r := DeclaredReads()
 	want := Reads{
-		ServiceClusters:  InputsOf(InputService, InputProfile),
+		// mTLS: who backs a service decides its clusters' TLS.
+		ServiceClusters:  InputsOf(InputService, InputProfile, InputEndpointIdentities),
 		ServiceFrontend:  InputsOf(InputService, InputProfile, InputSplit, InputBackendServices, InputHeadlessEndpoints),
 		ServiceEndpoints: InputsOf(InputService, InputEndpoints),
 		ProxyOwn:         InputsOf(InputProxy),
@@ -101,13 +106,14 @@ func TestDeclaredReads(t *testing.T) {
 		}
 	}
 	scopes := map[Input]Scope{
-		InputService:           ScopeViews | ScopeEDS,
-		InputProfile:           ScopeViews,
-		InputSplit:             ScopeViews,
-		InputBackendServices:   ScopeViews,
-		InputEndpoints:         ScopeEDS,
-		InputHeadlessEndpoints: ScopeViews,
-		InputProxy:             ScopeProxy,
+		InputService:            ScopeViews | ScopeEDS,
+		InputProfile:            ScopeViews,
+		InputSplit:              ScopeViews,
+		InputBackendServices:    ScopeViews,
+		InputEndpoints:          ScopeEDS,
+		InputHeadlessEndpoints:  ScopeViews,
+		InputProxy:              ScopeProxy,
+		InputEndpointIdentities: ScopeViews,
 	}
 	for in := range NumInputs {
 		if got := r.Scope(in); got != scopes[in] {
@@ -177,8 +183,8 @@ func TestFeatureFiltersAndInputs(t *testing.T) {
 	m1, m2 := seamModel("10.1.0.1"), seamModel("10.1.0.1", "10.1.0.2")
 	m2.Services = m1.Services // only the endpoints differ
 	proxies := []*mesh.Proxy{
-		{Kind: mesh.ProxySidecar, Pod: "c", Namespace: "shop"},
-		{Kind: mesh.ProxyProxylessGRPC, Pod: "c", Namespace: "shop"},
+		{Kind: proxy.Envoy, Pod: "c", Namespace: "shop"},
+		{Kind: proxy.GRPC, Pod: "c", Namespace: "shop"},
 	}
 	tests := []struct {
 		name  string
@@ -194,19 +200,15 @@ func TestFeatureFiltersAndInputs(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, p := range proxies {
-			t.Run(tt.name+"/"+string(p.Kind), func(t *testing.T) {
+			t.Run(tt.name+"/"+p.Kind.String(), func(t *testing.T) {
 				warm := newTranslator(Options{}, ft)
 				for i, m := range []*mesh.Model{m1, m2} {
 					res, errs := warm.ForProxy(m, p)
 					if len(errs) > 0 {
 						t.Fatal(errs)
 					}
-					peer := check.Envoy
-					if p.Kind == mesh.ProxyProxylessGRPC {
-						peer = check.GRPC
-					}
-					for _, prob := range check.Problems(peer, res.ByType()) {
-						t.Errorf("%s: %v", peer, prob)
+					for _, prob := range check.Problems(p.Kind, res.ByType()) {
+						t.Errorf("%s: %v", p.Kind, prob)
 					}
 					filters := outboundHTTPFilters(t, res)
 					var names []string
@@ -247,9 +249,9 @@ func TestTransportSocketSeam(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &mesh.Proxy{Kind: mesh.ProxySidecar, Pod: "c", Namespace: "shop", InboundPorts: []mesh.ProxyPort{{Name: "http", Port: 8080}}}
+	p := &mesh.Proxy{Kind: proxy.Envoy, Pod: "c", Namespace: "shop", InboundPorts: []mesh.ProxyPort{{Name: "http", Port: 8080}}}
 	res, _ := newTranslator(Options{}, ft).ForProxy(seamModel("10.1.0.1"), p)
-	for _, prob := range check.Problems(check.Envoy, res.ByType()) {
+	for _, prob := range check.Problems(proxy.Envoy, res.ByType()) {
 		t.Errorf("envoy: %v", prob)
 	}
 	for _, c := range res.Clusters {

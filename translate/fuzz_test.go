@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/mesh"
+	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/translate"
 	"github.com/weftmesh/weft/translate/check"
 )
@@ -196,10 +197,10 @@ func FuzzTranslate(f *testing.F) {
 		tr := translate.NewTranslator(translate.Options{})
 		for _, p := range []*mesh.Proxy{
 			sidecar("shop", "a"), sidecar("client", "b"),
-			{Kind: mesh.ProxyProxylessGRPC, Pod: "g", Namespace: "client"},
+			{Kind: proxy.GRPC, Pod: "g", Namespace: "client"},
 		} {
 			res, _ := tr.ForProxy(m, p)
-			if err := check.Resources(peerOf(p), res.ByType()); err != nil {
+			if err := check.Resources(p.Kind, res.ByType()); err != nil {
 				t.Fatalf("%s proxy in %s: %v", p.Kind, p.Namespace, err)
 			}
 		}

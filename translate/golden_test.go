@@ -32,6 +32,9 @@ var update = flag.Bool("update", false, "rewrite translate/testdata golden files
 const (
 	// goldenProxyAnnotation marks the pod whose proxy a case translates for.
 	goldenProxyAnnotation = "weft.io/golden-proxy"
+	// goldenTrustDomainAnnotation on the case's proxy pod is the
+	// translator's trust domain (Options.TrustDomain): absent, mTLS is off.
+	goldenTrustDomainAnnotation = "weft.io/golden-trust-domain"
 	// goldenInvalidAnnotation marks objects a case expects to be refused;
 	// the case is translated again without them and must come out the same.
 	goldenInvalidAnnotation = "weft.io/golden-invalid"
@@ -172,7 +175,8 @@ func translateCase(t *testing.T, c *goldenCase, objs mesh.Objects) (*mesh.Proxy,
 	if err != nil {
 		t.Fatalf("proxy: %v", err)
 	}
-	res, errs := translate.NewTranslator(translate.Options{}).ForProxy(m, proxy)
+	opts := translate.Options{TrustDomain: c.proxy.Annotations[goldenTrustDomainAnnotation]}
+	res, errs := translate.NewTranslator(opts).ForProxy(m, proxy)
 	var all []error
 	for _, e := range buildErrs {
 		all = append(all, e)

@@ -14,6 +14,7 @@ import (
 	httpinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
 	originaldstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	directresponsev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/direct_response/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -65,20 +66,80 @@ type inboundPort struct {
 	opaque   bool
 }
 
+// tlsHTTPALPN are the application protocols that send a TLS connection to
+// the HTTP connection manager; TLS chains offer them, and a TLS connection
+// negotiating none of them goes to tcp_proxy.
+var tlsHTTPALPN = []string{"h2", "http/1.1"}
+
 // inboundChains: for an opaque port a TCP chain; otherwise an HTTP chain
-// (plaintext HTTP recognised by http_inspector) and a TCP fallback.
-func inboundChains(p inboundPort, ft *featureTable) []*listenerv3.FilterChain {
+// (plaintext HTTP recognised by http_inspector) and a TCP fallback. When a
+// feature asks for TLS (inboundTLS), chains matching TLS come first,
+// terminating it: an HTTP one for connections negotiating an HTTP ALPN
+// (not on opaque ports) and a TCP one for the rest, since the chain cannot
+// see inside TLS to detect HTTP. Strict TLS replaces the plaintext chains
+// by one that closes every connection: without a chain for the port,
+// Envoy would use the listener's default chain and pass the connection
+// through to the app, around the proxy.
+//
+// inspect says which listener filters the chains need on this port.
+func inboundChains(p inboundPort, ft *featureTable, base featureInputs) (chains []*listenerv3.FilterChain, inspect inboundInspection) {
 	cluster := InboundClusterName(p.port)
-	in := featureInputs{inbound: p}
-	tcp := &listenerv3.FilterChain{
-		Name:             cluster,
-		FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(p.port)},
-		Filters:          ft.networkFilters(onInboundChain, in, tcpProxyFilter(InboundListenerName, routeTarget{cluster: cluster})),
+	in := base
+	in.inbound = p
+	tls := ft.inboundTLS(in)
+	match := func(transport string, alpn []string) *listenerv3.FilterChainMatch {
+		return &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(p.port), TransportProtocol: transport, ApplicationProtocols: alpn}
 	}
-	if p.opaque {
-		return []*listenerv3.FilterChain{tcp}
+	tcp := func(name string, m *listenerv3.FilterChainMatch) *listenerv3.FilterChain {
+		return &listenerv3.FilterChain{
+			Name:             name,
+			FilterChainMatch: m,
+			Filters:          ft.networkFilters(onInboundChain, in, tcpProxyFilter(InboundListenerName, routeTarget{cluster: cluster})),
+		}
 	}
-	hcm := &hcmv3.HttpConnectionManager{
+	http := func(name string, m *listenerv3.FilterChainMatch) *listenerv3.FilterChain {
+		return &listenerv3.FilterChain{
+			Name:             name,
+			FilterChainMatch: m,
+			Filters:          ft.networkFilters(onInboundChain, in, networkFilter(wellknown.HTTPConnectionManager, inboundHCM(cluster, ft, in))),
+		}
+	}
+	if tls.socket != nil {
+		inspect.tls = true
+		if !p.opaque {
+			c := http(cluster+"|tls-http", match("tls", tlsHTTPALPN))
+			c.TransportSocket = tls.socket
+			chains = append(chains, c)
+		}
+		c := tcp(cluster+"|tls", match("tls", nil))
+		c.TransportSocket = tls.socket
+		chains = append(chains, c)
+	}
+	switch {
+	case tls.strict:
+		return append(chains, &listenerv3.FilterChain{
+			Name:             cluster + "|plaintext-refused",
+			FilterChainMatch: match("", nil),
+			Filters:          []*listenerv3.Filter{networkFilter(directResponseFilterName, &directresponsev3.Config{})},
+		}), inspect
+	case p.opaque:
+		return append(chains, tcp(cluster, match("", nil))), inspect
+	}
+	// http_inspector reports its ALPN for plaintext only; tls_inspector
+	// has to run first to say a connection is plaintext.
+	inspect.tls, inspect.http = true, true
+	return append(chains, http(cluster+"|http", match("raw_buffer", httpALPN)), tcp(cluster, match("", nil))), inspect
+}
+
+// directResponseFilterName is Envoy's filter that writes a fixed response
+// (none here) and closes the connection.
+const directResponseFilterName = "envoy.filters.network.direct_response"
+
+// inboundInspection is which listener filters a port's chains need.
+type inboundInspection struct{ tls, http bool }
+
+func inboundHCM(cluster string, ft *featureTable, in featureInputs) *hcmv3.HttpConnectionManager {
+	return &hcmv3.HttpConnectionManager{
 		StatPrefix: InboundListenerName,
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
 		// Inline: the route is private to this pod and names only the
@@ -103,44 +164,35 @@ func inboundChains(p inboundPort, ft *featureTable) []*listenerv3.FilterChain {
 		HttpFilters:    ft.httpFilters(onInboundChain, in),
 		UpgradeConfigs: websocketUpgrade(),
 	}
-	httpChain := &listenerv3.FilterChain{
-		Name: cluster + "|http",
-		FilterChainMatch: &listenerv3.FilterChainMatch{
-			DestinationPort:      wrapperspb.UInt32(p.port),
-			TransportProtocol:    "raw_buffer",
-			ApplicationProtocols: httpALPN,
-		},
-		Filters: ft.networkFilters(onInboundChain, in, networkFilter(wellknown.HTTPConnectionManager, hcm)),
-	}
-	return []*listenerv3.FilterChain{httpChain, tcp}
 }
 
 // inboundListener takes every connection redirected to the app. Listener
-// filters: original_dst (chains match the port the client dialled),
-// tls_inspector and http_inspector for detection, only on the ports with an
-// HTTP chain (never on opaque ones). Connections to ports the pod does not
-// declare pass through, undetected, to where they were going.
-//
-// With mTLS, tls_inspector will have to run on every port a meshed client
-// may reach.
-func inboundListener(ports []inboundPort, ft *featureTable) *listenerv3.Listener {
+// filters: original_dst (chains match the port the client dialled), and
+// tls_inspector and http_inspector for detection, each only on the ports
+// whose chains need it (never on plaintext opaque ports, where detection
+// would stall server-speaks-first protocols). Connections to ports the pod
+// does not declare pass through, undetected, to where they were going.
+func inboundListener(ports []inboundPort, ft *featureTable, in featureInputs) *listenerv3.Listener {
 	var chains []*listenerv3.FilterChain
-	var detect []uint32
+	var detectTLS, detectHTTP []uint32
 	for _, p := range ports {
-		chains = append(chains, inboundChains(p, ft)...)
-		if !p.opaque {
-			detect = append(detect, p.port)
+		c, inspect := inboundChains(p, ft, in)
+		chains = append(chains, c...)
+		if inspect.tls {
+			detectTLS = append(detectTLS, p.port)
+		}
+		if inspect.http {
+			detectHTTP = append(detectHTTP, p.port)
 		}
 	}
-	slices.Sort(detect)
 	return &listenerv3.Listener{
 		Name:             InboundListenerName,
 		Address:          socketAddress("0.0.0.0", mesh.ProxyInboundPort),
 		TrafficDirection: corev3.TrafficDirection_INBOUND,
 		ListenerFilters: []*listenerv3.ListenerFilter{
 			listenerFilter(wellknown.OriginalDestination, &originaldstv3.OriginalDst{}),
-			detectingFilter(wellknown.TLSInspector, &tlsinspectorv3.TlsInspector{}, detect),
-			detectingFilter(wellknown.HTTPInspector, &httpinspectorv3.HttpInspector{}, detect),
+			detectingFilter(wellknown.TLSInspector, &tlsinspectorv3.TlsInspector{}, detectTLS),
+			detectingFilter(wellknown.HTTPInspector, &httpinspectorv3.HttpInspector{}, detectHTTP),
 		},
 		ListenerFiltersTimeout:           durationpb.New(detectTimeout),
 		ContinueOnListenerFiltersTimeout: true,

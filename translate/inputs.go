@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/weftmesh/weft/mesh"
+	"github.com/weftmesh/weft/proxy"
 )
 
 // Input is one kind of model value translation reads. It is named relative
@@ -39,14 +40,19 @@ const (
 	// otherwise.
 	InputHeadlessEndpoints
 	// InputProxy is the proxy itself: its namespace and kind (which view it
-	// gets), its ports and skip lists.
+	// gets), its ports and skip lists, its mTLS mode.
 	InputProxy
+	// InputEndpointIdentities are m.Endpoints[S].Peers: whether every
+	// endpoint of S is a meshed pod, and the sorted set of their
+	// identities. Compared by value, so that endpoint churn which keeps
+	// the same peers changes nothing that reads only this.
+	InputEndpointIdentities
 
 	// NumInputs is the number of inputs.
 	NumInputs
 )
 
-var inputNames = [NumInputs]string{"Service", "Profile", "Split", "BackendServices", "Endpoints", "HeadlessEndpoints", "Proxy"}
+var inputNames = [NumInputs]string{"Service", "Profile", "Split", "BackendServices", "Endpoints", "HeadlessEndpoints", "Proxy", "EndpointIdentities"}
 
 func (in Input) String() string {
 	if in < NumInputs {
@@ -189,7 +195,7 @@ func DeclaredReads() Reads { return builtinFeatures.reads }
 type serviceSubject struct {
 	svc       mesh.ServiceKey
 	profileNS string
-	kind      mesh.ProxyKind
+	kind      proxy.Kind
 }
 
 // serviceInputs are the model values one per-service product was built
@@ -204,6 +210,9 @@ type serviceInputs struct {
 	split     *mesh.Split
 	endpoints *mesh.ServiceEndpoints
 	backends  []*mesh.Service
+	// peers is a value, not a pointer: endpoints replaced by equal peers
+	// keep the key.
+	peers mesh.Peers
 }
 
 // readServiceInputs reads what a product declaring in reads for subject k
@@ -235,15 +244,20 @@ func readServiceInputs(m *mesh.Model, domain string, k serviceSubject, in Inputs
 	switch {
 	case in.Has(InputEndpoints):
 		d.endpoints = m.Endpoints[k.svc]
-	case in.Has(InputHeadlessEndpoints) && svc != nil && svc.Headless && k.kind != mesh.ProxyProxylessGRPC:
+	case in.Has(InputHeadlessEndpoints) && svc != nil && svc.Headless && k.kind != proxy.GRPC:
 		d.endpoints = m.Endpoints[k.svc]
+	}
+	if in.Has(InputEndpointIdentities) {
+		if eps := m.Endpoints[k.svc]; eps != nil {
+			d.peers = eps.Peers
+		}
 	}
 	return d
 }
 
 func (d serviceInputs) equal(o serviceInputs) bool {
 	return d.domain == o.domain && d.svc == o.svc && d.profile == o.profile && d.split == o.split &&
-		d.endpoints == o.endpoints && slices.Equal(d.backends, o.backends)
+		d.endpoints == o.endpoints && slices.Equal(d.backends, o.backends) && d.peers.Equal(o.peers)
 }
 
 // only narrows d to the inputs in: what a feature declaring in may see.
@@ -263,6 +277,9 @@ func (d serviceInputs) only(in Inputs) serviceInputs {
 	}
 	if in.Has(InputEndpoints) || (in.Has(InputHeadlessEndpoints) && d.svc != nil && d.svc.Headless) {
 		out.endpoints = d.endpoints
+	}
+	if in.Has(InputEndpointIdentities) {
+		out.peers = d.peers
 	}
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/mesh"
+	"github.com/weftmesh/weft/proxy"
 )
 
 // Hand-built models for unit tests and benchmarks.
@@ -75,7 +76,7 @@ func clone(m *mesh.Model) *mesh.Model {
 
 func sidecar(ns, pod string) *mesh.Proxy {
 	return &mesh.Proxy{
-		Kind: mesh.ProxySidecar, Pod: pod, Namespace: ns, IP: "10.1.0.1",
+		Kind: proxy.Envoy, Pod: pod, Namespace: ns, IP: "10.1.0.1",
 		Identity:     mesh.Identity{Namespace: ns, ServiceAccount: "default"},
 		InboundPorts: []mesh.ProxyPort{{Name: "http", Port: 8080, Protocol: mesh.ProtocolHTTP1}},
 		OpaquePorts:  mesh.DefaultOpaquePorts,

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/weftmesh/weft/mesh"
+	"github.com/weftmesh/weft/proxy"
 )
 
 // Outbound: per service, its clusters and its frontend (routes, and the
@@ -67,9 +68,9 @@ type clusterList struct {
 	errs     []error
 }
 
-func (t *Translator) computeClusters(e *serviceEntry[clusterList], compiled *compiledProfile) {
+func (t *Translator) computeClusters(e *serviceEntry[clusterList], kind proxy.Kind, compiled *compiledProfile) {
 	err := guard(func() error {
-		e.val = serviceClusters(e.deps, compiled, t.features)
+		e.val = serviceClusters(e.deps, compiled, t.features, featureInputs{trustDomain: t.opts.TrustDomain, kind: kind})
 		return nil
 	})
 	if err != nil {
@@ -77,8 +78,9 @@ func (t *Translator) computeClusters(e *serviceEntry[clusterList], compiled *com
 	}
 }
 
-// serviceClusters builds the EDS cluster of each port of d.svc.
-func serviceClusters(d serviceInputs, compiled *compiledProfile, ft *featureTable) clusterList {
+// serviceClusters builds the EDS cluster of each port of d.svc; base holds
+// the features' inputs that are not the service's.
+func serviceClusters(d serviceInputs, compiled *compiledProfile, ft *featureTable, base featureInputs) clusterList {
 	var out clusterList
 	budget := mesh.DefaultRetryBudget
 	profile := d.profile
@@ -95,7 +97,12 @@ func serviceClusters(d serviceInputs, compiled *compiledProfile, ft *featureTabl
 			proto = mesh.ProtocolOpaque
 		}
 		c := outboundCluster(d.svc, sp, proto, budget, d.domain)
-		c.TransportSocket = ft.transportSocket(onOutboundCluster, featureInputs{service: d, port: sp})
+		in := base
+		in.service, in.port = d, sp
+		// Features see the protocol the cluster speaks, the profile's
+		// opaque ports included.
+		in.port.Protocol = proto
+		c.TransportSocket = ft.transportSocket(onOutboundCluster, in)
 		out.clusters = append(out.clusters, c)
 	}
 	return out
@@ -105,7 +112,7 @@ func serviceError(svc *mesh.Service, err error) error {
 	return mesh.ConfigError{Object: mesh.ObjectRef{Kind: "Service", Namespace: svc.Key.Namespace, Name: svc.Key.Name}, Err: err}
 }
 
-func (t *Translator) computeFrontend(e *serviceEntry[frontend], kind mesh.ProxyKind, compiled *compiledProfile, profErr error) {
+func (t *Translator) computeFrontend(e *serviceEntry[frontend], kind proxy.Kind, compiled *compiledProfile, profErr error) {
 	var val frontend
 	err := guard(func() error {
 		val = buildFrontend(e.deps, kind, compiled, profErr, t.features)
@@ -120,7 +127,7 @@ func (t *Translator) computeFrontend(e *serviceEntry[frontend], kind mesh.ProxyK
 // buildFrontend builds a service's routes and chains (sidecars) or API
 // listeners (proxyless clients) from d, the profile compiled (nil when
 // there is none or it is unusable, profErr saying why).
-func buildFrontend(d serviceInputs, kind mesh.ProxyKind, compiled *compiledProfile, profErr error, ft *featureTable) frontend {
+func buildFrontend(d serviceInputs, kind proxy.Kind, compiled *compiledProfile, profErr error, ft *featureTable) frontend {
 	var f frontend
 	svc := d.svc
 	ports, errs := servicePorts(svc)
@@ -131,7 +138,7 @@ func buildFrontend(d serviceInputs, kind mesh.ProxyKind, compiled *compiledProfi
 	case profErr != nil:
 		f.errs = append(f.errs, profErr)
 		profile = nil
-	case compiled != nil && kind == mesh.ProxyProxylessGRPC:
+	case compiled != nil && kind == proxy.GRPC:
 		if compiled.proxylessErr != nil {
 			f.errs = append(f.errs, mesh.ConfigError{Object: profile.Source, Err: fmt.Errorf("routes skipped for proxyless gRPC clients: %w", compiled.proxylessErr)})
 		}
@@ -139,7 +146,7 @@ func buildFrontend(d serviceInputs, kind mesh.ProxyKind, compiled *compiledProfi
 	case compiled != nil:
 		routes = compiled.sidecar
 	}
-	proxyless := kind == mesh.ProxyProxylessGRPC
+	proxyless := kind == proxy.GRPC
 
 	for _, sp := range ports {
 		opaque := portIsOpaque(sp, profile, sp.Port)

@@ -103,11 +103,13 @@ type inboundEntry struct {
 	generation uint64
 }
 
-// inboundFor returns the inbound side of p, keyed by its ports: what the
-// ProxyOwn product and the features placed on inbound chains may read.
+// inboundFor returns the inbound side of p, keyed by its ports and mTLS
+// mode: what the ProxyOwn product and the features placed on inbound
+// chains may read of it.
 func (t *Translator) inboundFor(p *mesh.Proxy) (*inboundEntry, []error) {
 	ports, errs := inboundPorts(p)
 	var b strings.Builder
+	fmt.Fprintf(&b, "%s;", p.MTLSMode)
 	for _, ip := range ports {
 		fmt.Fprintf(&b, "%d/%s;", ip.port, ip.protocol)
 	}
@@ -117,7 +119,7 @@ func (t *Translator) inboundFor(p *mesh.Proxy) (*inboundEntry, []error) {
 	e.generation = t.generation
 	t.mu.Unlock()
 	e.once.Do(func() {
-		e.listener = inboundListener(ports, t.features)
+		e.listener = inboundListener(ports, t.features, featureInputs{mode: p.MTLSMode, trustDomain: t.opts.TrustDomain})
 		for _, ip := range ports {
 			e.clusters = append(e.clusters, inboundCluster(ip.port, ip.protocol))
 		}

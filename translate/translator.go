@@ -11,6 +11,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 
 	"github.com/weftmesh/weft/mesh"
+	"github.com/weftmesh/weft/proxy"
 )
 
 // Options configure a Translator.
@@ -18,8 +19,11 @@ type Options struct {
 	// ClusterDomain is the DNS suffix of services. Empty means the model's
 	// ClusterDomain, and DefaultClusterDomain if that is empty too.
 	ClusterDomain string
-	// TrustDomain is the SPIFFE trust domain of workload identities, for
-	// the mTLS feature once it exists.
+	// TrustDomain is the SPIFFE trust domain of workload identities. Empty
+	// turns mTLS off entirely: no TLS is originated or terminated and the
+	// output is exactly that of a translator without the mTLS feature. Set,
+	// the proxies need their certificates and the bundle by SDS (names in
+	// mesh/secrets.go) or every meshed hop fails.
 	TrustDomain string
 }
 
@@ -116,15 +120,12 @@ func (t *Translator) ForProxy(m *mesh.Model, p *mesh.Proxy) (res *Resources, err
 		return &Resources{}, []error{errors.New("translate: nil model or proxy")}
 	}
 	kind := p.Kind
-	if kind == "" {
-		kind = mesh.ProxySidecar
-	}
-	if kind != mesh.ProxySidecar && kind != mesh.ProxyProxylessGRPC {
-		return &Resources{}, []error{fmt.Errorf("translate: proxy %s: unknown kind %q", p.NodeID(), p.Kind)}
+	if !kind.Valid() {
+		return &Resources{}, []error{fmt.Errorf("translate: proxy %s: unknown kind %s", p.NodeID(), p.Kind)}
 	}
 	v := t.viewFor(m, p.Namespace, kind)
 	errs = slices.Clone(v.errs)
-	if kind == mesh.ProxyProxylessGRPC {
+	if kind == proxy.GRPC {
 		return &Resources{
 			Listeners: v.apiListeners,
 			Routes:    v.routes,

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/weftmesh/weft/mesh"
+	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/translate"
 )
 
@@ -465,7 +466,7 @@ func TestProxylessGRPC(t *testing.T) {
 			{Name: "never for gRPC", Match: mesh.RequestMatch{Method: "GET"}},
 		},
 	}
-	p := &mesh.Proxy{Kind: mesh.ProxyProxylessGRPC, Pod: "client", Namespace: "shop"}
+	p := &mesh.Proxy{Kind: proxy.GRPC, Pod: "client", Namespace: "shop"}
 	res, errs := translate.NewTranslator(translate.Options{}).ForProxy(m.Model, p)
 	mustNoErrors(t, errs)
 	checkResources(t, p, res)
@@ -517,7 +518,7 @@ func TestProxylessRefusesWhatGRPCGoCannotExpress(t *testing.T) {
 		},
 	}
 	tr := translate.NewTranslator(translate.Options{})
-	res, errs := tr.ForProxy(m.Model, &mesh.Proxy{Kind: mesh.ProxyProxylessGRPC, Pod: "c", Namespace: "shop"})
+	res, errs := tr.ForProxy(m.Model, &mesh.Proxy{Kind: proxy.GRPC, Pod: "c", Namespace: "shop"})
 	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "spec.routes[1].condition") {
 		t.Fatalf("errors = %v, want one naming spec.routes[1].condition", errs)
 	}
@@ -737,7 +738,7 @@ func TestBadCallsReturnErrors(t *testing.T) {
 	}{
 		{"nil model", nil, sidecar("shop", "a")},
 		{"nil proxy", m.Model, nil},
-		{"unknown kind", m.Model, &mesh.Proxy{Kind: "ambient", Pod: "a", Namespace: "shop"}},
+		{"unknown kind", m.Model, &mesh.Proxy{Kind: proxy.Kind(7), Pod: "a", Namespace: "shop"}},
 	} {
 		res, errs := tr.ForProxy(tt.m, tt.p)
 		if res == nil || len(errs) == 0 || len(res.Listeners)+len(res.Clusters) != 0 {

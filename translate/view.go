@@ -14,6 +14,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 
 	"github.com/weftmesh/weft/mesh"
+	"github.com/weftmesh/weft/proxy"
 )
 
 // Views: everything outbound for the clients of one namespace and kind,
@@ -22,7 +23,7 @@ import (
 type viewKey struct {
 	model     *mesh.Model
 	namespace string
-	kind      mesh.ProxyKind
+	kind      proxy.Kind
 }
 
 // view is everything outbound for the proxies of one namespace and kind.
@@ -51,7 +52,7 @@ type serviceParts struct {
 
 // viewFor returns the view of the proxies of kind in namespace ns, built
 // once per model.
-func (t *Translator) viewFor(m *mesh.Model, ns string, kind mesh.ProxyKind) *viewEntry {
+func (t *Translator) viewFor(m *mesh.Model, ns string, kind proxy.Kind) *viewEntry {
 	info := t.modelInfo(m)
 	// Proxies of every namespace share one view, except namespaces that
 	// hold profiles for other namespaces' services: those profiles win for
@@ -75,16 +76,22 @@ func (t *Translator) viewFor(m *mesh.Model, ns string, kind mesh.ProxyKind) *vie
 // buildView assembles the outbound resources of every service for clients
 // in clientNS ("" for clients whose namespace holds no profile of another
 // namespace's service).
-func (t *Translator) buildView(m *mesh.Model, keys []mesh.ServiceKey, clientNS string, kind mesh.ProxyKind) view {
+func (t *Translator) buildView(m *mesh.Model, keys []mesh.ServiceKey, clientNS string, kind proxy.Kind) view {
 	dom := t.domain(m)
 	parts := make([]serviceParts, len(keys))
+	// Clusters are the same for every kind of client unless a feature
+	// says otherwise.
+	var clusterKind proxy.Kind
+	if t.features.clustersByKind {
+		clusterKind = kind
+	}
 	t.mu.Lock()
 	for i, k := range keys {
 		prof, profNS := m.ProfileFor(clientNS, k)
 		parts[i] = serviceParts{
 			key:       k,
 			frontend:  t.frontends.lookupLocked(m, dom, serviceSubject{svc: k, profileNS: profNS, kind: kind}),
-			clusters:  t.clusters.lookupLocked(m, dom, serviceSubject{svc: k, profileNS: profNS}),
+			clusters:  t.clusters.lookupLocked(m, dom, serviceSubject{svc: k, profileNS: profNS, kind: clusterKind}),
 			endpoints: t.endpoints.lookupLocked(m, dom, serviceSubject{svc: k}),
 			prof:      prof,
 		}
@@ -98,7 +105,7 @@ func (t *Translator) buildView(m *mesh.Model, keys []mesh.ServiceKey, clientNS s
 	v.routes = make([]*routev3.RouteConfiguration, 0, len(parts))
 	v.clusters = make([]*clusterv3.Cluster, 0, len(parts))
 	v.endpoints = make([]*endpointv3.ClusterLoadAssignment, 0, len(parts))
-	if kind == mesh.ProxyProxylessGRPC {
+	if kind == proxy.GRPC {
 		v.apiListeners = make([]*listenerv3.Listener, 0, 2*len(parts))
 	} else {
 		v.groups = make([]chainGroup, 0, len(parts))
@@ -109,7 +116,7 @@ func (t *Translator) buildView(m *mesh.Model, keys []mesh.ServiceKey, clientNS s
 		if sp.profile != nil {
 			compiled, profErr = sp.profile.get(sp.prof)
 		}
-		sp.clusters.once.Do(func() { t.computeClusters(sp.clusters, compiled) })
+		sp.clusters.once.Do(func() { t.computeClusters(sp.clusters, clusterKind, compiled) })
 		sp.frontend.once.Do(func() { t.computeFrontend(sp.frontend, kind, compiled, profErr) })
 		sp.endpoints.once.Do(func() { computeEndpoints(sp.endpoints) })
 

@@ -27,6 +27,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/weftmesh/weft/proxy"
 )
 
 // BenchmarkEndpointFanout measures how fast one endpoint change reaches
@@ -247,7 +249,7 @@ func startFanout(n, services int, p protocol) (*fanout, error) {
 	computed0 := srv.hashes.computed
 	for i := range n {
 		res := map[string][]types.Resource{resourcev3.ClusterType: clusters}
-		if err := srv.SetNodeResources(context.Background(), fanoutNode(i), ProxyEnvoy, res, time.Time{}); err != nil {
+		if err := srv.SetNodeResources(context.Background(), fanoutNode(i), proxy.Envoy, res, time.Time{}); err != nil {
 			f.close()
 			return nil, err
 		}

@@ -5,25 +5,18 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
+	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/translate/check"
 )
 
-// peerOf maps a node kind to the checker's peer.
-func peerOf(k ProxyKind) check.Peer {
-	if k == ProxyGRPC {
-		return check.GRPC
-	}
-	return check.Envoy
-}
-
 // defaultChecker is what Envoy or grpc-go would refuse in a node's set.
 func defaultChecker(node NodeInfo, res map[string][]types.Resource) error {
-	return check.Resources(peerOf(node.Kind), res)
+	return check.Resources(node.Kind, res)
 }
 
 // defaultEndpointChecker checks one CLA as grpc-go would: the endpoint cache
 // is shared by Envoy and proxyless nodes, and grpc-go refuses more
 // (locality without ID, duplicate addresses, zero weights) than Envoy.
 func defaultEndpointChecker(cla *endpointv3.ClusterLoadAssignment) error {
-	return check.Resources(check.GRPC, map[string][]types.Resource{resourcev3.EndpointType: {cla}})
+	return check.Resources(proxy.GRPC, map[string][]types.Resource{resourcev3.EndpointType: {cla}})
 }

@@ -21,6 +21,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/dynamicpb"
+
+	"github.com/weftmesh/weft/proxy"
 )
 
 // ConfigTypes are the type URLs of a node's configuration, in the order
@@ -165,7 +167,7 @@ func (s *Server) serveConfig(w http.ResponseWriter, r *http.Request) {
 	res, versions, ok := s.nodeConfig(node)
 	if !ok {
 		msg := "no configuration for node " + node
-		if _, _, err := ParseNodeID(node); err != nil {
+		if _, _, err := proxy.ParseNodeID(node); err != nil {
 			msg += ": " + err.Error()
 		} else {
 			msg += ": the control plane has accepted no resources for it (is the pod meshed and running?)"

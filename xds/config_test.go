@@ -30,6 +30,8 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/weftmesh/weft/proxy"
 )
 
 func newTestServer(t testing.TB, opts Options) *Server {
@@ -111,7 +113,7 @@ func TestNodeConfigHoldsTheLastGoodSetAndItsEndpoints(t *testing.T) {
 	// A refused set leaves the last good one in place; an endpoint change
 	// shows at once.
 	refuse = true
-	if err := s.SetNodeResources(context.Background(), node1, ProxyEnvoy, nodeSet(t, "other"), time.Time{}); err == nil {
+	if err := s.SetNodeResources(context.Background(), node1, proxy.Envoy, nodeSet(t, "other"), time.Time{}); err == nil {
 		t.Fatal("refusing checker: SetNodeResources succeeded")
 	}
 	newWeb := cla("web-cla", "10.0.0.9", 8080)

@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	grpcxds "google.golang.org/grpc/xds"
+
+	"github.com/weftmesh/weft/proxy"
 )
 
 // startBackend serves the gRPC health service on loopback, reporting st.
@@ -65,7 +67,7 @@ func TestGRPCClientThroughXDS(t *testing.T) {
 		resourcev3.RouteType:    {routeConfig("echo-route", target, "echo-cluster")},
 		resourcev3.ClusterType:  {edsCluster("echo-cluster", "echo-cla")},
 	}
-	if err := ts.SetNodeResources(context.Background(), nodeID, ProxyGRPC, res, time.Time{}); err != nil {
+	if err := ts.SetNodeResources(context.Background(), nodeID, proxy.GRPC, res, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	mustSetEndpoints(t, ts.Server, time.Time{}, cla("echo-cla", "127.0.0.1", serving))

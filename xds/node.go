@@ -3,44 +3,13 @@ package xds
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/weftmesh/weft/proxy"
 )
-
-// ProxyKind says which xDS client a node is. It picks the checker's peer:
-// proxyless grpc-go refuses things Envoy accepts (see envoy-rejects.md).
-type ProxyKind int
-
-const (
-	// ProxyEnvoy is an Envoy sidecar.
-	ProxyEnvoy ProxyKind = iota
-	// ProxyGRPC is a proxyless grpc-go (or other gRPC xDS) client.
-	ProxyGRPC
-)
-
-func (k ProxyKind) String() string {
-	switch k {
-	case ProxyEnvoy:
-		return "envoy"
-	case ProxyGRPC:
-		return "grpc"
-	default:
-		return fmt.Sprintf("ProxyKind(%d)", int(k))
-	}
-}
-
-// KindOfNode guesses the kind from what the client says about itself:
-// Envoy sends user_agent_name "envoy", grpc-go "gRPC Go" (other gRPC
-// languages say "gRPC <lang>").
-func KindOfNode(node *corev3.Node) ProxyKind {
-	if strings.Contains(strings.ToLower(node.GetUserAgentName()), "grpc") {
-		return ProxyGRPC
-	}
-	return ProxyEnvoy
-}
 
 // NodeInfo is what the server knows about a node (one pod's proxy).
 type NodeInfo struct {
@@ -51,21 +20,8 @@ type NodeInfo struct {
 	// ServiceAccount is the pod's service account when the NodeValidator
 	// knows it; an Identity naming another one is refused.
 	ServiceAccount string
-	Kind           ProxyKind
+	Kind           proxy.Kind
 }
-
-// ParseNodeID splits "<pod>.<namespace>". A namespace is a DNS label (no
-// dots) while a pod name may contain dots, so the split is at the last dot.
-func ParseNodeID(id string) (pod, namespace string, err error) {
-	i := strings.LastIndexByte(id, '.')
-	if i <= 0 || i == len(id)-1 {
-		return "", "", fmt.Errorf("node id %q is not \"<pod>.<namespace>\"", id)
-	}
-	return id[:i], id[i+1:], nil
-}
-
-// NodeID is the node.id a proxy for this pod must send.
-func NodeID(pod, namespace string) string { return pod + "." + namespace }
 
 // NodeValidator resolves a connecting node to a known pod. Returning a
 // *NodeNotFoundError (or any error carrying a gRPC status) ends the stream
@@ -92,11 +48,11 @@ func (e *NodeNotFoundError) GRPCStatus() *status.Status {
 // Kubernetes whether the pod exists. It is the default for tests and for a
 // server run without a controller.
 func ParsingNodeValidator(_ context.Context, node *corev3.Node) (NodeInfo, error) {
-	pod, ns, err := ParseNodeID(node.GetId())
+	pod, ns, err := proxy.ParseNodeID(node.GetId())
 	if err != nil {
 		return NodeInfo{}, status.Error(codes.InvalidArgument, err.Error())
 	}
-	return NodeInfo{ID: node.GetId(), Pod: pod, Namespace: ns, Kind: KindOfNode(node)}, nil
+	return NodeInfo{ID: node.GetId(), Pod: pod, Namespace: ns, Kind: proxy.KindOfUserAgent(node.GetUserAgentName())}, nil
 }
 
 // validationStatus turns a NodeValidator error into the status the proxy sees.

@@ -22,6 +22,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
+
+	"github.com/weftmesh/weft/proxy"
 )
 
 // Options configures a Server. Every field is optional.
@@ -209,9 +211,9 @@ func classify(typeURL string) string {
 //
 // Resources must not be mutated after the call: they are hashed once per
 // pointer and may be shared between nodes.
-func (s *Server) SetNodeResources(ctx context.Context, nodeID string, kind ProxyKind, res map[string][]types.Resource, changeSeen time.Time) error {
+func (s *Server) SetNodeResources(ctx context.Context, nodeID string, kind proxy.Kind, res map[string][]types.Resource, changeSeen time.Time) error {
 	start := time.Now()
-	pod, ns, err := ParseNodeID(nodeID)
+	pod, ns, err := proxy.ParseNodeID(nodeID)
 	if err != nil {
 		return fmt.Errorf("setting resources of node: %w", err)
 	}

@@ -31,6 +31,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/weftmesh/weft/proxy"
 )
 
 const node1 = "web-1.demo"
@@ -50,7 +52,7 @@ func eventually(t testing.TB, what string, cond func() bool) {
 
 func mustSet(t testing.TB, s *Server, nodeID string, res map[string][]types.Resource, seen time.Time) {
 	t.Helper()
-	if err := s.SetNodeResources(context.Background(), nodeID, ProxyEnvoy, res, seen); err != nil {
+	if err := s.SetNodeResources(context.Background(), nodeID, proxy.Envoy, res, seen); err != nil {
 		t.Fatalf("SetNodeResources(%s): %v", nodeID, err)
 	}
 }
@@ -298,7 +300,7 @@ func TestRefusedSetKeepsLastGood(t *testing.T) {
 			c.ack(c.next(t))
 
 			for i, tc := range cases {
-				err := ts.SetNodeResources(context.Background(), node1, ProxyEnvoy, tc.res(t), time.Time{})
+				err := ts.SetNodeResources(context.Background(), node1, proxy.Envoy, tc.res(t), time.Time{})
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), node1) {
 					t.Errorf("%s: error %v, want one naming %s and containing %q", tc.name, err, node1, tc.wantErr)
 				}
@@ -803,25 +805,6 @@ func TestResourceName(t *testing.T) {
 	}
 }
 
-func TestParseNodeID(t *testing.T) {
-	cases := []struct {
-		id, pod, ns string
-		ok          bool
-	}{
-		{"web-1.demo", "web-1", "demo", true},
-		{"web.v2-1.demo", "web.v2-1", "demo", true},
-		{"web", "", "", false},
-		{".demo", "", "", false},
-		{"web.", "", "", false},
-	}
-	for _, tc := range cases {
-		pod, ns, err := ParseNodeID(tc.id)
-		if (err == nil) != tc.ok || pod != tc.pod || ns != tc.ns {
-			t.Errorf("ParseNodeID(%q) = %q, %q, %v", tc.id, pod, ns, err)
-		}
-	}
-}
-
 // TestDefaultCheckersPickThePeer: without Options.Checker the node kind
 // decides which peer's rules apply, and endpoints are judged as grpc-go
 // would, since every kind of node shares them.
@@ -835,13 +818,13 @@ func TestDefaultCheckersPickThePeer(t *testing.T) {
 	}
 	cases := []struct {
 		name    string
-		kind    ProxyKind
+		kind    proxy.Kind
 		wantErr bool
 	}{
 		// Envoy balances with Maglev; grpc-go's lb_policy enum stops at
 		// ROUND_ROBIN, RING_HASH and LEAST_REQUEST.
-		{"envoy accepts maglev", ProxyEnvoy, false},
-		{"grpc refuses maglev", ProxyGRPC, true},
+		{"envoy accepts maglev", proxy.Envoy, false},
+		{"grpc refuses maglev", proxy.GRPC, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -24,7 +24,7 @@ func main() {
 }
 
 // defaultCP is where `cp --admin-addr` listens by default, as seen from the
-// machine it runs on (or through kubectl port-forward).
+// machine it runs on.
 const defaultCP = "http://127.0.0.1:9990"
 
 // cpEnv overrides the default control plane address.
@@ -44,11 +44,12 @@ func newRootCommand(getenv func(string) string, now func() time.Time) *cobra.Com
 		Use:   "weft",
 		Short: "Inspect a Weft service mesh",
 		Long: `weft inspects a Weft service mesh through its control plane's admin address
-(cp --admin-addr, default :9990). From outside the cluster, forward it first:
+(cp --admin-addr, default :9990), given with --cp or $` + cpEnv + `. Without either it asks
+` + defaultCP + `, a cp running on this machine with its default flags;
+make demo prints the address of the control plane it starts:
 
-  kubectl -n weft-system port-forward deploy/weft-cp 9990
-  weft proxies
-  weft proxy-config web-0.emojivoto`,
+  weft --cp http://127.0.0.1:<admin port> proxies
+  weft --cp http://127.0.0.1:<admin port> proxy-config web-0.emojivoto`,
 		SilenceUsage: true,
 	}
 	def := defaultCP

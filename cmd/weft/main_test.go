@@ -30,6 +30,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"sigs.k8s.io/yaml"
 
+	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/xds"
 )
 
@@ -105,7 +106,7 @@ func startControlPlane(t *testing.T) *controlPlane {
 	}
 	perNode, clas := loadTranslateGolden(t, goldenCase)
 	ctx := context.Background()
-	if err := s.SetNodeResources(ctx, node, xds.ProxyEnvoy, perNode, time.Time{}); err != nil {
+	if err := s.SetNodeResources(ctx, node, proxy.Envoy, perNode, time.Time{}); err != nil {
 		t.Fatalf("SetNodeResources: %v", err)
 	}
 	if err := s.SetEndpoints(ctx, clas, time.Time{}); err != nil {
@@ -486,6 +487,47 @@ func TestVersion(t *testing.T) {
 	}
 	if got := versionString("v1.2.3"); !strings.HasPrefix(got, "weft v1.2.3") {
 		t.Errorf("versionString = %q", got)
+	}
+}
+
+// TestHelpSaysHowToReachTheControlPlane: the help names the ways to point weft
+// at a control plane that exist (the --cp flag, $WEFT_CP, the default address
+// of a local cp) and no Kubernetes object that nothing creates.
+func TestHelpSaysHowToReachTheControlPlane(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		want    []string
+		notWant []string
+	}{
+		{
+			name:    "default",
+			want:    []string{"--cp", "$WEFT_CP", "cp --admin-addr", defaultCP, "make demo prints the address", `env WEFT_CP (default "` + defaultCP + `")`},
+			notWant: []string{"port-forward", "deploy/", "weft-system"},
+		},
+		{
+			name: "WEFT_CP set",
+			env:  map[string]string{cpEnv: "http://10.0.0.7:9990"},
+			want: []string{`(default "http://10.0.0.7:9990")`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, _, err := run(t, tt.env, "--help")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("help lacks %q:\n%s", w, out)
+				}
+			}
+			for _, w := range tt.notWant {
+				if strings.Contains(out, w) {
+					t.Errorf("help mentions %q, which nothing creates:\n%s", w, out)
+				}
+			}
+		})
 	}
 }
 

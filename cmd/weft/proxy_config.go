@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/weftmesh/weft/cmd/weft/proxyconfig"
+	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/xds"
 )
 
@@ -63,11 +64,11 @@ func nodeID(arg, namespace string, namespaceSet bool) (string, error) {
 	case namespaceSet && strings.HasSuffix(arg, "."+namespace):
 		return arg, nil
 	case namespaceSet:
-		return xds.NodeID(arg, namespace), nil
+		return proxy.NodeID(arg, namespace), nil
 	case strings.Contains(arg, "."):
 		return arg, nil
 	default:
-		return xds.NodeID(arg, namespace), nil
+		return proxy.NodeID(arg, namespace), nil
 	}
 }
 

@@ -39,12 +39,41 @@ func Available() error {
 	return nil
 }
 
-// SkipIfUnavailable skips the test, saying why, when Available reports a problem.
-func SkipIfUnavailable(t testing.TB) {
+// Require is the first line of a test that needs network namespaces. Where they cannot be
+// made (not root, no ip) the test is skipped, saying why; but when the CI environment
+// variable is set (.ci/run sets CI=true) it fails instead, so that a CI machine lacking root
+// cannot pass by skipping the tests that matter most.
+func Require(t testing.TB) {
 	t.Helper()
-	if err := Available(); err != nil {
-		t.Skip(err.Error())
+	require(t, os.LookupEnv, Available())
+}
+
+// require skips or fails t over unavailable (nil: carry on); lookupEnv is os.LookupEnv
+// outside its own test.
+func require(t testing.TB, lookupEnv func(string) (string, bool), unavailable error) {
+	t.Helper()
+	if unavailable == nil {
+		return
 	}
+	if underCI(lookupEnv) {
+		t.Fatalf("%v (CI is set: a test that needs network namespaces fails here instead of skipping)", unavailable)
+		return
+	}
+	t.Skip(unavailable.Error())
+}
+
+// underCI says whether CI is set to anything but empty, "0" or "false" (CI systems set
+// CI=true; a developer may set CI=false to run their way).
+func underCI(lookupEnv func(string) (string, bool)) bool {
+	v, ok := lookupEnv("CI")
+	if !ok {
+		return false
+	}
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "", "0", "false":
+		return false
+	}
+	return true
 }
 
 // Config describes one namespace.

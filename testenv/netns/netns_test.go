@@ -28,7 +28,7 @@ var subnet = netip.MustParsePrefix("10.253.7.0/24")
 
 func newNS(t *testing.T) *netns.Namespace {
 	t.Helper()
-	netns.SkipIfUnavailable(t)
+	netns.Require(t)
 	n, err := netns.New(t.Context(), netns.Config{Subnet: subnet})
 	if err != nil {
 		t.Fatal(err)
@@ -187,7 +187,7 @@ func TestAddAddrRejectsAddressesOutsideTheSubnet(t *testing.T) {
 }
 
 func TestCloseRemovesEverything(t *testing.T) {
-	netns.SkipIfUnavailable(t)
+	netns.Require(t)
 	ctx := t.Context()
 	n, err := netns.New(ctx, netns.Config{Subnet: netip.MustParsePrefix("10.253.9.0/24")})
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	httpinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
 	originaldstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	directresponsev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/direct_response/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
@@ -95,6 +96,9 @@ func init() {
 		{&hcmv3.HttpConnectionManager{}, extension{kinds: kindNetworkFilter, factory: "envoy.filters.network.http_connection_manager", terminal: true}},
 		{&tcpproxyv3.TcpProxy{}, extension{kinds: kindNetworkFilter, factory: "envoy.filters.network.tcp_proxy", terminal: true}},
 		{&netrbacv3.RBAC{}, extension{kinds: kindNetworkFilter, factory: "envoy.filters.network.rbac"}},
+		// Terminal: DirectResponseConfigFactory's isTerminalFilterByProtoTyped returns true
+		// (source/extensions/filters/network/direct_response/config.h).
+		{&directresponsev3.Config{}, extension{kinds: kindNetworkFilter, factory: "envoy.filters.network.direct_response", terminal: true}},
 
 		{&tlsinspectorv3.TlsInspector{}, extension{kinds: kindListenerFilter, factory: "envoy.filters.listener.tls_inspector"}},
 		{&httpinspectorv3.HttpInspector{}, extension{kinds: kindListenerFilter, factory: "envoy.filters.listener.http_inspector"}},

@@ -12,6 +12,8 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/weftmesh/weft/proxy"
 )
 
 const hcmPath = "filter_chains[0].filters[0].typed_config"
@@ -134,7 +136,7 @@ func TestSharedAnyReportsEveryOccurrence(t *testing.T) {
 	second := listener("in2", 81, httpChain("http", hcmRDS("rc", bad, routerFilter())))
 	n.listeners = append(n.listeners, second)
 	var where []string
-	for _, p := range Problems(Envoy, n.res()) {
+	for _, p := range Problems(proxy.Envoy, n.res()) {
 		where = append(where, p.Name+" "+p.Path)
 	}
 	want := []string{

@@ -18,6 +18,8 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/weftmesh/weft/proxy"
 )
 
 // largeNode is a sidecar the size of a busy mesh: n services, each with an outbound filter
@@ -85,7 +87,7 @@ func largeNode(n int) node {
 
 // The benchmark measures clean input: a checker that reports problems does more work.
 func TestLargeNodeIsClean(t *testing.T) {
-	if probs := Problems(Envoy, largeNode(50).res()); len(probs) != 0 {
+	if probs := Problems(proxy.Envoy, largeNode(50).res()); len(probs) != 0 {
 		t.Fatalf("got:\n%s", dump(probs))
 	}
 }
@@ -97,7 +99,7 @@ func BenchmarkResources500(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		if err := Resources(Envoy, res); err != nil {
+		if err := Resources(proxy.Envoy, res); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -132,7 +134,7 @@ func BenchmarkNodesSharingOneSet(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				for _, res := range sets {
-					if err := Resources(Envoy, res); err != nil {
+					if err := Resources(proxy.Envoy, res); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -6,7 +6,7 @@
 // configuration or a secret, two filter chains or two listeners colliding. Every rule quotes the
 // peer's own wording (Envoy's C++ sources, grpc-go's xdsresource package) so that a NACK seen in
 // a log can be matched with the problem found here. The rules and where they come from are
-// listed in /work/shared/notes/envoy-rejects.md; rule-by-rule comments below say why a rule is
+// listed, with why, in docs/envoy-rejects.md; rule-by-rule comments below say why a rule is
 // shaped the way it is, in particular where it deliberately differs from the peer.
 package check
 
@@ -26,28 +26,9 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/weftmesh/weft/proxy"
 )
-
-// Peer is the kind of xDS client the resources are meant for.
-type Peer int
-
-const (
-	// Envoy is an Envoy proxy (sidecar or gateway).
-	Envoy Peer = iota
-	// GRPC is a proxyless grpc-go client or server: it runs every Envoy rule plus its own,
-	// stricter ones (gRFC A27/A28/A29/A36/A39/A41/A52).
-	GRPC
-)
-
-func (p Peer) String() string {
-	switch p {
-	case Envoy:
-		return "envoy"
-	case GRPC:
-		return "grpc"
-	}
-	return "peer(" + strconv.Itoa(int(p)) + ")"
-}
 
 // Problem is one thing a peer would refuse (or, for a Warning, accept and then fail at run
 // time) in one resource.
@@ -89,7 +70,10 @@ func (p *Problem) Error() string {
 // reference to one (a route configuration, cluster or secret name) is a problem; a type URL
 // absent from the map means "not part of this check", and references into it are not
 // checked. The xDS server passes all five.
-func Resources(peer Peer, res map[string][]types.Resource) error {
+//
+// peer is the kind of client the set is meant for: a proxyless gRPC peer runs every Envoy
+// rule plus its own, stricter ones (gRFC A27/A28/A29/A36/A39/A41/A52).
+func Resources(peer proxy.Kind, res map[string][]types.Resource) error {
 	var errs []error
 	for _, p := range Problems(peer, res) {
 		if !p.Warning {
@@ -102,7 +86,7 @@ func Resources(peer Peer, res map[string][]types.Resource) error {
 // Problems returns every problem found in one node's resources, warnings included, in a
 // deterministic order: by resource type (listeners, routes, clusters, endpoints, secrets,
 // then other types by URL), then by resource name, then in the order they were found.
-func Problems(peer Peer, res map[string][]types.Resource) []*Problem {
+func Problems(peer proxy.Kind, res map[string][]types.Resource) []*Problem {
 	c := newChecker(peer, res)
 	c.run()
 	slices.SortStableFunc(c.problems, func(a, b *Problem) int {
@@ -142,7 +126,7 @@ func shortType(typeURL string) string {
 
 // checker holds one run's indexes, caches and the position being checked.
 type checker struct {
-	peer Peer
+	peer proxy.Kind
 	res  map[string][]types.Resource
 
 	clusters      map[string]*clusterv3.Cluster
@@ -182,7 +166,7 @@ type pathSeg struct {
 	keyed bool
 }
 
-func newChecker(peer Peer, res map[string][]types.Resource) *checker {
+func newChecker(peer proxy.Kind, res map[string][]types.Resource) *checker {
 	return &checker{
 		peer:       peer,
 		res:        res,
@@ -234,7 +218,7 @@ func (c *checker) checkLocal(typeURL string, r types.Resource) {
 			name := rc.GetName()
 			c.cross(func(c *checker) { c.checkDuplicate(c.seenIn(resource.RouteType), name, "RouteConfiguration") })
 			c.checkRouteConfig(rc, false)
-			if c.peer == GRPC {
+			if c.peer == proxy.GRPC {
 				c.grpcRouteConfig(rc)
 			}
 		}

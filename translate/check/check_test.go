@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/translate"
 )
 
@@ -204,7 +205,7 @@ func transportSocket(m proto.Message) *corev3.TransportSocket {
 // resources that do not.
 type row struct {
 	name    string
-	peer    Peer
+	peer    proxy.Kind
 	bad     func() map[string][]types.Resource
 	good    func() map[string][]types.Resource
 	typeURL string
@@ -271,11 +272,11 @@ func dump(probs []*Problem) string {
 func TestBaselinesAreClean(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		peer Peer
+		peer proxy.Kind
 		n    node
 	}{
-		{"envoy", Envoy, baseNode()},
-		{"grpc", GRPC, grpcNode()},
+		{"envoy", proxy.Envoy, baseNode()},
+		{"grpc", proxy.GRPC, grpcNode()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if probs := Problems(tc.peer, tc.n.res()); len(probs) != 0 {
@@ -304,11 +305,11 @@ func TestProblemError(t *testing.T) {
 func TestResourcesLeavesOutWarnings(t *testing.T) {
 	n := baseNode()
 	n.endpoints = append(n.endpoints, cla("unused", lbEndpoint("10.0.0.2", 80)))
-	probs := Problems(Envoy, n.res())
+	probs := Problems(proxy.Envoy, n.res())
 	if len(probs) != 1 || !probs[0].Warning {
 		t.Fatalf("want exactly one warning, got:\n%s", dump(probs))
 	}
-	if err := Resources(Envoy, n.res()); err != nil {
+	if err := Resources(proxy.Envoy, n.res()); err != nil {
 		t.Fatalf("Resources() = %v, want nil", err)
 	}
 }
@@ -316,7 +317,7 @@ func TestResourcesLeavesOutWarnings(t *testing.T) {
 func TestResourcesJoinsEveryError(t *testing.T) {
 	n := baseNode()
 	n.clusters = append(n.clusters, edsCluster("c"), edsCluster("c"))
-	err := Resources(Envoy, n.res())
+	err := Resources(proxy.Envoy, n.res())
 	joined, ok := err.(interface{ Unwrap() []error })
 	if !ok {
 		t.Fatalf("Resources() = %T, want a joined error", err)
@@ -349,9 +350,9 @@ func TestDeterministicOrder(t *testing.T) {
 		}
 		return n.res()
 	}
-	first := fmt.Sprint(Problems(Envoy, build(false)))
+	first := fmt.Sprint(Problems(proxy.Envoy, build(false)))
 	for i := range 20 {
-		if got := fmt.Sprint(Problems(Envoy, build(i%2 == 1))); got != first {
+		if got := fmt.Sprint(Problems(proxy.Envoy, build(i%2 == 1))); got != first {
 			t.Fatalf("run %d differs:\n%s\nvs\n%s", i, got, first)
 		}
 	}
@@ -360,7 +361,7 @@ func TestDeterministicOrder(t *testing.T) {
 func TestWrongTypeUnderTypeURLAndNil(t *testing.T) {
 	res := baseNode().res()
 	res[resource.ClusterType] = append(res[resource.ClusterType], routeConfig("oops"), (*clusterv3.Cluster)(nil))
-	probs := Problems(Envoy, res)
+	probs := Problems(proxy.Envoy, res)
 	var wrong, nilRes bool
 	for _, p := range probs {
 		wrong = wrong || strings.Contains(p.Msg, "a envoy.config.route.v3.RouteConfiguration listed under type URL")
@@ -375,11 +376,11 @@ func TestWrongTypeUnderTypeURLAndNil(t *testing.T) {
 // (and the package's per-type walk plans) between them.
 func TestConcurrentChecks(t *testing.T) {
 	res := largeNode(20).res()
-	want := fmt.Sprint(Problems(GRPC, res))
+	want := fmt.Sprint(Problems(proxy.GRPC, res))
 	var wg sync.WaitGroup
 	got := make([]string, 8)
 	for i := range got {
-		wg.Go(func() { got[i] = fmt.Sprint(Problems(GRPC, res)) })
+		wg.Go(func() { got[i] = fmt.Sprint(Problems(proxy.GRPC, res)) })
 	}
 	wg.Wait()
 	for i, g := range got {

@@ -5,6 +5,8 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+
+	"github.com/weftmesh/weft/proxy"
 )
 
 // httpProtocolOptionsKey is the only typed_extension_protocol_options key weft uses, and the
@@ -37,7 +39,7 @@ func (c *checker) checkCluster(cl *clusterv3.Cluster) {
 		c.checkExtension(uc.GetName(), uc.GetTypedConfig(), kindUpstreamConfig)
 		c.pop()
 	}
-	if c.peer == GRPC {
+	if c.peer == proxy.GRPC {
 		c.grpcCluster(cl)
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/weftmesh/weft/proxy"
 )
 
 // withCluster returns a push with one more cluster, built by f.
@@ -321,7 +323,7 @@ func TestEndpointRules(t *testing.T) {
 func TestClusterWithoutAssignmentIsFine(t *testing.T) {
 	n := baseNode()
 	n.endpoints = nil
-	if probs := Problems(Envoy, n.res()); len(probs) != 0 {
+	if probs := Problems(proxy.Envoy, n.res()); len(probs) != 0 {
 		t.Fatalf("got:\n%s", dump(probs))
 	}
 }

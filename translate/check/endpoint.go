@@ -5,6 +5,8 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+
+	"github.com/weftmesh/weft/proxy"
 )
 
 // checkEndpoints checks a ClusterLoadAssignment. An EDS cluster whose assignment is missing
@@ -18,7 +20,7 @@ func (c *checker) checkEndpoints(cla *endpointv3.ClusterLoadAssignment) {
 		}
 	})
 	c.checkEndpointIPs(cla)
-	if c.peer == GRPC {
+	if c.peer == proxy.GRPC {
 		c.grpcEndpoints(cla)
 	}
 }

@@ -4,7 +4,8 @@ package check
 // internal/xds/xdsclient/xdsresource (unmarshal_{lds,rds,cds,eds}.go, filter_chain.go) and the
 // filters registered by default (internal/xds/httpfilter: router, fault, rbac; ext_authz,
 // ext_proc and gcp_authn are off unless their GRPC_EXPERIMENTAL_* variables are set).
-// Differences from /work/shared/notes/envoy-rejects.md, found in that code:
+// Differences from the account the gRFCs give, found in that code (docs/envoy-rejects.md
+// summarises them):
 //   - LEAST_REQUEST in lb_policy is accepted (gRFC A48), with choice_count >= 2; only other
 //     enum values (and LOAD_BALANCING_POLICY_CONFIG!) are "unexpected lbPolicy".
 //   - LOGICAL_DNS and aggregate clusters are accepted; STATIC, STRICT_DNS, ORIGINAL_DST are not.

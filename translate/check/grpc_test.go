@@ -20,6 +20,8 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/weftmesh/weft/proxy"
 )
 
 // grpcWith returns a proxyless client push changed by f.
@@ -81,7 +83,7 @@ func TestGRPCEndpointRules(t *testing.T) {
 	ep := lbEndpoint
 	runRows(t, []row{
 		{
-			name: "locality without ID", peer: GRPC,
+			name: "locality without ID", peer: proxy.GRPC,
 			bad: grpcEndpointsWith(&endpointv3.LocalityLbEndpoints{LoadBalancingWeight: wrapperspb.UInt32(1),
 				LbEndpoints: []*endpointv3.LbEndpoint{ep("10.0.0.1", 80)}}),
 			good:    grpcEndpointsWith(locality("z", 0, 1, ep("10.0.0.1", 80))),
@@ -90,7 +92,7 @@ func TestGRPCEndpointRules(t *testing.T) {
 			msg:  "EDS response contains a locality without ID",
 		},
 		{
-			name: "empty locality (accepted by grpc-go 1.85)", peer: GRPC,
+			name: "empty locality (accepted by grpc-go 1.85)", peer: proxy.GRPC,
 			bad:     grpcEndpointsWith(locality("", 0, 1, ep("10.0.0.1", 80))),
 			good:    grpcEndpointsWith(locality("z", 0, 1, ep("10.0.0.1", 80))),
 			typeURL: resource.EndpointType, resName: "c",
@@ -98,7 +100,7 @@ func TestGRPCEndpointRules(t *testing.T) {
 			msg:  "a locality with no region, zone or sub_zone", warning: true,
 		},
 		{
-			name: "the same locality twice at one priority", peer: GRPC,
+			name: "the same locality twice at one priority", peer: proxy.GRPC,
 			bad:     grpcEndpointsWith(locality("z", 0, 1, ep("10.0.0.1", 80)), locality("z", 0, 1, ep("10.0.0.2", 80))),
 			good:    grpcEndpointsWith(locality("z", 0, 1, ep("10.0.0.1", 80)), locality("z", 1, 1, ep("10.0.0.2", 80))),
 			typeURL: resource.EndpointType, resName: "c",
@@ -106,7 +108,7 @@ func TestGRPCEndpointRules(t *testing.T) {
 			msg:  `duplicate locality {region="" zone="z" sub_zone=""} with the same priority 0`,
 		},
 		{
-			name: "duplicate endpoint addresses across localities", peer: GRPC,
+			name: "duplicate endpoint addresses across localities", peer: proxy.GRPC,
 			bad:     grpcEndpointsWith(locality("a", 0, 1, ep("10.0.0.1", 80)), locality("b", 0, 1, ep("10.0.0.1", 80))),
 			good:    grpcEndpointsWith(locality("a", 0, 1, ep("10.0.0.1", 80)), locality("b", 0, 1, ep("10.0.0.1", 81))),
 			typeURL: resource.EndpointType, resName: "c",
@@ -114,7 +116,7 @@ func TestGRPCEndpointRules(t *testing.T) {
 			msg:  "duplicate endpoint with the same address 10.0.0.1:80",
 		},
 		{
-			name: "endpoint weight 0", peer: GRPC,
+			name: "endpoint weight 0", peer: proxy.GRPC,
 			bad: grpcEndpointsWith(locality("z", 0, 1, &endpointv3.LbEndpoint{
 				HostIdentifier:      ep("10.0.0.1", 80).HostIdentifier,
 				LoadBalancingWeight: wrapperspb.UInt32(0),
@@ -128,7 +130,7 @@ func TestGRPCEndpointRules(t *testing.T) {
 			msg:  "EDS response contains an endpoint with zero weight",
 		},
 		{
-			name: "priority gap", peer: GRPC,
+			name: "priority gap", peer: proxy.GRPC,
 			bad:     grpcEndpointsWith(locality("a", 0, 1, ep("10.0.0.1", 80)), locality("b", 2, 1, ep("10.0.0.2", 80))),
 			good:    grpcEndpointsWith(locality("a", 0, 1, ep("10.0.0.1", 80)), locality("b", 1, 1, ep("10.0.0.2", 80))),
 			typeURL: resource.EndpointType, resName: "c",
@@ -136,7 +138,7 @@ func TestGRPCEndpointRules(t *testing.T) {
 			msg:  "priority 1 missing (with different priorities [0 2] received)",
 		},
 		{
-			name: "locality without weight is dropped", peer: GRPC,
+			name: "locality without weight is dropped", peer: proxy.GRPC,
 			bad:     grpcEndpointsWith(locality("z", 0, 0, ep("10.0.0.1", 80))),
 			good:    grpcEndpointsWith(locality("z", 0, 1, ep("10.0.0.1", 80))),
 			typeURL: resource.EndpointType, resName: "c",
@@ -149,7 +151,7 @@ func TestGRPCEndpointRules(t *testing.T) {
 func TestGRPCClusterRules(t *testing.T) {
 	runRows(t, []row{
 		{
-			name: "lb_policy grpc-go does not implement", peer: GRPC,
+			name: "lb_policy grpc-go does not implement", peer: proxy.GRPC,
 			bad: grpcWith(func(n *node) { n.clusters[0].LbPolicy = clusterv3.Cluster_MAGLEV }),
 			// Least request is accepted since gRFC A48, unlike what the notes say.
 			good:    grpcWith(func(n *node) { n.clusters[0].LbPolicy = clusterv3.Cluster_LEAST_REQUEST }),
@@ -158,7 +160,7 @@ func TestGRPCClusterRules(t *testing.T) {
 			msg:  "unexpected lbPolicy MAGLEV in response",
 		},
 		{
-			name: "LOAD_BALANCING_POLICY_CONFIG is refused even with a typed policy", peer: GRPC,
+			name: "LOAD_BALANCING_POLICY_CONFIG is refused even with a typed policy", peer: proxy.GRPC,
 			bad: grpcWith(func(n *node) {
 				n.clusters[0].LbPolicy = clusterv3.Cluster_LOAD_BALANCING_POLICY_CONFIG
 				n.clusters[0].LoadBalancingPolicy = lbPolicy(&ringhashv3.RingHash{HashFunction: ringhashv3.RingHash_XX_HASH})
@@ -171,7 +173,7 @@ func TestGRPCClusterRules(t *testing.T) {
 			msg:  "unexpected lbPolicy LOAD_BALANCING_POLICY_CONFIG in response",
 		},
 		{
-			name: "typed ring hash policy without an explicit XX_HASH", peer: GRPC,
+			name: "typed ring hash policy without an explicit XX_HASH", peer: proxy.GRPC,
 			bad: grpcWith(func(n *node) {
 				n.clusters[0].LoadBalancingPolicy = lbPolicy(&ringhashv3.RingHash{})
 			}),
@@ -180,7 +182,7 @@ func TestGRPCClusterRules(t *testing.T) {
 			msg:  "unsupported ring_hash hash function DEFAULT_HASH",
 		},
 		{
-			name: "ring hash with murmur", peer: GRPC,
+			name: "ring hash with murmur", peer: proxy.GRPC,
 			bad: grpcWith(func(n *node) {
 				n.clusters[0].LbPolicy = clusterv3.Cluster_RING_HASH
 				n.clusters[0].LbConfig = &clusterv3.Cluster_RingHashLbConfig_{RingHashLbConfig: &clusterv3.Cluster_RingHashLbConfig{
@@ -191,7 +193,7 @@ func TestGRPCClusterRules(t *testing.T) {
 			msg:  "unsupported ring_hash hash function MURMUR_HASH_2 in response",
 		},
 		{
-			name: "STATIC cluster", peer: GRPC,
+			name: "STATIC cluster", peer: proxy.GRPC,
 			bad: grpcWith(func(n *node) {
 				n.clusters = append(n.clusters, staticCluster("s", clusterv3.Cluster_STATIC, lbEndpoint("10.0.0.9", 80)))
 			}),
@@ -203,7 +205,7 @@ func TestGRPCClusterRules(t *testing.T) {
 			msg:  "unsupported cluster type (STATIC, ) in response",
 		},
 		{
-			name: "EDS config source neither ADS nor self", peer: GRPC,
+			name: "EDS config source neither ADS nor self", peer: proxy.GRPC,
 			bad: grpcWith(func(n *node) {
 				n.clusters[0].EdsClusterConfig.EdsConfig = &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_ApiConfigSource{
 					ApiConfigSource: &corev3.ApiConfigSource{ApiType: corev3.ApiConfigSource_GRPC}}}
@@ -216,7 +218,7 @@ func TestGRPCClusterRules(t *testing.T) {
 			msg:  "CDS's EDS config source is not ADS or Self",
 		},
 		{
-			name: "SDS certificates instead of a certificate provider", peer: GRPC,
+			name: "SDS certificates instead of a certificate provider", peer: proxy.GRPC,
 			bad: grpcClusterTLS(func() *tlsv3.CommonTlsContext {
 				ct := providerTLS(false)
 				ct.TlsCertificateProviderInstance = nil
@@ -229,7 +231,7 @@ func TestGRPCClusterRules(t *testing.T) {
 			msg:  "expected field tls_certificate_provider_instance is not set, while unsupported field tls_certificate_sds_secret_configs is set in CommonTlsContext message",
 		},
 		{
-			name: "SDS validation context", peer: GRPC,
+			name: "SDS validation context", peer: proxy.GRPC,
 			bad: grpcClusterTLS(func() *tlsv3.CommonTlsContext {
 				ct := providerTLS(false)
 				ct.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{ValidationContextSdsSecretConfig: sdsRef("ca")}
@@ -240,7 +242,7 @@ func TestGRPCClusterRules(t *testing.T) {
 			msg:  "validation context contains unexpected type: *tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig",
 		},
 		{
-			name: "tls_params", peer: GRPC,
+			name: "tls_params", peer: proxy.GRPC,
 			bad: grpcClusterTLS(func() *tlsv3.CommonTlsContext {
 				ct := providerTLS(false)
 				ct.TlsParams = &tlsv3.TlsParameters{}
@@ -251,7 +253,7 @@ func TestGRPCClusterRules(t *testing.T) {
 			msg:  "unsupported tls_params field in CommonTlsContext message",
 		},
 		{
-			name: "typed SAN matchers are ignored", peer: GRPC,
+			name: "typed SAN matchers are ignored", peer: proxy.GRPC,
 			bad: grpcClusterTLS(func() *tlsv3.CommonTlsContext {
 				ct := providerTLS(false)
 				ct.GetValidationContext().MatchTypedSubjectAltNames = sanMatcher("spiffe://weft/ns/default/sa/api")
@@ -268,7 +270,7 @@ func TestGRPCClusterRules(t *testing.T) {
 			msg:  "grpc-go ignores match_typed_subject_alt_names", warning: true,
 		},
 		{
-			name: "transport_socket_matches", peer: GRPC,
+			name: "transport_socket_matches", peer: proxy.GRPC,
 			bad: grpcWith(func(n *node) {
 				n.clusters[0].TransportSocketMatches = []*clusterv3.Cluster_TransportSocketMatch{{Name: "tls",
 					TransportSocket: transportSocket(&tlsv3.UpstreamTlsContext{CommonTlsContext: providerTLS(false)})}}
@@ -278,7 +280,7 @@ func TestGRPCClusterRules(t *testing.T) {
 			msg:  "unsupported transport_socket_matches field is non-empty",
 		},
 		{
-			name: "transport socket with another name", peer: GRPC,
+			name: "transport socket with another name", peer: proxy.GRPC,
 			bad: grpcWith(func(n *node) {
 				ts := transportSocket(&tlsv3.UpstreamTlsContext{CommonTlsContext: providerTLS(false)})
 				ts.Name = "tls"
@@ -289,7 +291,7 @@ func TestGRPCClusterRules(t *testing.T) {
 			msg:  "transport_socket field has unexpected name: tls",
 		},
 		{
-			name: "LRS server other than self", peer: GRPC,
+			name: "LRS server other than self", peer: proxy.GRPC,
 			bad: grpcWith(func(n *node) { n.clusters[0].LrsServer = ads() }),
 			good: grpcWith(func(n *node) {
 				n.clusters[0].LrsServer = &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Self{Self: &corev3.SelfConfigSource{}}}
@@ -305,7 +307,7 @@ func TestGRPCListenerRules(t *testing.T) {
 	faultFilter := func(name string) *hcmv3.HttpFilter { return httpFilter(name, &faultv3.HTTPFault{}) }
 	runRows(t, []row{
 		{
-			name: "RDS config source neither ADS nor self", peer: GRPC,
+			name: "RDS config source neither ADS nor self", peer: proxy.GRPC,
 			bad: grpcWith(func(n *node) {
 				h := hcmRDS("rc")
 				h.GetRds().ConfigSource = &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Path{Path: "/etc/rds.yaml"}}
@@ -321,7 +323,7 @@ func TestGRPCListenerRules(t *testing.T) {
 			msg:  "LDS's RDS configSource is not ADS or Self",
 		},
 		{
-			name: "HTTP filter without a name", peer: GRPC,
+			name: "HTTP filter without a name", peer: proxy.GRPC,
 			bad:     grpcWithFilters(&hcmv3.HttpFilter{ConfigType: routerFilter().ConfigType}),
 			good:    grpcWithFilters(routerFilter()),
 			typeURL: resource.ListenerType, resName: "svc",
@@ -329,7 +331,7 @@ func TestGRPCListenerRules(t *testing.T) {
 			msg:  "filter missing name field",
 		},
 		{
-			name: "duplicate HTTP filter names", peer: GRPC,
+			name: "duplicate HTTP filter names", peer: proxy.GRPC,
 			bad:     grpcWithFilters(faultFilter("f"), httpFilter("f", &routerv3.Router{})),
 			good:    grpcWithFilters(faultFilter("f"), httpFilter("r", &routerv3.Router{})),
 			typeURL: resource.ListenerType, resName: "svc",
@@ -337,7 +339,7 @@ func TestGRPCListenerRules(t *testing.T) {
 			msg:  `duplicate filter name "f"`,
 		},
 		{
-			name: "HTTP filter grpc-go does not have", peer: GRPC,
+			name: "HTTP filter grpc-go does not have", peer: proxy.GRPC,
 			bad: grpcWithFilters(httpFilter("hc", &healthcheckv3.HealthCheck{PassThroughMode: wrapperspb.Bool(true)}), routerFilter()),
 			good: grpcWithFilters(&hcmv3.HttpFilter{Name: "hc", IsOptional: true, ConfigType: &hcmv3.HttpFilter_TypedConfig{
 				TypedConfig: mustAny(&healthcheckv3.HealthCheck{PassThroughMode: wrapperspb.Bool(true)})}}, routerFilter()),
@@ -346,7 +348,7 @@ func TestGRPCListenerRules(t *testing.T) {
 			msg:  `no filter implementation found for "type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck"`,
 		},
 		{
-			name: "server-only filter on a client", peer: GRPC,
+			name: "server-only filter on a client", peer: proxy.GRPC,
 			bad:     grpcWithFilters(httpFilter("rbac", &httprbacv3.RBAC{}), routerFilter()),
 			good:    grpcWithFilters(faultFilter("fault"), routerFilter()),
 			typeURL: resource.ListenerType, resName: "svc",
@@ -354,14 +356,14 @@ func TestGRPCListenerRules(t *testing.T) {
 			msg:  `HTTP filter "rbac" not supported client-side`,
 		},
 		{
-			name: "router not last", peer: GRPC,
+			name: "router not last", peer: proxy.GRPC,
 			bad:     grpcWithFilters(routerFilter(), faultFilter("fault")),
 			typeURL: resource.ListenerType, resName: "svc",
 			path: apiHCM + ".http_filters[0]",
 			msg:  `http filter "envoy.filters.http.router" is a terminal filter but it is not last in the filter chain`,
 		},
 		{
-			name: "xff_num_trusted_hops", peer: GRPC,
+			name: "xff_num_trusted_hops", peer: proxy.GRPC,
 			bad: grpcWith(func(n *node) {
 				h := hcmRDS("rc")
 				h.XffNumTrustedHops = 1
@@ -372,7 +374,7 @@ func TestGRPCListenerRules(t *testing.T) {
 			msg:  "xff_num_trusted_hops must be unset or zero",
 		},
 		{
-			name: "server listener with listener filters", peer: GRPC,
+			name: "server listener with listener filters", peer: proxy.GRPC,
 			bad:     grpcServerWith(func(l *listenerv3.Listener) { withInspectors(l) }),
 			good:    grpcServerWith(func(*listenerv3.Listener) {}),
 			typeURL: resource.ListenerType, resName: "srv",
@@ -380,14 +382,14 @@ func TestGRPCListenerRules(t *testing.T) {
 			msg:  "unsupported field 'listener_filters' contains 2 entries",
 		},
 		{
-			name: "server listener with use_original_dst", peer: GRPC,
+			name: "server listener with use_original_dst", peer: proxy.GRPC,
 			bad:     grpcServerWith(func(l *listenerv3.Listener) { l.UseOriginalDst = wrapperspb.Bool(true) }),
 			typeURL: resource.ListenerType, resName: "srv",
 			path: "use_original_dst",
 			msg:  "unsupported field 'use_original_dst' is present and set to true",
 		},
 		{
-			name: "server listener RDS from self", peer: GRPC,
+			name: "server listener RDS from self", peer: proxy.GRPC,
 			bad: grpcServerWith(func(l *listenerv3.Listener) {
 				h := hcmRDS("rc")
 				h.GetRds().ConfigSource = &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Self{Self: &corev3.SelfConfigSource{}}}
@@ -398,7 +400,7 @@ func TestGRPCListenerRules(t *testing.T) {
 			msg:  "ConfigSource is not ADS",
 		},
 		{
-			name: "server listener without an HCM", peer: GRPC,
+			name: "server listener without an HCM", peer: proxy.GRPC,
 			bad: grpcServerWith(func(l *listenerv3.Listener) {
 				l.FilterChains[0] = &listenerv3.FilterChain{Filters: []*listenerv3.Filter{tcpProxy("c")}}
 			}),
@@ -407,7 +409,7 @@ func TestGRPCListenerRules(t *testing.T) {
 			msg:  "network filters missing HttpConnectionManager filter",
 		},
 		{
-			name: "client-only filter on a server", peer: GRPC,
+			name: "client-only filter on a server", peer: proxy.GRPC,
 			bad: grpcServerWith(func(l *listenerv3.Listener) {
 				l.FilterChains[0] = httpChain("http", hcmRDS("rc", faultFilter("fault"), routerFilter()))
 			}),
@@ -419,7 +421,7 @@ func TestGRPCListenerRules(t *testing.T) {
 			msg:  `HTTP filter "fault" not supported server-side`,
 		},
 		{
-			name: "chains distinct for Envoy but not for grpc-go", peer: GRPC,
+			name: "chains distinct for Envoy but not for grpc-go", peer: proxy.GRPC,
 			bad: grpcServerWith(func(l *listenerv3.Listener) {
 				a, b := httpChain("a", hcmRDS("rc")), httpChain("b", hcmRDS("rc"))
 				a.FilterChainMatch = &listenerv3.FilterChainMatch{DirectSourcePrefixRanges: []*corev3.CidrRange{cidr("10.0.0.0", 8)}}
@@ -437,7 +439,7 @@ func TestGRPCListenerRules(t *testing.T) {
 			msg:  "multiple filter chains with overlapping matching rules are defined",
 		},
 		{
-			name: "chain matching on server names is dropped", peer: GRPC,
+			name: "chain matching on server names is dropped", peer: proxy.GRPC,
 			bad: grpcServerWith(func(l *listenerv3.Listener) {
 				b := httpChain("b", hcmRDS("rc"))
 				b.FilterChainMatch = &listenerv3.FilterChainMatch{ServerNames: []string{"svc.example.com"}}
@@ -448,7 +450,7 @@ func TestGRPCListenerRules(t *testing.T) {
 			msg:  "grpc-go drops a filter chain that matches on server_names", warning: true,
 		},
 		{
-			name: "server TLS without an identity provider", peer: GRPC,
+			name: "server TLS without an identity provider", peer: proxy.GRPC,
 			bad: grpcServerWith(func(l *listenerv3.Listener) {
 				ct := providerTLS(true)
 				ct.TlsCertificateProviderInstance = nil
@@ -469,7 +471,7 @@ func TestGRPCRouteRules(t *testing.T) {
 	const routePath = "virtual_hosts[0].routes[0]"
 	runRows(t, []row{
 		{
-			name: "num_retries 0", peer: GRPC,
+			name: "num_retries 0", peer: proxy.GRPC,
 			bad: grpcRouteWith(func(r *routev3.Route) {
 				r.GetRoute().RetryPolicy = &routev3.RetryPolicy{RetryOn: "unavailable", NumRetries: wrapperspb.UInt32(0)}
 			}),
@@ -481,7 +483,7 @@ func TestGRPCRouteRules(t *testing.T) {
 			msg:  "retry_policy.num_retries = 0; must be >= 1",
 		},
 		{
-			name: "retry_on without any gRPC status", peer: GRPC,
+			name: "retry_on without any gRPC status", peer: proxy.GRPC,
 			bad: grpcRouteWith(func(r *routev3.Route) {
 				r.GetRoute().RetryPolicy = &routev3.RetryPolicy{RetryOn: "5xx,reset"}
 			}),
@@ -493,7 +495,7 @@ func TestGRPCRouteRules(t *testing.T) {
 			msg:  "grpc-go does not retry", warning: true,
 		},
 		{
-			name: "weighted clusters all at 0", peer: GRPC,
+			name: "weighted clusters all at 0", peer: proxy.GRPC,
 			bad: grpcWith(func(n *node) {
 				n.routes[0].VirtualHosts[0].Routes[0] = weighted(weight("c", 0))
 			}),
@@ -505,7 +507,7 @@ func TestGRPCRouteRules(t *testing.T) {
 			msg:  "route has no valid cluster in WeightedCluster action",
 		},
 		{
-			name: "path_separated_prefix", peer: GRPC,
+			name: "path_separated_prefix", peer: proxy.GRPC,
 			bad: grpcRouteWith(func(r *routev3.Route) {
 				r.Match.PathSpecifier = &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: "/pkg.Svc"}
 			}),
@@ -517,7 +519,7 @@ func TestGRPCRouteRules(t *testing.T) {
 			msg:  "route has an unrecognized path specifier: *routev3.RouteMatch_PathSeparatedPrefix",
 		},
 		{
-			name: "header matcher with an empty prefix", peer: GRPC,
+			name: "header matcher with an empty prefix", peer: proxy.GRPC,
 			bad: grpcRouteWith(func(r *routev3.Route) {
 				r.Match.Headers = []*routev3.HeaderMatcher{{Name: "x-user", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
 					StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: ""}}}}}
@@ -527,7 +529,7 @@ func TestGRPCRouteRules(t *testing.T) {
 			msg:  "route has an invalid header matcher: empty prefix is not allowed in StringMatcher",
 		},
 		{
-			name: "query parameter matchers make grpc-go skip the route", peer: GRPC,
+			name: "query parameter matchers make grpc-go skip the route", peer: proxy.GRPC,
 			bad: grpcRouteWith(func(r *routev3.Route) {
 				r.Match.QueryParameters = []*routev3.QueryParameterMatcher{{Name: "debug",
 					QueryParameterMatchSpecifier: &routev3.QueryParameterMatcher_PresentMatch{PresentMatch: true}}}
@@ -537,7 +539,7 @@ func TestGRPCRouteRules(t *testing.T) {
 			msg:  "grpc-go ignores a route with query parameter matchers", warning: true,
 		},
 		{
-			name: "per-route config for the router", peer: GRPC,
+			name: "per-route config for the router", peer: proxy.GRPC,
 			bad: grpcRouteWith(func(r *routev3.Route) {
 				r.TypedPerFilterConfig = map[string]*anypb.Any{"envoy.filters.http.router": mustAny(&routev3.FilterConfig{
 					Config: mustAny(&routerv3.Router{})})}
@@ -550,7 +552,7 @@ func TestGRPCRouteRules(t *testing.T) {
 			msg:  `filter override "envoy.filters.http.router": error parsing config for filter "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router": unexpected config override specified`,
 		},
 		{
-			name: "route with cluster_header", peer: GRPC,
+			name: "route with cluster_header", peer: proxy.GRPC,
 			bad: grpcRouteWith(func(r *routev3.Route) {
 				r.GetRoute().ClusterSpecifier = &routev3.RouteAction_ClusterHeader{ClusterHeader: "x-cluster"}
 			}),
@@ -567,10 +569,10 @@ func TestGRPCRulesOnlyForGRPCPeers(t *testing.T) {
 	n.clusters[0].LbPolicy = clusterv3.Cluster_MAGLEV
 	n.routes[0].VirtualHosts[0].Routes[0].GetRoute().RetryPolicy = &routev3.RetryPolicy{RetryOn: "5xx", NumRetries: wrapperspb.UInt32(0)}
 	n.endpoints[0].Endpoints[0].Locality = nil
-	if probs := Problems(Envoy, n.res()); len(probs) != 0 {
+	if probs := Problems(proxy.Envoy, n.res()); len(probs) != 0 {
 		t.Fatalf("Envoy: got:\n%s", dump(probs))
 	}
-	if err := Resources(GRPC, n.res()); err == nil {
+	if err := Resources(proxy.GRPC, n.res()); err == nil {
 		t.Fatal("GRPC: want errors")
 	}
 }

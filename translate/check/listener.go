@@ -15,6 +15,8 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/weftmesh/weft/proxy"
 )
 
 // listenerState is what the listener checks of one run share: names and bound addresses
@@ -73,14 +75,14 @@ func (c *checker) checkListener(l *listenerv3.Listener) {
 		c.pop()
 	}
 	c.checkAccessLogs(l.GetAccessLog())
-	if c.peer == GRPC {
+	if c.peer == proxy.GRPC {
 		c.grpcServerListener(l)
 	}
 }
 
 // checkAPIListener checks the listener grpc-go clients ask for by target name.
 func (c *checker) checkAPIListener(l *listenerv3.Listener) {
-	if c.peer == Envoy {
+	if c.peer == proxy.Envoy {
 		c.warnAt("api_listener", "listener %s can not be added because currently only one ApiListener is allowed, and it can only be added via bootstrap configuration",
 			l.GetName())
 	}
@@ -98,7 +100,7 @@ func (c *checker) checkAPIListener(l *listenerv3.Listener) {
 	}
 	c.pop()
 	c.pop()
-	if c.peer == GRPC {
+	if c.peer == proxy.GRPC {
 		c.grpcClientListener(l)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+
+	"github.com/weftmesh/weft/proxy"
 )
 
 // Memoizing the local part of a check.
@@ -57,7 +59,7 @@ type deferredCheck struct {
 
 type memoKey struct {
 	ptr     any // a weak.Pointer[T] for the resource's concrete type
-	peer    Peer
+	peer    proxy.Kind
 	typeURL string
 }
 
@@ -72,7 +74,7 @@ var (
 // memoKeyFor returns r's key and a function registering the entry's removal once r is
 // collected. Only the five xDS types weft serves are memoized; other types and nil
 // resources are checked on every call.
-func memoKeyFor(peer Peer, typeURL string, r types.Resource) (memoKey, func(memoKey), bool) {
+func memoKeyFor(peer proxy.Kind, typeURL string, r types.Resource) (memoKey, func(memoKey), bool) {
 	switch v := r.(type) {
 	case *listenerv3.Listener:
 		return keyOf(v, peer, typeURL)
@@ -88,7 +90,7 @@ func memoKeyFor(peer Peer, typeURL string, r types.Resource) (memoKey, func(memo
 	return memoKey{}, nil, false
 }
 
-func keyOf[T any](p *T, peer Peer, typeURL string) (memoKey, func(memoKey), bool) {
+func keyOf[T any](p *T, peer proxy.Kind, typeURL string) (memoKey, func(memoKey), bool) {
 	if p == nil {
 		return memoKey{}, nil, false
 	}

@@ -13,6 +13,8 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/weftmesh/weft/proxy"
 )
 
 // cloneSet deep-copies every resource, so that nothing in the copy is in the memo.
@@ -34,7 +36,7 @@ func countResources(res map[string][]types.Resource) int64 {
 	var n int64
 	for _, list := range res {
 		for _, r := range list {
-			if _, _, ok := memoKeyFor(Envoy, "", r); ok {
+			if _, _, ok := memoKeyFor(proxy.Envoy, "", r); ok {
 				n++
 			}
 		}
@@ -45,7 +47,7 @@ func countResources(res map[string][]types.Resource) int64 {
 // checkMemoEquivalence checks that the problems of a set do not depend on where the local
 // results come from: computed without the memo, computed into it, served from it, or
 // computed again for a deep copy.
-func checkMemoEquivalence(t *testing.T, peer Peer, build func() map[string][]types.Resource) {
+func checkMemoEquivalence(t *testing.T, peer proxy.Kind, build func() map[string][]types.Resource) {
 	t.Helper()
 	memoDisabled.Store(true)
 	want := fmt.Sprint(Problems(peer, build()))
@@ -100,7 +102,7 @@ func brokenLargeNode() map[string][]types.Resource {
 }
 
 func TestMemoKeepsProblemsAndOrder(t *testing.T) {
-	for _, peer := range []Peer{Envoy, GRPC} {
+	for _, peer := range []proxy.Kind{proxy.Envoy, proxy.GRPC} {
 		t.Run(peer.String(), func(t *testing.T) {
 			if len(Problems(peer, brokenLargeNode())) < 10 {
 				t.Fatalf("the broken node should have many problems, got:\n%s", dump(Problems(peer, brokenLargeNode())))
@@ -119,10 +121,10 @@ func TestMemoCrossResourceChecksRunPerCall(t *testing.T) {
 	without[resource.ClusterType] = []types.Resource{}
 	without[resource.EndpointType] = []types.Resource{}
 	rc := n.routes[0]
-	if probs := Problems(Envoy, with); len(probs) != 0 {
+	if probs := Problems(proxy.Envoy, with); len(probs) != 0 {
 		t.Fatalf("got:\n%s", dump(probs))
 	}
-	probs := Problems(Envoy, without)
+	probs := Problems(proxy.Envoy, without)
 	found := false
 	for _, p := range probs {
 		found = found || (p.Name == rc.GetName() && p.Path == "virtual_hosts[0].routes[0].route.cluster")
@@ -130,19 +132,19 @@ func TestMemoCrossResourceChecksRunPerCall(t *testing.T) {
 	if !found {
 		t.Fatalf("the shared route configuration's missing cluster is not reported:\n%s", dump(probs))
 	}
-	if probs := Problems(Envoy, with); len(probs) != 0 {
+	if probs := Problems(proxy.Envoy, with); len(probs) != 0 {
 		t.Fatalf("after the check without clusters: got:\n%s", dump(probs))
 	}
 }
 
 func TestMemoProblemsAreCopies(t *testing.T) {
 	res := brokenLargeNode()
-	first := Problems(Envoy, res)
+	first := Problems(proxy.Envoy, res)
 	want := fmt.Sprint(first)
 	for _, p := range first {
 		p.Msg = "changed by the caller"
 	}
-	if got := fmt.Sprint(Problems(Envoy, res)); got != want {
+	if got := fmt.Sprint(Problems(proxy.Envoy, res)); got != want {
 		t.Fatalf("a caller's change reached the memo:\n%s", got)
 	}
 }
@@ -151,12 +153,12 @@ func TestMemoProblemsAreCopies(t *testing.T) {
 // entries of collected ones.
 func TestMemoForgetsCollectedResources(t *testing.T) {
 	res := largeNode(50).res()
-	Problems(Envoy, res)
+	Problems(proxy.Envoy, res)
 	// The keys hold weak pointers only: keeping them does not keep the resources.
 	var keys []memoKey
 	for typeURL, list := range res {
 		for _, r := range list {
-			if k, _, ok := memoKeyFor(Envoy, typeURL, r); ok {
+			if k, _, ok := memoKeyFor(proxy.Envoy, typeURL, r); ok {
 				keys = append(keys, k)
 			}
 		}

@@ -9,6 +9,8 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/weftmesh/weft/proxy"
 )
 
 // TestRegexSizeAgainstEnvoy: Envoy's documentation quotes 106 for this regex ("RE2 program
@@ -16,7 +18,7 @@ import (
 // must compile in Envoy) nor far above it.
 func TestRegexSizeAgainstEnvoy(t *testing.T) {
 	const quoted = `^/user/(488/sms|h5/getJwt|captcha|version/getAIDrawTemplate|version/isMainLand|version/promotionTemplate|version/activityTemplate2).*`
-	probs := Problems(Envoy, withRoute(regexRoute(quoted))())
+	probs := Problems(proxy.Envoy, withRoute(regexRoute(quoted))())
 	if len(probs) != 1 {
 		t.Fatalf("want one problem, got:\n%s", dump(probs))
 	}

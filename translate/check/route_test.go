@@ -12,6 +12,8 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/weftmesh/weft/proxy"
 )
 
 // withVHosts returns a push whose RDS route configuration "rc" has these virtual hosts.
@@ -377,14 +379,14 @@ func TestReferencesNotCheckedIntoAbsentTypes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			withEmpty := tc.res()
-			if err := Resources(Envoy, withEmpty); err == nil || !strings.Contains(err.Error(), tc.problem) {
+			if err := Resources(proxy.Envoy, withEmpty); err == nil || !strings.Contains(err.Error(), tc.problem) {
 				t.Fatalf("with an empty list: want %q, got %v", tc.problem, err)
 			}
 			without := tc.res()
 			for _, k := range tc.absent {
 				delete(without, k)
 			}
-			if err := Resources(Envoy, without); err != nil {
+			if err := Resources(proxy.Envoy, without); err != nil {
 				t.Fatalf("with the type absent: got %v", err)
 			}
 		})

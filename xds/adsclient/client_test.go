@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/xds"
 )
 
@@ -204,7 +205,7 @@ func TestClientSubscribesLikeEnvoyAndSyncs(t *testing.T) {
 						t.Fatalf("SetEndpoints: %v", err)
 					}
 				}
-				if err := srv.SetNodeResources(ctx, node, xds.ProxyEnvoy, s.res, time.Time{}); err != nil {
+				if err := srv.SetNodeResources(ctx, node, proxy.Envoy, s.res, time.Time{}); err != nil {
 					t.Fatalf("SetNodeResources: %v", err)
 				}
 				want := srv.NodeVersions(node)
@@ -287,7 +288,7 @@ func TestWaitSyncedWaitsForNamedEndpoints(t *testing.T) {
 		resourcev3.RouteType:    {route("emoji:8080", "emoji")},
 		resourcev3.ClusterType:  {edsCluster("emoji", "emoji-cla")},
 	}
-	if err := srv.SetNodeResources(ctx, node, xds.ProxyEnvoy, res, time.Time{}); err != nil {
+	if err := srv.SetNodeResources(ctx, node, proxy.Envoy, res, time.Time{}); err != nil {
 		t.Fatalf("SetNodeResources: %v", err)
 	}
 	// Without the CLA the client must not call itself synced.
@@ -377,7 +378,7 @@ func TestNACKKeepsThePreviousState(t *testing.T) {
 		resourcev3.ListenerType: {listener(t, "outbound", "emoji:8080")},
 		resourcev3.ClusterType:  {staticCluster("emoji")},
 	}
-	if err := srv.SetNodeResources(ctx, node, xds.ProxyEnvoy, res, time.Time{}); err != nil {
+	if err := srv.SetNodeResources(ctx, node, proxy.Envoy, res, time.Time{}); err != nil {
 		t.Fatalf("SetNodeResources: %v", err)
 	}
 	v, err := c.WaitFor(ctx, "a listener NACK and a cluster ACK", func(v View) bool {

@@ -10,6 +10,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
+	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/xds"
 )
 
@@ -42,7 +43,7 @@ func TestFleetSyncsAndWatchesChanges(t *testing.T) {
 				if n == "db-0.shop" {
 					res = loner
 				}
-				if err := srv.SetNodeResources(ctx, n, xds.ProxyEnvoy, res, time.Time{}); err != nil {
+				if err := srv.SetNodeResources(ctx, n, proxy.Envoy, res, time.Time{}); err != nil {
 					t.Fatalf("SetNodeResources %s: %v", n, err)
 				}
 			}

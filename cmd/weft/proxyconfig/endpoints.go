@@ -12,6 +12,8 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/weftmesh/weft/proxy"
 )
 
 // EndpointMetadataKey is the filter_metadata key under which translate
@@ -159,7 +161,7 @@ func pod(ep *endpointv3.LbEndpoint) string {
 		return "-"
 	}
 	if ns := m["namespace"].GetStringValue(); ns != "" {
-		return p + "." + ns
+		return proxy.NodeID(p, ns)
 	}
 	return p
 }

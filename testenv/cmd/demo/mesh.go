@@ -14,8 +14,8 @@ import (
 	"github.com/weftmesh/weft/controller"
 	"github.com/weftmesh/weft/mesh"
 	"github.com/weftmesh/weft/profiles"
+	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/translate"
-	"github.com/weftmesh/weft/xds"
 	"github.com/weftmesh/weft/xds/adsclient"
 )
 
@@ -110,7 +110,7 @@ func connectSidecar(ctx context.Context, d *demo) error {
 	if err != nil {
 		return err
 	}
-	d.proxy = xds.NodeID(pod.Name, pod.Namespace)
+	d.proxy = proxy.NodeID(pod.Name, pod.Namespace)
 	// Like a sidecar, the client stays connected until teardown: the control plane computes
 	// config only for connected proxies, and `weft proxies` lists it.
 	c, err := adsclient.Dial(context.WithoutCancel(ctx), d.ctrl.XDSAddr().String(), d.proxy)
