@@ -68,6 +68,9 @@ type Config struct {
 	CPArgs   []string
 	// ChangeTimeout bounds the wait for one change to converge.
 	ChangeTimeout time.Duration
+	// CPUProfile, if at least a second, profiles the control plane's CPU
+	// for that long from the start of each scenario but restart.
+	CPUProfile time.Duration
 	// MaxCPRSS stops a proxy count (and the larger ones) when the control
 	// plane's resident memory passes it: on a shared machine an
 	// out-of-memory kill would take other processes with it. 0: no limit.
@@ -260,7 +263,7 @@ func runSize(ctx context.Context, cfg Config, cl *cluster, env *testenv.Env, n i
 
 	// The first model is published a debounce after the caches sync.
 	time.Sleep(2 * time.Second)
-	if res.RSSBase, err = r.settledRSS(ctx); err != nil {
+	if res.RSSBase, err = r.settledRSS(ctx, ""); err != nil {
 		return res, err
 	}
 	cpu0, err := cp.cpu()
@@ -307,11 +310,13 @@ func runSize(ctx context.Context, cfg Config, cl *cluster, env *testenv.Env, n i
 	}
 	log.Info("all proxies synced", "took", res.Connect.Max.Round(time.Millisecond), "cpu", res.CPUConnect)
 	time.Sleep(2 * time.Second)
-	if res.RSSConnected, err = r.settledRSS(ctx); err != nil {
+	// The heap with every proxy connected is what a memory profile wants.
+	if res.RSSConnected, err = r.settledRSS(ctx, filepath.Join(cfg.Out, fmt.Sprintf("cp-%d-heap-connected.pb.gz", n))); err != nil {
 		return res, err
 	}
 
 	for _, s := range cfg.Scenarios {
+		stopProfile := r.cpuProfile(ctx, s)
 		var chs []Change
 		switch s {
 		case ScenarioEndpointFlap:
@@ -326,6 +331,7 @@ func runSize(ctx context.Context, cfg Config, cl *cluster, env *testenv.Env, n i
 			chs, err = r.restart(ctx)
 		}
 		res.Changes = append(res.Changes, chs...)
+		stopProfile()
 		if err != nil {
 			return res, fmt.Errorf("scenario %s: %w", s, err)
 		}
@@ -337,6 +343,26 @@ func runSize(ctx context.Context, cfg Config, cl *cluster, env *testenv.Env, n i
 	}
 	res.PeakRSS = max(peak, r.peakRSS)
 	return res, nil
+}
+
+// cpuProfile starts a CPU profile of the control plane for the first
+// cfg.CPUProfile of a scenario (not a restart, which kills the process
+// profiled) and returns what waits for it to be saved.
+func (r *run) cpuProfile(ctx context.Context, scenario string) (wait func()) {
+	secs := int(r.cfg.CPUProfile.Seconds())
+	if secs < 1 || scenario == ScenarioRestart {
+		return func() {}
+	}
+	path := filepath.Join(r.cfg.Out, fmt.Sprintf("cp-%d-%s.cpu.pb.gz", r.proxies, scenario))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		endpoint := fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs)
+		if err := r.cp.profile(ctx, endpoint, path, r.cfg.CPUProfile+time.Minute); err != nil {
+			r.cfg.Log.Warn("no CPU profile", "scenario", scenario, "error", err)
+		}
+	}()
+	return func() { <-done }
 }
 
 // guardMemory samples the control plane's resident memory and ends the
@@ -373,9 +399,10 @@ func (r *run) guardMemory(ctx context.Context, cancel context.CancelCauseFunc) {
 // Config.MaxCPRSS.
 var ErrMemoryLimit = errors.New("memory limit")
 
-// settledRSS is the control plane's resident memory right after a GC.
-func (r *run) settledRSS(ctx context.Context) (int64, error) {
-	if err := r.cp.gc(ctx); err != nil {
+// settledRSS is the control plane's resident memory right after a GC;
+// the heap profile that forced the GC goes to heapPath if not empty.
+func (r *run) settledRSS(ctx context.Context, heapPath string) (int64, error) {
+	if err := r.cp.gc(ctx, heapPath); err != nil {
 		return 0, fmt.Errorf("asking the control plane to collect garbage: %w", err)
 	}
 	time.Sleep(200 * time.Millisecond)

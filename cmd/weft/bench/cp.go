@@ -99,7 +99,12 @@ func (c *controlPlane) start(ctx context.Context) error {
 }
 
 func (c *controlPlane) get(ctx context.Context, path string) (bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	return c.fetch(ctx, path, io.Discard, 30*time.Second)
+}
+
+// fetch GETs an admin path into w; ok is whether it answered 200.
+func (c *controlPlane) fetch(ctx context.Context, path string, w io.Writer, timeout time.Duration) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.adminAddr+path, nil)
 	if err != nil {
@@ -110,16 +115,39 @@ func (c *controlPlane) get(ctx context.Context, path string) (bool, error) {
 		return false, err
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return false, fmt.Errorf("reading %s: %w", path, err)
+	}
 	return resp.StatusCode == http.StatusOK, nil
 }
 
 // gc makes the control plane collect garbage (pprof's heap profile does
 // with gc=1), so an RSS read after it is live memory plus what the runtime
-// keeps, not garbage awaiting collection.
-func (c *controlPlane) gc(ctx context.Context) error {
-	_, err := c.get(ctx, "/debug/pprof/heap?gc=1")
-	return err
+// keeps, not garbage awaiting collection. The heap profile is written to
+// path when path is not empty.
+func (c *controlPlane) gc(ctx context.Context, path string) error {
+	if path == "" {
+		_, err := c.get(ctx, "/debug/pprof/heap?gc=1")
+		return err
+	}
+	return c.profile(ctx, "/debug/pprof/heap?gc=1", path, 30*time.Second)
+}
+
+// profile saves a pprof endpoint's answer to path.
+func (c *controlPlane) profile(ctx context.Context, endpoint, path string, timeout time.Duration) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("saving a profile: %w", err)
+	}
+	defer f.Close()
+	ok, err := c.fetch(ctx, endpoint, f, timeout)
+	if err == nil && !ok {
+		err = fmt.Errorf("GET %s: not 200", endpoint)
+	}
+	if err != nil {
+		return fmt.Errorf("profiling the control plane (%s): %w", endpoint, err)
+	}
+	return f.Close()
 }
 
 func (c *controlPlane) pid() int {
