@@ -44,6 +44,7 @@ help:
 	@echo "make test   build the Kubernetes binaries if needed, go vet, go test (race where it matters)"
 	@echo "make bins   build kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok into bin/"
 	@echo "make devcluster   start only the local Kubernetes and print its kubeconfig"
+	@echo "make bench  measure the control plane under simulated proxies (docs/performance.md)"
 	@echo "make clean  remove bin/"
 
 .PHONY: bins
@@ -106,6 +107,27 @@ demo: bins
 devcluster: bins
 	$(GO) build -o $(BIN)/devcluster ./testenv/cmd/devcluster
 	$(BIN)/devcluster
+
+# The standard scenario set of docs/performance.md. Narrow it while working, e.g.
+#   make bench BENCH_PROXIES="1000" BENCH_FLAGS="--scenarios endpoint-flap --changes 5"
+# Runs above ~500 proxies take the machine's two cores: BENCH_LOCK names a lock file that
+# serialises them with other heavy measurements (empty: no lock).
+BENCH_PROXIES  ?= 1000 5000 10000
+BENCH_SERVICES ?= 2000
+BENCH_OUT      ?= $(CURDIR)/bench-out
+BENCH_FLAGS    ?=
+BENCH_LOCK     ?=
+comma := ,
+empty :=
+space := $(empty) $(empty)
+
+.PHONY: bench
+bench: bins
+	$(GO) build -o $(BENCH_OUT)/cp ./cmd/cp
+	$(GO) build -o $(BENCH_OUT)/weft ./cmd/weft
+	$(if $(BENCH_LOCK),flock $(BENCH_LOCK)) $(BENCH_OUT)/weft bench --cp-binary $(BENCH_OUT)/cp \
+		--proxies $(subst $(space),$(comma),$(strip $(BENCH_PROXIES))) --services $(BENCH_SERVICES) \
+		--out $(BENCH_OUT) $(BENCH_FLAGS)
 
 .PHONY: clean
 clean:

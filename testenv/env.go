@@ -235,7 +235,7 @@ func (e *Env) start(ctx context.Context, opts Options) error {
 	e.CACertPEM = certs.caCertPEM
 	e.ServiceAccountPublicKeyFile = certs.saVerifyingKey
 
-	ports, err := freePorts(3)
+	ports, err := FreePorts(3)
 	if err != nil {
 		return err
 	}
@@ -543,9 +543,9 @@ func httpOK(c *http.Client, url string) Condition {
 	}
 }
 
-// freePorts asks the kernel for n distinct free loopback ports. Another process may take one
+// FreePorts asks the kernel for n distinct free loopback ports. Another process may take one
 // before the component binds it; the component then exits and Start reports its log.
-func freePorts(n int) ([]int, error) {
+func FreePorts(n int) ([]int, error) {
 	var ports []int
 	var ls []net.Listener
 	defer func() {

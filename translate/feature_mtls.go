@@ -89,11 +89,12 @@ func mtlsUpstream(in featureInputs) *corev3.TransportSocket {
 			sans[i] = &tlsv3.SubjectAltNameMatcher{SanType: tlsv3.SubjectAltNameMatcher_URI, Matcher: exactString(id)}
 		}
 		common = sdsCommonTLS(&tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: sans})
-		// The server's TLS chain for HTTP matches on ALPN (inboundChains);
-		// Envoy offers none upstream unless told, and the connection would
-		// land on the server's opaque TLS chain, around its HTTP handling.
-		// grpc-go offers h2 by itself.
-		common.AlpnProtocols = upstreamALPN(in.port.Protocol)
+		// No alpn_protocols: Envoy then offers the protocol of the
+		// connection pool that opens the connection (h2 or http/1.1,
+		// conn_pool_base.cc wrapTransportSocketOptions), which is what the
+		// server's HTTP TLS chain matches on (inboundChains). A fixed list
+		// here would be wrong for clusters that follow the downstream's
+		// protocol.
 	}
 	return tlsSocket(&tlsv3.UpstreamTlsContext{
 		CommonTlsContext: common,
@@ -159,15 +160,3 @@ func tlsSocket(ctx proto.Message) *corev3.TransportSocket {
 	}
 }
 
-// upstreamALPN is what a client sidecar offers for a cluster of protocol p:
-// the one protocol its connection pool speaks (clusters.go), none for
-// opaque TCP, which the server's plain TLS chain takes.
-func upstreamALPN(p mesh.Protocol) []string {
-	switch p {
-	case mesh.ProtocolGRPC, mesh.ProtocolHTTP2:
-		return []string{"h2"}
-	case mesh.ProtocolOpaque:
-		return nil
-	}
-	return []string{"http/1.1"}
-}

@@ -303,29 +303,3 @@ func TestMTLSTermination(t *testing.T) {
 	}
 }
 
-// A client sidecar's offered ALPN decides which of the server's TLS chains
-// takes the connection: HTTP ports must land on the HTTP chain (its ALPN
-// list), opaque ports on the plain TLS chain (no ALPN).
-func TestUpstreamALPNMatchesTheServerChains(t *testing.T) {
-	tests := []struct {
-		proto    mesh.Protocol
-		wantHTTP bool
-	}{
-		{mesh.ProtocolHTTP1, true},
-		{mesh.ProtocolHTTP2, true},
-		{mesh.ProtocolGRPC, true},
-		{mesh.ProtocolOpaque, false},
-	}
-	for _, tt := range tests {
-		got := upstreamALPN(tt.proto)
-		if !tt.wantHTTP {
-			if len(got) != 0 {
-				t.Errorf("%s: offers %v; want no ALPN, so the plain TLS chain takes it", tt.proto, got)
-			}
-			continue
-		}
-		if len(got) != 1 || !slices.Contains(tlsHTTPALPN, got[0]) {
-			t.Errorf("%s: offers %v; want one protocol of the server's HTTP chain %v", tt.proto, got, tlsHTTPALPN)
-		}
-	}
-}

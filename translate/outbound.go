@@ -99,9 +99,6 @@ func serviceClusters(d serviceInputs, compiled *compiledProfile, ft *featureTabl
 		c := outboundCluster(d.svc, sp, proto, budget, d.domain)
 		in := base
 		in.service, in.port = d, sp
-		// Features see the protocol the cluster speaks, the profile's
-		// opaque ports included.
-		in.port.Protocol = proto
 		c.TransportSocket = ft.transportSocket(onOutboundCluster, in)
 		out.clusters = append(out.clusters, c)
 	}

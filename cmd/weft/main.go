@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/weftmesh/weft/cmd/weft/bench"
 )
 
 func main() {
@@ -56,8 +58,7 @@ make demo prints the address of the control plane it starts:
 	}
 	cmd.PersistentFlags().StringVar(&g.cp, "cp", def, "control plane admin address (cp --admin-addr); env "+cpEnv)
 	cmd.PersistentFlags().DurationVar(&g.timeout, "timeout", 10*time.Second, "how long to wait for the control plane")
-	cmd.AddCommand(newProxyConfigCommand(g), newProxiesCommand(g), newVersionCommand())
-	cmd.AddCommand(newIdentityCommand())
+	cmd.AddCommand(newProxyConfigCommand(g), newProxiesCommand(g), newVersionCommand(), newIdentityCommand(), bench.NewCommand())
 	return cmd
 }
 

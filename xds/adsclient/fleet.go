@@ -1,0 +1,524 @@
+package adsclient
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoregistry"
+)
+
+// A Fleet is many simulated proxies in one process, each an ADS stream that
+// subscribes like Envoy (listeners and clusters by wildcard, then the route
+// configurations and load assignments they name) and ACKs every response.
+//
+// Client keeps every decoded resource per stream, which is what tests that
+// read a proxy's config want and what 10,000 streams cannot afford (each
+// would hold its own copy of 2,000 clusters). A fleet stream keeps no
+// resource: responses are read at the wire level (see codec), each resource
+// is identified by a hash of its bytes, and what a resource implies (its
+// name, the names it makes a proxy subscribe to) is computed once per
+// distinct content and shared by every stream that receives it. What one
+// stream holds is a few pointers into shared, interned sets, so its cost is
+// its gRPC connection and one goroutine.
+//
+// A fleet measures rather than inspects: Watch registers a change the
+// caller is about to make (a marker that will appear in, or vanish from, a
+// named resource) and records when each affected stream ACKs the response
+// that carries it.
+type Fleet struct {
+	addr  string
+	delta bool
+	// connsPer streams share one gRPC connection; 1 is what Envoy does.
+	connsPer int
+
+	seed    maphash.Seed
+	entries sync.Map // uint64 -> *entry
+	sets    sync.Map // uint64 -> *resourceSet
+
+	mu      sync.Mutex
+	streams []*Stream
+	conns   []*grpc.ClientConn
+	watches atomic.Pointer[[]*Watch]
+
+	// Responses and Bytes count every response received by any stream and
+	// the size of its encoded message.
+	Responses atomic.Int64
+	Bytes     atomic.Int64
+	synced    atomic.Int64
+}
+
+// FleetOptions configure a Fleet.
+type FleetOptions struct {
+	// Delta selects incremental xDS (DeltaAggregatedResources) instead of
+	// state of the world.
+	Delta bool
+	// StreamsPerConn is how many streams share a gRPC connection. 0 or 1:
+	// one connection per stream, as Envoy sidecars have; larger values make
+	// the load generator cheaper but hide the control plane's per-connection
+	// cost.
+	StreamsPerConn int
+}
+
+// NewFleet returns an empty fleet for the ADS server at addr (plaintext).
+func NewFleet(addr string, o FleetOptions) *Fleet {
+	return &Fleet{addr: addr, delta: o.Delta, connsPer: max(o.StreamsPerConn, 1), seed: maphash.MakeSeed()}
+}
+
+// entry is what one distinct resource content implies; shared by all
+// streams that receive those bytes.
+type entry struct {
+	hash uint64
+	name string
+	subs []string // names an Envoy subscribes to because of it
+}
+
+// resourceSet is an immutable set of resources of one wildcard type, as one
+// stream holds it; streams holding equal sets share one value.
+type resourceSet struct {
+	hash   uint64 // sum of the entries' hashes: order-free, updatable
+	byName map[string]*entry
+	subs   []string // sorted union of the entries' subs
+}
+
+var emptySet = &resourceSet{byName: map[string]*entry{}, subs: []string{}}
+
+// Stream is one simulated proxy.
+type Stream struct {
+	fleet *Fleet
+	index int
+	node  string
+	conn  *grpc.ClientConn
+
+	// subscribed are the RDS and EDS names of the current stream, read by
+	// Watch from other goroutines.
+	subscribed [2]atomic.Pointer[[]string]
+
+	mu       sync.Mutex
+	synced   bool
+	syncedAt time.Time
+	err      error // why the last stream ended
+}
+
+// Add dials a stream for nodeID. It keeps reconnecting (with jittered
+// backoff, from a fresh subscription as a restarted Envoy would) until ctx
+// ends.
+func (f *Fleet) Add(ctx context.Context, nodeID string) (*Stream, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	idx := len(f.streams)
+	if idx%f.connsPer == 0 {
+		conn, err := grpc.NewClient("passthrough:///"+f.addr,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			// Mostly idle streams: no per-connection write buffer, a small
+			// read buffer; responses are copied out of it anyway.
+			grpc.WithWriteBufferSize(0), grpc.WithSharedWriteBuffer(true), grpc.WithReadBufferSize(8<<10),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30), grpc.ForceCodecV2(wireCodec{})))
+		if err != nil {
+			return nil, fmt.Errorf("dialing the ADS server at %s: %w", f.addr, err)
+		}
+		f.conns = append(f.conns, conn)
+	}
+	s := &Stream{fleet: f, index: idx, node: nodeID, conn: f.conns[len(f.conns)-1]}
+	f.streams = append(f.streams, s)
+	go s.run(ctx)
+	return s, nil
+}
+
+// Close closes every connection; streams end with their context.
+func (f *Fleet) Close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.conns {
+		c.Close()
+	}
+}
+
+// Len is the number of streams added.
+func (f *Fleet) Len() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.streams)
+}
+
+// Synced counts the streams whose current stream has received and ACKed
+// listeners, clusters and the routes and endpoints they name.
+func (f *Fleet) Synced() int { return int(f.synced.Load()) }
+
+// SyncedAt returns, per stream in the order added, when its current stream
+// became synced (zero if it is not).
+func (f *Fleet) SyncedAt() []time.Time {
+	f.mu.Lock()
+	streams := slices.Clone(f.streams)
+	f.mu.Unlock()
+	out := make([]time.Time, len(streams))
+	for i, s := range streams {
+		s.mu.Lock()
+		if s.synced {
+			out[i] = s.syncedAt
+		}
+		s.mu.Unlock()
+	}
+	return out
+}
+
+// SyncedAt says when the proxy's current stream became synced, and
+// whether it is.
+func (s *Stream) SyncedAt() (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.syncedAt, s.synced
+}
+
+// Unsynced returns up to n proxies that are not synced, each with the
+// error that ended its last stream (nil if the stream is open but not yet
+// synced): what to print when a fleet does not converge.
+func (f *Fleet) Unsynced(n int) map[string]error {
+	f.mu.Lock()
+	streams := slices.Clone(f.streams)
+	f.mu.Unlock()
+	out := map[string]error{}
+	for _, s := range streams {
+		if len(out) == n {
+			break
+		}
+		s.mu.Lock()
+		if !s.synced {
+			out[s.node] = s.err
+		}
+		s.mu.Unlock()
+	}
+	return out
+}
+
+func (s *Stream) setSynced(v bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v == s.synced {
+		return
+	}
+	s.synced = v
+	if v {
+		s.syncedAt = time.Now()
+		s.fleet.synced.Add(1)
+	} else {
+		s.fleet.synced.Add(-1)
+	}
+}
+
+const (
+	adsSotW  = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+	adsDelta = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+)
+
+var adsDesc = &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
+
+func (s *Stream) run(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := s.session(ctx)
+		s.setSynced(false)
+		s.subscribed[0].Store(nil)
+		s.subscribed[1].Store(nil)
+		s.mu.Lock()
+		s.err = err
+		s.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		// A stream that lived was not refused: start over quickly, as Envoy
+		// does after a control plane restart; refusals back off to 2 s.
+		if time.Since(start) > 5*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		wait := backoff/2 + rand.N(backoff)
+		backoff = min(2*backoff, 2*time.Second)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// typeOrder is the order Envoy subscribes in.
+var typeOrder = []string{resourcev3.ListenerType, resourcev3.ClusterType, resourcev3.RouteType, resourcev3.EndpointType}
+
+// followType is the type a wildcard type's resources make a proxy subscribe to.
+func followType(t string) string {
+	switch t {
+	case resourcev3.ListenerType:
+		return resourcev3.RouteType
+	case resourcev3.ClusterType:
+		return resourcev3.EndpointType
+	}
+	return ""
+}
+
+func followIndex(t string) int {
+	if t == resourcev3.RouteType {
+		return 0
+	}
+	return 1
+}
+
+// session runs one ADS stream until it fails.
+func (s *Stream) session(ctx context.Context) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	method := adsSotW
+	if s.fleet.delta {
+		method = adsDelta
+	}
+	cs, err := s.conn.NewStream(sctx, adsDesc, method)
+	if err != nil {
+		return fmt.Errorf("opening an ADS stream as %s: %w", s.node, err)
+	}
+	st := &sessionState{sets: map[string]*resourceSet{}, subs: map[string][]string{}, acked: map[string]bool{},
+		versions: map[string]string{}, nonces: map[string]string{}}
+	node := nodeFor(s.node)
+	for i, t := range typeOrder[:2] {
+		var req proto.Message
+		if s.fleet.delta {
+			r := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: t}
+			if i == 0 {
+				r.Node = node
+			}
+			req = r
+		} else {
+			r := &discoveryv3.DiscoveryRequest{TypeUrl: t}
+			if i == 0 {
+				r.Node = node
+			}
+			req = r
+		}
+		if err := cs.SendMsg(req); err != nil {
+			return fmt.Errorf("subscribing to %s as %s: %w", t, s.node, err)
+		}
+	}
+	for {
+		resp := wireResponse{delta: s.fleet.delta}
+		if err := cs.RecvMsg(&resp); err != nil {
+			return fmt.Errorf("ADS stream of %s: %w", s.node, err)
+		}
+		err := s.handle(cs, st, &resp)
+		resp.free()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// sessionState is what one stream of one proxy knows.
+type sessionState struct {
+	sets     map[string]*resourceSet // wildcard types
+	subs     map[string][]string     // RDS and EDS names subscribed, shared slices
+	acked    map[string]bool         // ACKed since the last subscription change
+	versions map[string]string       // last ACKed, state of the world only
+	nonces   map[string]string
+}
+
+func (st *sessionState) synced() bool {
+	for _, t := range typeOrder {
+		if names, ok := st.subs[t]; ok && len(names) == 0 && (t == resourcev3.RouteType || t == resourcev3.EndpointType) {
+			continue
+		}
+		if !st.acked[t] {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Stream) handle(cs grpc.ClientStream, st *sessionState, resp *wireResponse) error {
+	f := s.fleet
+	f.Responses.Add(1)
+	f.Bytes.Add(int64(resp.size))
+	t := resp.typeURL
+	entries := make([]*entry, len(resp.resources))
+	for i, r := range resp.resources {
+		e, err := f.entryFor(t, r.value)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.node, err)
+		}
+		entries[i] = e
+	}
+	// Which watches this response satisfies, judged on the bytes now.
+	var hits []*Watch
+	if ws := f.watches.Load(); ws != nil {
+		for _, w := range *ws {
+			if w.typeURL == t && w.waiting(s.index) && w.satisfiedBy(entries, resp) {
+				hits = append(hits, w)
+			}
+		}
+	}
+
+	var reqs []proto.Message
+	follow := followType(t)
+	if follow != "" {
+		prev := st.sets[t]
+		if prev == nil {
+			prev = emptySet
+		}
+		var next *resourceSet
+		if f.delta {
+			next = f.applyDelta(prev, entries, resp.removed)
+		} else {
+			next = f.setOf(entries)
+		}
+		st.sets[t] = next
+		old, ok := st.subs[follow]
+		switch {
+		case !ok && len(next.subs) == 0:
+			// Nothing named: Envoy sends no request (an empty first SotW
+			// request would mean "everything").
+			st.subs[follow] = next.subs
+		case !ok || !slices.Equal(old, next.subs):
+			st.subs[follow] = next.subs
+			st.acked[follow] = false
+			s.subscribed[followIndex(follow)].Store(&next.subs)
+			reqs = append(reqs, s.subscription(st, follow, old, next.subs))
+		}
+	}
+	st.acked[t] = true
+	st.versions[t], st.nonces[t] = resp.version, resp.nonce
+	ack := s.ack(t, resp, st.subs[t])
+	if err := cs.SendMsg(ack); err != nil {
+		return fmt.Errorf("ACKing %s as %s: %w", t, s.node, err)
+	}
+	now := time.Now()
+	for _, w := range hits {
+		w.record(s.index, now)
+	}
+	for _, r := range reqs {
+		if err := cs.SendMsg(r); err != nil {
+			return fmt.Errorf("subscribing as %s: %w", s.node, err)
+		}
+	}
+	s.setSynced(st.synced())
+	return nil
+}
+
+func (s *Stream) ack(t string, resp *wireResponse, names []string) proto.Message {
+	if s.fleet.delta {
+		return &discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, ResponseNonce: resp.nonce}
+	}
+	return &discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: resp.version, ResponseNonce: resp.nonce, ResourceNames: names}
+}
+
+// subscription asks for names of type t, which replaced old.
+func (s *Stream) subscription(st *sessionState, t string, old, names []string) proto.Message {
+	if !s.fleet.delta {
+		return &discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: st.versions[t], ResponseNonce: st.nonces[t], ResourceNames: names}
+	}
+	r := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: t}
+	for _, n := range names {
+		if _, found := slices.BinarySearch(old, n); !found {
+			r.ResourceNamesSubscribe = append(r.ResourceNamesSubscribe, n)
+		}
+	}
+	for _, n := range old {
+		if _, found := slices.BinarySearch(names, n); !found {
+			r.ResourceNamesUnsubscribe = append(r.ResourceNamesUnsubscribe, n)
+		}
+	}
+	return r
+}
+
+// entryFor decodes a resource the first time its bytes are seen.
+func (f *Fleet) entryFor(typeURL string, value []byte) (*entry, error) {
+	var h maphash.Hash
+	h.SetSeed(f.seed)
+	h.WriteString(typeURL)
+	h.Write(value)
+	sum := h.Sum64()
+	if e, ok := f.entries.Load(sum); ok {
+		return e.(*entry), nil
+	}
+	mt, err := protoregistry.GlobalTypes.FindMessageByURL(typeURL)
+	if err != nil {
+		return nil, fmt.Errorf("decoding a %s resource: %w", typeURL, err)
+	}
+	m := mt.New().Interface()
+	if err := proto.Unmarshal(value, m); err != nil {
+		return nil, fmt.Errorf("decoding a %s resource: %w", typeURL, err)
+	}
+	e := &entry{hash: sum, name: cachev3.GetResourceName(m), subs: Subscriptions(m)}
+	got, _ := f.entries.LoadOrStore(sum, e)
+	return got.(*entry), nil
+}
+
+// setOf interns the set a state-of-the-world response holds.
+func (f *Fleet) setOf(entries []*entry) *resourceSet {
+	var sum uint64
+	for _, e := range entries {
+		sum += e.hash
+	}
+	if s, ok := f.sets.Load(sum); ok {
+		return s.(*resourceSet)
+	}
+	byName := make(map[string]*entry, len(entries))
+	for _, e := range entries {
+		byName[e.name] = e
+	}
+	return f.internSet(sum, byName)
+}
+
+// applyDelta interns prev with entries added or replaced and removed names
+// dropped.
+func (f *Fleet) applyDelta(prev *resourceSet, entries []*entry, removed []string) *resourceSet {
+	sum := prev.hash
+	for _, e := range entries {
+		if old := prev.byName[e.name]; old != nil {
+			sum -= old.hash
+		}
+		sum += e.hash
+	}
+	for _, n := range removed {
+		if old := prev.byName[n]; old != nil {
+			sum -= old.hash
+		}
+	}
+	if s, ok := f.sets.Load(sum); ok {
+		return s.(*resourceSet)
+	}
+	byName := make(map[string]*entry, len(prev.byName)+len(entries))
+	for n, e := range prev.byName {
+		byName[n] = e
+	}
+	for _, e := range entries {
+		byName[e.name] = e
+	}
+	for _, n := range removed {
+		delete(byName, n)
+	}
+	return f.internSet(sum, byName)
+}
+
+func (f *Fleet) internSet(sum uint64, byName map[string]*entry) *resourceSet {
+	var subs []string
+	for _, e := range byName {
+		subs = append(subs, e.subs...)
+	}
+	slices.Sort(subs)
+	subs = slices.Compact(subs)
+	if subs == nil {
+		subs = []string{}
+	}
+	// Sets are few (one per distinct view and change) and small next to
+	// the connections; they are kept for the fleet's life.
+	got, _ := f.sets.LoadOrStore(sum, &resourceSet{hash: sum, byName: byName, subs: subs})
+	return got.(*resourceSet)
+}
