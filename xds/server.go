@@ -89,7 +89,7 @@ type Server struct {
 	hashes    *resourceHashes
 	typeSets  *typeSets
 	snapshots cachev3.SnapshotCache
-	endpoints *cachev3.LinearCache
+	endpoints *endpointCache
 	xds       serverv3.Server
 
 	// setMu serializes snapshot updates so that "last good snapshot" and the
@@ -161,7 +161,7 @@ func New(opts Options) (*Server, error) {
 	// instead of holding it until it names everything (Contour does the
 	// same); per-node snapshots are consistent by construction.
 	s.snapshots = cachev3.NewSnapshotCache(false, cachev3.IDHash{}, logger)
-	s.endpoints = cachev3.NewLinearCache(resourcev3.EndpointType, cachev3.WithLogger(logger))
+	s.endpoints = newEndpointCache()
 	mux := &cachev3.MuxCache{
 		Classify: func(r *cachev3.Request) string {
 			return classify(r.GetTypeUrl())

@@ -118,11 +118,11 @@ func TestNodeReceivesWhatWasSet(t *testing.T) {
 				}
 				if p == delta {
 					r := res[typeURL][0]
-					h, err := contentHash(r)
+					e, err := encode(r)
 					if err != nil {
 						t.Fatal(err)
 					}
-					if v := got[typeURL].resourceVersions[cachev3.GetResourceName(r)]; v != h {
+					if v, h := got[typeURL].resourceVersions[cachev3.GetResourceName(r)], e.hash; v != h {
 						t.Errorf("%s: resource version %q, want content hash %q", TypeLabel(typeURL), v, h)
 					}
 				}
