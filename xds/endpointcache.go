@@ -227,10 +227,10 @@ func (r *edsResponse) GetDiscoveryResponse() (*discoveryv3.DiscoveryResponse, er
 }
 
 func (r *edsResponse) GetRequest() *discoveryv3.DiscoveryRequest { return r.req }
-func (r *edsResponse) GetVersion() (string, error)                { return r.version, nil }
-func (r *edsResponse) GetResponseVersion() string                 { return r.version }
-func (r *edsResponse) GetReturnedResources() map[string]string    { return r.returned }
-func (r *edsResponse) GetContext() context.Context                { return context.Background() }
+func (r *edsResponse) GetVersion() (string, error)               { return r.version, nil }
+func (r *edsResponse) GetResponseVersion() string                { return r.version }
+func (r *edsResponse) GetReturnedResources() map[string]string   { return r.returned }
+func (r *edsResponse) GetContext() context.Context               { return context.Background() }
 
 type edsDeltaResponse struct {
 	req       *discoveryv3.DeltaDiscoveryRequest
