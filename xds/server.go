@@ -88,7 +88,7 @@ type Server struct {
 
 	hashes    *resourceHashes
 	typeSets  *typeSets
-	snapshots cachev3.SnapshotCache
+	snapshots *nodeCache
 	endpoints *endpointCache
 	xds       serverv3.Server
 
@@ -157,10 +157,11 @@ func New(opts Options) (*Server, error) {
 	s.metrics = m
 
 	logger := gcpLogger{s.log}
-	// ads=false: answer a request with the subset of the snapshot it names
-	// instead of holding it until it names everything (Contour does the
-	// same); per-node snapshots are consistent by construction.
-	s.snapshots = cachev3.NewSnapshotCache(false, cachev3.IDHash{}, logger)
+	// The node cache answers a request with the subset of the snapshot it
+	// names instead of holding it until it names everything (the
+	// SnapshotCache's non-ADS mode; Contour does the same): per-node
+	// snapshots are consistent by construction.
+	s.snapshots = newNodeCache()
 	s.endpoints = newEndpointCache()
 	mux := &cachev3.MuxCache{
 		Classify: func(r *cachev3.Request) string {
@@ -237,10 +238,7 @@ func (s *Server) SetNodeResources(ctx context.Context, nodeID string, kind Proxy
 	// Pending changes are recorded before the cache can answer a watch, so
 	// the response carrying the change always finds them.
 	s.notePending(nodeID, snap, changed, changeSeen)
-	if err := s.snapshots.SetSnapshot(ctx, nodeID, snap); err != nil {
-		s.dropPending(nodeID, changed)
-		return fmt.Errorf("node %s: setting snapshot: %w", nodeID, err)
-	}
+	s.snapshots.set(nodeID, snap)
 	s.current[nodeID] = snap
 	s.metrics.cacheUpdate.WithLabelValues("snapshot").Observe(time.Since(start).Seconds())
 	s.log.Debug("node resources set", "node", nodeID, "changed", changedLabels(changed), "versions", snap.versions())
@@ -295,7 +293,7 @@ func (s *Server) ClearNode(nodeID string) {
 
 	s.setMu.Lock()
 	delete(s.current, nodeID)
-	s.snapshots.ClearSnapshot(nodeID)
+	s.snapshots.clear(nodeID)
 	s.setMu.Unlock()
 
 	s.metrics.rejectedSnapshots.DeleteLabelValues(nodeID)

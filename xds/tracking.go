@@ -486,13 +486,3 @@ func (s *Server) notePending(nodeID string, snap *nodeSnapshot, changed []string
 		n.pending[t] = p
 	}
 }
-
-func (s *Server) dropPending(nodeID string, changed []string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if n := s.nodes[nodeID]; n != nil {
-		for _, t := range changed {
-			delete(n.pending, t)
-		}
-	}
-}
