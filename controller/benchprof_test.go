@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -20,6 +21,11 @@ func heapProfile(tb testing.TB, name string) {
 		return
 	}
 	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fmt.Printf("%s: heap in use %.1f MiB, goroutine stacks %.1f MiB for %d goroutines, other runtime %.1f MiB\n", name,
+		float64(ms.HeapInuse)/(1<<20), float64(ms.StackInuse)/(1<<20), runtime.NumGoroutine(),
+		float64(ms.MSpanInuse+ms.MCacheInuse+ms.BuckHashSys+ms.GCSys+ms.OtherSys)/(1<<20))
 	f, err := os.Create(filepath.Join(dir, name+".heap.prof"))
 	if err != nil {
 		tb.Fatalf("writing the %s heap profile: %v", name, err)

@@ -209,3 +209,15 @@ func (c *endpointCache) lacking(sub cachev3.Subscription, names []string) (chang
 	}
 	return changed, removed
 }
+
+// canonical replaces each name of a held resource with the cache's copy of
+// the string (see Server.canonicalNames).
+func (c *endpointCache) canonical(names []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, n := range names {
+		if e := c.resources[n]; e != nil {
+			names[i] = e.name
+		}
+	}
+}

@@ -227,3 +227,19 @@ func (c *nodeCache) respondDelta(w *nodeWatch, set *typeSet) bool {
 	w.delta <- &deltaResponse{req: w.dreq, version: set.version, resources: changed, removed: removed, returned: next}
 	return true
 }
+
+// canonical is endpointCache.canonical for one node's resources of a type.
+func (c *nodeCache) canonical(nodeID, typeURL string, names []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.nodes[nodeID]
+	if e == nil || e.snap == nil || e.snap.sets[typeURL] == nil {
+		return
+	}
+	set := e.snap.sets[typeURL]
+	for i, n := range names {
+		if r := set.encoded[n]; r != nil {
+			names[i] = r.name
+		}
+	}
+}

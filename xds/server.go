@@ -318,6 +318,10 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxConcurrentStreams(1 << 20),
+		// Every proxy has a connection of its own, idle nearly always: an
+		// unshared 32 KiB write buffer per connection was 320 MB at 10,000
+		// proxies. Shared, a connection holds one only while it writes.
+		grpc.SharedWriteBuffer(true),
 	}, s.serverOptions...)...)
 	s.Register(gs)
 
