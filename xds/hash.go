@@ -144,12 +144,20 @@ func encode(r types.Resource) (*encoded, error) {
 // nothing but content, so two servers (or one restarted) given the same
 // resources give the same version.
 func typeVersion(sorted []namedResource) string {
-	d := sha256.New()
+	// One buffer for the whole input: writing each name and hash to the
+	// digest separately converted (and allocated) every string, 10% of all
+	// allocation while 1,000 proxies connected.
+	size := 0
 	for _, n := range sorted {
-		d.Write([]byte(n.name))
-		d.Write([]byte{0})
-		d.Write([]byte(n.hash))
-		d.Write([]byte{0})
+		size += len(n.name) + len(n.hash) + 2
 	}
-	return hex.EncodeToString(d.Sum(nil)[:16])
+	buf := make([]byte, 0, size)
+	for _, n := range sorted {
+		buf = append(buf, n.name...)
+		buf = append(buf, 0)
+		buf = append(buf, n.hash...)
+		buf = append(buf, 0)
+	}
+	sum := sha256.Sum256(buf)
+	return hex.EncodeToString(sum[:16])
 }

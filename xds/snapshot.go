@@ -93,6 +93,8 @@ type namedResource struct {
 	res  types.Resource
 	hash string
 	enc  *encoded
+	// index is the resource's position in what the caller gave, for errors.
+	index int
 }
 
 // buildSnapshot validates the resource map's shape (the checker judges
@@ -119,7 +121,6 @@ func buildSnapshot(hashes *resourceHashes, shared *typeSets, res map[string][]ty
 	for _, typeURL := range snapshotTypes {
 		items := res[typeURL]
 		named := make([]namedResource, 0, len(items))
-		seen := make(map[string]struct{}, len(items))
 		for i, r := range items {
 			if r == nil || !r.ProtoReflect().IsValid() {
 				errs = append(errs, fmt.Errorf("type %s: resources[%d]: nil resource", typeURL, i))
@@ -134,22 +135,24 @@ func buildSnapshot(hashes *resourceHashes, shared *typeSets, res map[string][]ty
 				errs = append(errs, fmt.Errorf("type %s: resources[%d]: empty name", typeURL, i))
 				continue
 			}
-			if _, dup := seen[name]; dup {
-				errs = append(errs, fmt.Errorf("type %s: resources[%d]: duplicate name %q", typeURL, i, name))
-				continue
-			}
-			seen[name] = struct{}{}
 			e, err := hashes.encode(r)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("type %s: resources[%d] (%q): %w", typeURL, i, name, err))
 				continue
 			}
-			named = append(named, namedResource{name, r, e.hash, e})
+			named = append(named, namedResource{name: name, res: r, hash: e.hash, enc: e, index: i})
+		}
+		// Sorted, duplicates are neighbours: no set of names per node and
+		// type is needed to find them.
+		slices.SortStableFunc(named, func(a, b namedResource) int { return strings.Compare(a.name, b.name) })
+		for k := 1; k < len(named); k++ {
+			if named[k].name == named[k-1].name {
+				errs = append(errs, fmt.Errorf("type %s: resources[%d]: duplicate name %q", typeURL, named[k].index, named[k].name))
+			}
 		}
 		if len(errs) > 0 {
 			continue
 		}
-		slices.SortFunc(named, func(a, b namedResource) int { return strings.Compare(a.name, b.name) })
 		version := typeVersion(named)
 		if set := shared.get(typeURL, version); set != nil {
 			snap.sets[typeURL] = set
