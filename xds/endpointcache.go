@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"weak"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -32,23 +35,113 @@ type endpointCache struct {
 	mu        sync.Mutex
 	resources map[string]*encoded
 	watches   map[*edsWatch]struct{}
+
+	// gen counts updates; changes holds the names the last few updates
+	// touched, oldest first. With current, they let an ACK check only what
+	// changed since its stream was last known up to date, instead of every
+	// name it subscribes to (with 2,000 CLAs per proxy that walk was 30% of
+	// a change's CPU).
+	gen     uint64
+	changes []generation
+	// current is, per stream, the generation at which everything the
+	// stream subscribes to was last known sent at its current version. A
+	// stream is keyed by its Node message, which the server reuses for
+	// every request of a stream (Server.request makes sure of it), weakly,
+	// so a closed stream's entry goes with its Node.
+	current map[weak.Pointer[corev3.Node]]uint64
 }
+
+// generation is one update: its number and the names it set or removed.
+type generation struct {
+	gen   uint64
+	names []string
+}
+
+// changesKept bounds the update log. A stream whose last known generation
+// is older than the log is checked in full, which is always correct.
+const changesKept = 64
 
 // edsWatch is one open request of one stream, waiting for a change. It
 // keeps a copy of the request without its resource names (the
 // subscription has them), so an open watch does not pin a 500-name list.
 type edsWatch struct {
-	sub   cachev3.Subscription
-	req   *discoveryv3.DiscoveryRequest
-	sotw  chan cachev3.Response
-	dreq  *discoveryv3.DeltaDiscoveryRequest
-	delta chan cachev3.DeltaResponse
+	sub cachev3.Subscription
+	// stream identifies the watch's stream in endpointCache.current; zero
+	// when the request carries no node.
+	stream weak.Pointer[corev3.Node]
+	req    *discoveryv3.DiscoveryRequest
+	sotw   chan cachev3.Response
+	dreq   *discoveryv3.DeltaDiscoveryRequest
+	delta  chan cachev3.DeltaResponse
 }
 
 var _ cachev3.Cache = (*endpointCache)(nil)
 
 func newEndpointCache() *endpointCache {
-	return &endpointCache{resources: make(map[string]*encoded), watches: make(map[*edsWatch]struct{})}
+	return &endpointCache{
+		resources: make(map[string]*encoded),
+		watches:   make(map[*edsWatch]struct{}),
+		current:   make(map[weak.Pointer[corev3.Node]]uint64),
+	}
+}
+
+func streamOf(node *corev3.Node) weak.Pointer[corev3.Node] {
+	if node == nil {
+		return weak.Pointer[corev3.Node]{}
+	}
+	return weak.Make(node)
+}
+
+// upToDate records that w's stream holds everything it subscribes to at
+// the current generation. The caller holds c.mu.
+func (c *endpointCache) upToDate(w *edsWatch) {
+	if w.stream == (weak.Pointer[corev3.Node]{}) {
+		return
+	}
+	if _, ok := c.current[w.stream]; !ok {
+		node := w.stream.Value()
+		if node == nil {
+			return
+		}
+		runtime.AddCleanup(node, func(k weak.Pointer[corev3.Node]) {
+			c.mu.Lock()
+			delete(c.current, k)
+			c.mu.Unlock()
+		}, w.stream)
+	}
+	c.current[w.stream] = c.gen
+}
+
+// changedSince returns the names of w's subscription that may have changed
+// since its stream was last up to date, and false when that is unknown and
+// the whole subscription must be checked. The caller holds c.mu.
+func (c *endpointCache) changedSince(w *edsWatch) ([]string, bool) {
+	last, ok := c.current[w.stream]
+	if !ok || w.sub.IsWildcard() || w.delta != nil {
+		return nil, false
+	}
+	// In SotW the server prunes the returned map to the subscription on
+	// every request, so equal sizes mean the stream was sent every name it
+	// now subscribes to; a new name makes them differ. (Delta does not
+	// prune: a client's initial_resource_versions may name what it does
+	// not subscribe to, so sizes prove nothing there.)
+	if len(w.sub.ReturnedResources()) != len(w.sub.SubscribedResources()) {
+		return nil, false
+	}
+	if last == c.gen {
+		return []string{}, true
+	}
+	if len(c.changes) == 0 || c.changes[0].gen > last+1 {
+		return nil, false
+	}
+	names := []string{}
+	for _, g := range c.changes {
+		if g.gen > last {
+			names = append(names, g.names...)
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names), true
 }
 
 // update sets and removes resources and answers the open watches that now
@@ -65,8 +158,21 @@ func (c *endpointCache) update(set []*encoded, remove []string) {
 		delete(c.resources, name)
 		modified = append(modified, name)
 	}
+	c.gen++
+	if len(c.changes) == changesKept {
+		c.changes = slices.Delete(c.changes, 0, 1)
+	}
+	c.changes = append(c.changes, generation{gen: c.gen, names: modified})
 	for w := range c.watches {
-		if c.respond(w, modified, false) {
+		// Up to date before this update means up to date after it once
+		// its changed names are answered.
+		last, known := c.current[w.stream]
+		wasCurrent := known && last == c.gen-1
+		responded := c.respond(w, modified, false)
+		if wasCurrent {
+			c.upToDate(w)
+		}
+		if responded {
 			delete(c.watches, w)
 		}
 	}
@@ -76,7 +182,7 @@ func (c *endpointCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscripti
 	if req.GetTypeUrl() != resourcev3.EndpointType {
 		return nil, fmt.Errorf("endpoint cache asked for %s", req.GetTypeUrl())
 	}
-	w := &edsWatch{sub: sub, sotw: out, req: &discoveryv3.DiscoveryRequest{
+	w := &edsWatch{sub: sub, stream: streamOf(req.GetNode()), sotw: out, req: &discoveryv3.DiscoveryRequest{
 		VersionInfo:   req.GetVersionInfo(),
 		Node:          req.GetNode(),
 		TypeUrl:       req.GetTypeUrl(),
@@ -91,7 +197,7 @@ func (c *endpointCache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.
 	if req.GetTypeUrl() != resourcev3.EndpointType {
 		return nil, fmt.Errorf("endpoint cache asked for %s", req.GetTypeUrl())
 	}
-	w := &edsWatch{sub: sub, delta: out, dreq: &discoveryv3.DeltaDiscoveryRequest{
+	w := &edsWatch{sub: sub, stream: streamOf(req.GetNode()), delta: out, dreq: &discoveryv3.DeltaDiscoveryRequest{
 		Node:          req.GetNode(),
 		TypeUrl:       req.GetTypeUrl(),
 		ResponseNonce: req.GetResponseNonce(),
@@ -104,7 +210,16 @@ func (c *endpointCache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.
 func (c *endpointCache) open(w *edsWatch, replyEvenIfEmpty bool) func() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.respond(w, nil, replyEvenIfEmpty) {
+	// Only what changed since the stream was last up to date can be
+	// lacking (an ACK of the latest response: nothing); otherwise, check
+	// everything it subscribes to.
+	names, known := c.changedSince(w)
+	if !known {
+		names = nil
+	}
+	responded := c.respond(w, names, replyEvenIfEmpty)
+	c.upToDate(w)
+	if responded {
 		return func() {}
 	}
 	c.watches[w] = struct{}{}

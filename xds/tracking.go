@@ -45,6 +45,8 @@ type streamState struct {
 	// claimed is the node id the stream's first request named, counted in
 	// Server.claims from before validation until the stream closes.
 	claimed string
+	// nodeMsg is the Node of the stream's first request (see streamNode).
+	nodeMsg *corev3.Node
 }
 
 type streamType struct {
@@ -137,11 +139,41 @@ func (c callbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
 }
 
 func (c callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
-	return c.s.request(streamKey{false, id}, req.GetNode(), req.GetTypeUrl(), req.GetVersionInfo(), req.GetResponseNonce(), req.GetErrorDetail(), req.GetResourceNames())
+	key := streamKey{false, id}
+	if err := c.s.request(key, req.GetNode(), req.GetTypeUrl(), req.GetVersionInfo(), req.GetResponseNonce(), req.GetErrorDetail(), req.GetResourceNames()); err != nil {
+		return err
+	}
+	req.Node = c.s.streamNode(key, req.GetNode())
+	return nil
 }
 
 func (c callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
-	return c.s.request(streamKey{true, id}, req.GetNode(), req.GetTypeUrl(), "", req.GetResponseNonce(), req.GetErrorDetail(), req.GetResourceNamesSubscribe())
+	key := streamKey{true, id}
+	if err := c.s.request(key, req.GetNode(), req.GetTypeUrl(), "", req.GetResponseNonce(), req.GetErrorDetail(), req.GetResourceNamesSubscribe()); err != nil {
+		return err
+	}
+	req.Node = c.s.streamNode(key, req.GetNode())
+	return nil
+}
+
+// streamNode returns the Node message of the stream's first request, so
+// that every request of a stream carries the same one, whether or not the
+// proxy repeats its node (Envoy may): the endpoint cache knows a stream by
+// it. request has already refused a node id that changed.
+func (s *Server) streamNode(key streamKey, n *corev3.Node) *corev3.Node {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.streams[key]
+	if st == nil {
+		return n
+	}
+	if st.nodeMsg == nil {
+		st.nodeMsg = n
+	}
+	if st.nodeMsg == nil {
+		return n
+	}
+	return st.nodeMsg
 }
 
 func (c callbacks) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
