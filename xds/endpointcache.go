@@ -182,12 +182,7 @@ func (c *endpointCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscripti
 	if req.GetTypeUrl() != resourcev3.EndpointType {
 		return nil, fmt.Errorf("endpoint cache asked for %s", req.GetTypeUrl())
 	}
-	w := &edsWatch{sub: sub, stream: streamOf(req.GetNode()), sotw: out, req: &discoveryv3.DiscoveryRequest{
-		VersionInfo:   req.GetVersionInfo(),
-		Node:          req.GetNode(),
-		TypeUrl:       req.GetTypeUrl(),
-		ResponseNonce: req.GetResponseNonce(),
-	}}
+	w := &edsWatch{sub: sub, stream: streamOf(req.GetNode()), sotw: out, req: withoutNames(req)}
 	// A first request (no version) is always answered, even with nothing:
 	// the client is waiting to initialize.
 	return c.open(w, req.GetVersionInfo() == ""), nil
@@ -197,11 +192,7 @@ func (c *endpointCache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.
 	if req.GetTypeUrl() != resourcev3.EndpointType {
 		return nil, fmt.Errorf("endpoint cache asked for %s", req.GetTypeUrl())
 	}
-	w := &edsWatch{sub: sub, stream: streamOf(req.GetNode()), delta: out, dreq: &discoveryv3.DeltaDiscoveryRequest{
-		Node:          req.GetNode(),
-		TypeUrl:       req.GetTypeUrl(),
-		ResponseNonce: req.GetResponseNonce(),
-	}}
+	w := &edsWatch{sub: sub, stream: streamOf(req.GetNode()), delta: out, dreq: withoutDeltaNames(req)}
 	// A wildcard subscription's first request expects an answer, empty or
 	// not, to finish initializing.
 	return c.open(w, sub.IsWildcard() && req.GetResponseNonce() == ""), nil

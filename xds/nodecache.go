@@ -85,12 +85,7 @@ func (c *nodeCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, 
 	if !isSnapshotType(req.GetTypeUrl()) {
 		return nil, fmt.Errorf("node cache asked for %s", req.GetTypeUrl())
 	}
-	w := &nodeWatch{typeURL: req.GetTypeUrl(), sub: sub, version: req.GetVersionInfo(), sotw: out, req: &discoveryv3.DiscoveryRequest{
-		VersionInfo:   req.GetVersionInfo(),
-		Node:          req.GetNode(),
-		TypeUrl:       req.GetTypeUrl(),
-		ResponseNonce: req.GetResponseNonce(),
-	}}
+	w := &nodeWatch{typeURL: req.GetTypeUrl(), sub: sub, version: req.GetVersionInfo(), sotw: out, req: withoutNames(req)}
 	return c.open(req.GetNode().GetId(), w), nil
 }
 
@@ -98,11 +93,7 @@ func (c *nodeCache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subs
 	if !isSnapshotType(req.GetTypeUrl()) {
 		return nil, fmt.Errorf("node cache asked for %s", req.GetTypeUrl())
 	}
-	w := &nodeWatch{typeURL: req.GetTypeUrl(), sub: sub, delta: out, dreq: &discoveryv3.DeltaDiscoveryRequest{
-		Node:          req.GetNode(),
-		TypeUrl:       req.GetTypeUrl(),
-		ResponseNonce: req.GetResponseNonce(),
-	}}
+	w := &nodeWatch{typeURL: req.GetTypeUrl(), sub: sub, delta: out, dreq: withoutDeltaNames(req)}
 	return c.open(req.GetNode().GetId(), w), nil
 }
 

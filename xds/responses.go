@@ -73,3 +73,24 @@ func anys(es []*encoded) []*anypb.Any {
 	}
 	return out
 }
+
+// withoutNames copies what a response needs of its request, without the
+// resource names: an open watch or a queued response then does not pin a
+// list of hundreds of names (the subscription has them).
+func withoutNames(req *discoveryv3.DiscoveryRequest) *discoveryv3.DiscoveryRequest {
+	return &discoveryv3.DiscoveryRequest{
+		VersionInfo:   req.GetVersionInfo(),
+		Node:          req.GetNode(),
+		TypeUrl:       req.GetTypeUrl(),
+		ResponseNonce: req.GetResponseNonce(),
+	}
+}
+
+// withoutDeltaNames is withoutNames for delta.
+func withoutDeltaNames(req *discoveryv3.DeltaDiscoveryRequest) *discoveryv3.DeltaDiscoveryRequest {
+	return &discoveryv3.DeltaDiscoveryRequest{
+		Node:          req.GetNode(),
+		TypeUrl:       req.GetTypeUrl(),
+		ResponseNonce: req.GetResponseNonce(),
+	}
+}
