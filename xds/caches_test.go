@@ -122,6 +122,16 @@ func (s *sotwEDSStream) received() []string {
 	}
 }
 
+// dropQueued does what the SotW server does with a queued response of the
+// type a new request arrives for: drops it unsent.
+func (s *sotwEDSStream) dropQueued() {
+	select {
+	case <-s.ch:
+	default:
+		s.t.Fatal("no response queued to drop")
+	}
+}
+
 // TestEndpointCacheAnswersWhatChangedSinceTheStreamWasCurrent: an ACK is
 // checked only against the names changed since its stream was last up to
 // date; this pins down that nothing is missed that way: a change between
@@ -167,6 +177,13 @@ func TestEndpointCacheAnswersWhatChangedSinceTheStreamWasCurrent(t *testing.T) {
 		{"a name dropped: nothing to send", func() []string { return s.request("a", "c") }, nil},
 		{"a change to a dropped name", func() []string { set(cla("b", "10.0.0.2", 83)); return s.received() }, nil},
 		{"a change to a kept name", func() []string { set(cla("c", "10.0.0.3", 84)); return s.received() }, []string{"c"}},
+		{"ACK", func() []string { return s.request("a", "c") }, nil},
+		{"a change whose response the server drops for a new request", func() []string {
+			set(cla("a", "10.0.0.1", 85))
+			s.dropQueued()
+			return nil
+		}, nil},
+		{"that request gets the change again", func() []string { return s.request("a", "c") }, []string{"a"}},
 	}
 	for _, st := range steps {
 		if got := st.do(); !slices.Equal(got, st.want) {

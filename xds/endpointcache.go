@@ -92,14 +92,15 @@ func streamOf(node *corev3.Node) weak.Pointer[corev3.Node] {
 	return weak.Make(node)
 }
 
-// upToDate records that w's stream holds everything it subscribes to at
-// the current generation. The caller holds c.mu.
-func (c *endpointCache) upToDate(w *edsWatch) {
-	if w.stream == (weak.Pointer[corev3.Node]{}) {
+// markCurrent records that stream holds everything it subscribes to as of
+// generation gen. The caller holds c.mu.
+func (c *endpointCache) markCurrent(stream weak.Pointer[corev3.Node], gen uint64) {
+	if stream == (weak.Pointer[corev3.Node]{}) {
 		return
 	}
-	if _, ok := c.current[w.stream]; !ok {
-		node := w.stream.Value()
+	last, ok := c.current[stream]
+	if !ok {
+		node := stream.Value()
 		if node == nil {
 			return
 		}
@@ -107,9 +108,9 @@ func (c *endpointCache) upToDate(w *edsWatch) {
 			c.mu.Lock()
 			delete(c.current, k)
 			c.mu.Unlock()
-		}, w.stream)
+		}, stream)
 	}
-	c.current[w.stream] = c.gen
+	c.current[stream] = max(last, gen)
 }
 
 // changedSince returns the names of w's subscription that may have changed
@@ -168,12 +169,10 @@ func (c *endpointCache) update(set []*encoded, remove []string) {
 		// its changed names are answered.
 		last, known := c.current[w.stream]
 		wasCurrent := known && last == c.gen-1
-		responded := c.respond(w, modified, false)
-		if wasCurrent {
-			c.upToDate(w)
-		}
-		if responded {
+		if c.respond(w, modified, false, wasCurrent) {
 			delete(c.watches, w)
+		} else if wasCurrent {
+			c.markCurrent(w.stream, c.gen)
 		}
 	}
 }
@@ -208,11 +207,10 @@ func (c *endpointCache) open(w *edsWatch, replyEvenIfEmpty bool) func() {
 	if !known {
 		names = nil
 	}
-	responded := c.respond(w, names, replyEvenIfEmpty)
-	c.upToDate(w)
-	if responded {
+	if c.respond(w, names, replyEvenIfEmpty, true) {
 		return func() {}
 	}
+	c.markCurrent(w.stream, c.gen)
 	c.watches[w] = struct{}{}
 	return func() {
 		c.mu.Lock()
@@ -226,10 +224,11 @@ func (c *endpointCache) Fetch(context.Context, *cachev3.Request) (cachev3.Respon
 }
 
 // respond sends w what its client lacks among names (nil: among all it
-// subscribes to) and reports whether it did. The caller holds c.mu. The
-// watch's channel has room: the server keeps one watch per type and
-// stream, and a watch is answered at most once.
-func (c *endpointCache) respond(w *edsWatch, names []string, replyEvenIfEmpty bool) bool {
+// subscribes to) and reports whether it did; current says that the
+// stream, once it has this response, holds everything it subscribes to.
+// The caller holds c.mu. The watch's channel has room: the server keeps
+// one watch per type and stream, and a watch is answered at most once.
+func (c *endpointCache) respond(w *edsWatch, names []string, replyEvenIfEmpty, current bool) bool {
 	changed, removed := c.lacking(w.sub, names)
 	if w.delta == nil {
 		// SotW cannot say "removed" for EDS: the client keeps what it has
@@ -241,25 +240,10 @@ func (c *endpointCache) respond(w *edsWatch, names []string, replyEvenIfEmpty bo
 		return false
 	}
 
-	// The returned map is updated in place rather than cloned (cloning 500
-	// entries per proxy per change was a tenth of the CPU of a change). This
-	// is safe although go-control-plane's caches do not do it: while a
-	// watch is open its stream goroutine leaves the subscription alone (on a
-	// new request it first cancels the watch, which takes c.mu, and only
-	// then edits the subscription), and an answered watch is never touched
-	// again.
-	returned := w.sub.ReturnedResources()
-	if returned == nil {
-		returned = make(map[string]string, len(changed))
-	}
 	slices.SortFunc(changed, func(a, b *encoded) int { return strings.Compare(a.name, b.name) })
 	named := make([]namedResource, 0, len(changed))
 	for _, e := range changed {
-		returned[e.name] = e.hash
 		named = append(named, namedResource{name: e.name, hash: e.hash})
-	}
-	for _, name := range removed {
-		delete(returned, name)
 	}
 	slices.Sort(removed)
 	for _, name := range removed {
@@ -267,10 +251,37 @@ func (c *endpointCache) respond(w *edsWatch, names []string, replyEvenIfEmpty bo
 	}
 	version := typeVersion(named)
 
+	// The returned map is updated in place rather than cloned (cloning 500
+	// entries per proxy per change was a tenth of the CPU of a change), and
+	// only when the server sends the response, on the stream's goroutine:
+	// the SotW server drops a queued response of a type when a request of
+	// that type arrives first, and what was dropped must not count as
+	// sent. Between a watch's answer and the send the server leaves the
+	// subscription alone (a new request would first drop or, in delta,
+	// send what is queued), and the cache does not read it either: the
+	// answered watch is gone.
+	returned := w.sub.ReturnedResources()
+	if returned == nil {
+		returned = make(map[string]string, len(changed))
+	}
+	gen := c.gen
+	sent := func() {
+		for _, e := range changed {
+			returned[e.name] = e.hash
+		}
+		for _, name := range removed {
+			delete(returned, name)
+		}
+		if current {
+			c.mu.Lock()
+			c.markCurrent(w.stream, gen)
+			c.mu.Unlock()
+		}
+	}
 	if w.delta == nil {
-		w.sotw <- &sotwResponse{req: w.req, version: version, resources: changed, returned: returned}
+		w.sotw <- &sotwResponse{req: w.req, version: version, resources: changed, returned: returned, sent: sent}
 	} else {
-		w.delta <- &deltaResponse{req: w.dreq, version: version, resources: changed, removed: removed, returned: returned}
+		w.delta <- &deltaResponse{req: w.dreq, version: version, resources: changed, removed: removed, returned: returned, sent: sent}
 	}
 	return true
 }

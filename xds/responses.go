@@ -2,6 +2,7 @@ package xds
 
 import (
 	"context"
+	"sync"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -17,6 +18,10 @@ type sotwResponse struct {
 	version   string
 	resources []*encoded
 	returned  map[string]string
+	// sent, if set, runs once when the server takes the returned map,
+	// which it does only for a response it sends (see endpointCache).
+	sent func()
+	once sync.Once
 }
 
 var _ cachev3.Response = (*sotwResponse)(nil)
@@ -32,8 +37,8 @@ func (r *sotwResponse) GetDiscoveryResponse() (*discoveryv3.DiscoveryResponse, e
 func (r *sotwResponse) GetRequest() *discoveryv3.DiscoveryRequest { return r.req }
 func (r *sotwResponse) GetVersion() (string, error)               { return r.version, nil }
 func (r *sotwResponse) GetResponseVersion() string                { return r.version }
-func (r *sotwResponse) GetReturnedResources() map[string]string   { return r.returned }
-func (r *sotwResponse) GetContext() context.Context               { return context.Background() }
+
+func (r *sotwResponse) GetContext() context.Context { return context.Background() }
 
 // deltaResponse is sotwResponse for delta xDS.
 type deltaResponse struct {
@@ -42,6 +47,8 @@ type deltaResponse struct {
 	resources []*encoded
 	removed   []string
 	returned  map[string]string
+	sent      func()
+	once      sync.Once
 }
 
 var _ cachev3.DeltaResponse = (*deltaResponse)(nil)
@@ -62,9 +69,8 @@ func (r *deltaResponse) GetDeltaDiscoveryResponse() (*discoveryv3.DeltaDiscovery
 func (r *deltaResponse) GetDeltaRequest() *discoveryv3.DeltaDiscoveryRequest { return r.req }
 func (r *deltaResponse) GetSystemVersion() (string, error)                   { return r.version, nil }
 func (r *deltaResponse) GetResponseVersion() string                          { return r.version }
-func (r *deltaResponse) GetNextVersionMap() map[string]string                { return r.returned }
-func (r *deltaResponse) GetReturnedResources() map[string]string             { return r.returned }
-func (r *deltaResponse) GetContext() context.Context                         { return context.Background() }
+
+func (r *deltaResponse) GetContext() context.Context { return context.Background() }
 
 func anys(es []*encoded) []*anypb.Any {
 	out := make([]*anypb.Any, len(es))
@@ -94,3 +100,21 @@ func withoutDeltaNames(req *discoveryv3.DeltaDiscoveryRequest) *discoveryv3.Delt
 		ResponseNonce: req.GetResponseNonce(),
 	}
 }
+
+// GetReturnedResources is called by the server as it sends the response.
+func (r *sotwResponse) GetReturnedResources() map[string]string {
+	if r.sent != nil {
+		r.once.Do(r.sent)
+	}
+	return r.returned
+}
+
+// GetReturnedResources is called by the server as it sends the response.
+func (r *deltaResponse) GetReturnedResources() map[string]string {
+	if r.sent != nil {
+		r.once.Do(r.sent)
+	}
+	return r.returned
+}
+
+func (r *deltaResponse) GetNextVersionMap() map[string]string { return r.GetReturnedResources() }
