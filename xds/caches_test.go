@@ -8,6 +8,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
@@ -76,30 +77,33 @@ func TestResponsesShareEncodings(t *testing.T) {
 	}
 }
 
-// sotwEDSStream plays go-control-plane's SotW server for one stream against
-// the endpoint cache: the subscription bookkeeping of each request, and
-// the returned map of each response.
-type sotwEDSStream struct {
-	t      *testing.T
-	c      *endpointCache
-	node   *corev3.Node
-	sub    *stream.Subscription
-	ch     chan cachev3.Response
-	cancel func()
+// fakeSotwStream plays go-control-plane's SotW server for one stream of one
+// type against a cache: the subscription bookkeeping of each request, the
+// returned map and version of each response.
+type fakeSotwStream struct {
+	t       *testing.T
+	c       cachev3.Cache
+	typeURL string
+	node    *corev3.Node
+	sub     *stream.Subscription
+	ch      chan cachev3.Response
+	cancel  func()
+	version string // of the last response received
 }
 
 // request sends a request for names and returns what the cache answered
 // at once (nil: a watch was left open).
-func (s *sotwEDSStream) request(names ...string) []string {
+func (s *fakeSotwStream) request(names ...string) []string {
 	s.t.Helper()
 	if s.sub == nil {
-		sub := stream.NewSotwSubscription(names, false)
+		// Legacy wildcard as the server configures it: on for LDS and CDS.
+		sub := stream.NewSotwSubscription(names, s.typeURL == resourcev3.ListenerType || s.typeURL == resourcev3.ClusterType)
 		s.sub = &sub
 	} else {
 		s.cancel()
 		s.sub.SetResourceSubscription(names)
 	}
-	cancel, err := s.c.CreateWatch(&discoveryv3.DiscoveryRequest{Node: s.node, TypeUrl: resourcev3.EndpointType, ResourceNames: names, VersionInfo: "v"}, *s.sub, s.ch)
+	cancel, err := s.c.CreateWatch(&discoveryv3.DiscoveryRequest{Node: s.node, TypeUrl: s.typeURL, ResourceNames: names, VersionInfo: s.version}, *s.sub, s.ch)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -108,10 +112,11 @@ func (s *sotwEDSStream) request(names ...string) []string {
 }
 
 // received returns the names of the response waiting, if any.
-func (s *sotwEDSStream) received() []string {
+func (s *fakeSotwStream) received() []string {
 	select {
 	case r := <-s.ch:
 		s.sub.SetReturnedResources(r.GetReturnedResources())
+		s.version = r.GetResponseVersion()
 		out := []string{}
 		for _, e := range r.(*sotwResponse).resources {
 			out = append(out, e.name)
@@ -124,7 +129,7 @@ func (s *sotwEDSStream) received() []string {
 
 // dropQueued does what the SotW server does with a queued response of the
 // type a new request arrives for: drops it unsent.
-func (s *sotwEDSStream) dropQueued() {
+func (s *fakeSotwStream) dropQueued() {
 	select {
 	case <-s.ch:
 	default:
@@ -151,7 +156,7 @@ func TestEndpointCacheAnswersWhatChangedSinceTheStreamWasCurrent(t *testing.T) {
 		c.update(es, nil)
 	}
 	set(cla("a", "10.0.0.1", 80), cla("b", "10.0.0.2", 80), cla("c", "10.0.0.3", 80))
-	s := &sotwEDSStream{t: t, c: c, node: &corev3.Node{Id: node1}, ch: make(chan cachev3.Response, 1)}
+	s := &fakeSotwStream{t: t, c: c, typeURL: resourcev3.EndpointType, node: &corev3.Node{Id: node1}, ch: make(chan cachev3.Response, 1)}
 
 	steps := []struct {
 		name string
@@ -188,6 +193,58 @@ func TestEndpointCacheAnswersWhatChangedSinceTheStreamWasCurrent(t *testing.T) {
 	for _, st := range steps {
 		if got := st.do(); !slices.Equal(got, st.want) {
 			t.Errorf("%s: got %v, want %v", st.name, got, st.want)
+		}
+	}
+}
+
+// TestNodeCacheWildcardStreams: a SotW wildcard stream (LDS, CDS) is
+// recorded as holding the whole set with one returned entry, not one per
+// resource, and is still answered right when it reconnects or starts
+// naming resources.
+func TestNodeCacheWildcardStreams(t *testing.T) {
+	s, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clusters := func(names ...string) map[string][]types.Resource {
+		res := map[string][]types.Resource{}
+		for _, n := range names {
+			res[resourcev3.ClusterType] = append(res[resourcev3.ClusterType], edsCluster(n, n+"-cla"))
+		}
+		return res
+	}
+	mustSet(t, s, node1, clusters("a", "b"), time.Time{})
+	open := func() *fakeSotwStream {
+		return &fakeSotwStream{t: t, c: s.snapshots, typeURL: resourcev3.ClusterType, node: &corev3.Node{Id: node1}, ch: make(chan cachev3.Response, 1)}
+	}
+	st := open()
+	var again *fakeSotwStream
+	steps := []struct {
+		name string
+		do   func() []string
+		want []string
+	}{
+		{"first request", func() []string { return st.request() }, []string{"a", "b"}},
+		{"one returned entry for the whole set", func() []string {
+			if n := len(st.sub.ReturnedResources()); n != 1 {
+				t.Errorf("%d returned entries, want 1", n)
+			}
+			return nil
+		}, nil},
+		{"ACK", func() []string { return st.request() }, nil},
+		{"a change", func() []string { mustSet(t, s, node1, clusters("a", "b", "c"), time.Time{}); return st.received() }, []string{"a", "b", "c"}},
+		{"its ACK", func() []string { return st.request() }, nil},
+		{"a new stream at the current version is sent the set", func() []string {
+			again = open()
+			again.version = st.version
+			return again.request()
+		}, []string{"a", "b", "c"}},
+		{"the stream names one cluster at the same version", func() []string { return st.request("a") }, []string{"a"}},
+		{"its ACK", func() []string { return st.request("a") }, nil},
+	}
+	for _, step := range steps {
+		if got := step.do(); !slices.Equal(got, step.want) {
+			t.Errorf("%s: got %v, want %v", step.name, got, step.want)
 		}
 	}
 }

@@ -147,19 +147,37 @@ func (c *nodeCache) respond(w *nodeWatch, snap *nodeSnapshot, opening bool) bool
 		}
 	}
 	slices.SortFunc(out, func(a, b *encoded) int { return strings.Compare(a.name, b.name) })
-	returned := make(map[string]string, len(out))
-	for _, e := range out {
-		returned[e.name] = set.version
+	var returned map[string]string
+	if w.sub.IsWildcard() {
+		// A wildcard stream was sent the whole set: one entry says so,
+		// where a name per resource cost every proxy a 2,000-entry map
+		// per type at 2,000 services (the server keeps it per stream).
+		// Should the stream later name resources, the server prunes the
+		// entry and the names are sent again.
+		returned = map[string]string{wholeSet: set.version}
+	} else {
+		returned = make(map[string]string, len(out))
+		for _, e := range out {
+			returned[e.name] = set.version
+		}
 	}
 	w.sotw <- &sotwResponse{req: w.req, version: set.version, resources: out, returned: returned}
 	return true
 }
+
+// wholeSet is the returned-map key recording that a SotW wildcard stream
+// was sent a whole set, at the version it maps to. No resource has an
+// empty name (buildSnapshot refuses them).
+const wholeSet = ""
 
 // lacksAny reports whether sub covers a resource of set its client was
 // never sent.
 func (c *nodeCache) lacksAny(sub cachev3.Subscription, set *typeSet) bool {
 	known := sub.ReturnedResources()
 	if sub.IsWildcard() {
+		if v, ok := known[wholeSet]; ok {
+			return v != set.version
+		}
 		for name := range set.encoded {
 			if _, ok := known[name]; !ok {
 				return true
