@@ -31,8 +31,13 @@
 //     change, and on every ACK re-indexed the watch under each of its
 //     names (computeResponse, trackWatch, removeWatch: 75% of a change's
 //     CPU with 500 CLAs per proxy). The endpoint cache looks at each open
-//     watch only for the names that changed, and an ACK walks the
-//     subscription once, with no index.
+//     watch only for the names that changed, keeps no index, and checks an
+//     ACK only against the names changed since its stream was last known
+//     up to date (a generation per stream and a short change log; the
+//     whole subscription when that is unknown). What a response changes in
+//     the stream's state is applied only when the server sends it: the
+//     SotW server drops a queued response when a request of its type
+//     arrives first.
 //
 // Per-node snapshots share whole type sets: proxies with identical views
 // (same namespace and kind) get the same typeSet, maps and encodings
@@ -41,9 +46,12 @@
 // configuration, is now most of a proxy's memory: the server keeps, per
 // stream and type, the subscribed names and the name -> version map of
 // what was sent, both proportional to the services a proxy sees, and it
-// edits the latter in place, so it cannot be shared. Request names are
-// mapped to the server's own strings before the server keys them
-// (canonicalNames), so at least the names themselves are stored once.
+// edits the latter in place, so it cannot be shared. Two things shrink it:
+// a SotW wildcard stream (LDS, CDS) is recorded with one entry for the
+// whole set it was sent, and request names are mapped to the server's own
+// strings before the server keys them (canonicalNames), so the names are
+// stored once. Going further (state per proxy that does not grow with the
+// mesh) takes an ADS server of our own instead of go-control-plane's.
 //
 // Legacy wildcard is off for EDS, RDS and SDS: an empty request for those
 // means "nothing" (Envoy names them), so a proxy dropping its last EDS
