@@ -248,3 +248,82 @@ func TestNodeCacheWildcardStreams(t *testing.T) {
 		}
 	}
 }
+
+// TestEndpointCacheDeltaACKs: delta ACKs get what changed while no watch
+// was open, whether the stream's state is tracked (it holds only what it
+// subscribes to) or not (its initial_resource_versions named more).
+func TestEndpointCacheDeltaACKs(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		initial map[string]string
+	}{
+		{"tracked", nil},
+		{"initial versions of unsubscribed names", map[string]string{"x": "old"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newEndpointCache()
+			h := newResourceHashes()
+			set := func(cl *endpointv3.ClusterLoadAssignment) {
+				e, err := h.encode(cl)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.update([]*encoded{e}, nil)
+			}
+			set(cla("a", "10.0.0.1", 80))
+			set(cla("b", "10.0.0.2", 80))
+			node := &corev3.Node{Id: node1}
+			sub := stream.NewDeltaSubscription([]string{"a", "b"}, nil, tc.initial, false)
+			ch := make(chan cachev3.DeltaResponse, 1)
+			cancel := func() {}
+			nonce := ""
+			request := func() []string {
+				cancel()
+				var err error
+				cancel, err = c.CreateDeltaWatch(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResponseNonce: nonce}, sub, ch)
+				if err != nil {
+					t.Fatal(err)
+				}
+				select {
+				case r := <-ch:
+					sub.SetReturnedResources(r.GetNextVersionMap())
+					nonce += "n"
+					var out []string
+					for _, e := range r.(*deltaResponse).resources {
+						out = append(out, e.name)
+					}
+					return out
+				default:
+					return nil
+				}
+			}
+			steps := []struct {
+				name string
+				do   func() []string
+				want []string
+			}{
+				{"first request", request, []string{"a", "b"}},
+				{"ACK", request, nil},
+				{"ACK after a change while no watch was open", func() []string {
+					cancel()
+					set(cla("b", "10.0.0.2", 81))
+					return request()
+				}, []string{"b"}},
+				{"ACK after more changes than the log keeps", func() []string {
+					cancel()
+					set(cla("a", "10.0.0.1", 82))
+					for i := range changesKept + 1 {
+						set(cla("c", "10.0.0.3", uint32(1000+i)))
+					}
+					return request()
+				}, []string{"a"}},
+				{"ACK", request, nil},
+			}
+			for _, st := range steps {
+				if got := st.do(); !slices.Equal(got, st.want) {
+					t.Errorf("%s: got %v, want %v", st.name, got, st.want)
+				}
+			}
+		})
+	}
+}

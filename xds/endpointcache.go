@@ -113,19 +113,36 @@ func (c *endpointCache) markCurrent(stream weak.Pointer[corev3.Node], gen uint64
 	c.current[stream] = max(last, gen)
 }
 
+// trackable reports whether a stream checked in full may be marked up to
+// date: not a delta stream holding names it does not subscribe to (a
+// client's initial_resource_versions may list any), which the size test
+// of changedSince would miscount.
+func trackable(w *edsWatch) bool {
+	if w.delta == nil {
+		return true
+	}
+	subscribed := w.sub.SubscribedResources()
+	for name := range w.sub.ReturnedResources() {
+		if _, ok := subscribed[name]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // changedSince returns the names of w's subscription that may have changed
 // since its stream was last up to date, and false when that is unknown and
 // the whole subscription must be checked. The caller holds c.mu.
 func (c *endpointCache) changedSince(w *edsWatch) ([]string, bool) {
 	last, ok := c.current[w.stream]
-	if !ok || w.sub.IsWildcard() || w.delta != nil {
+	if !ok || w.sub.IsWildcard() {
 		return nil, false
 	}
-	// In SotW the server prunes the returned map to the subscription on
-	// every request, so equal sizes mean the stream was sent every name it
-	// now subscribes to; a new name makes them differ. (Delta does not
-	// prune: a client's initial_resource_versions may name what it does
-	// not subscribe to, so sizes prove nothing there.)
+	// The returned map holds only subscribed names (SotW: the server
+	// prunes it on every request; delta: it holds none other when the
+	// stream is marked, see trackable, and unsubscribing deletes from
+	// both), so equal sizes mean the stream was sent every name it now
+	// subscribes to; a new name makes them differ.
 	if len(w.sub.ReturnedResources()) != len(w.sub.SubscribedResources()) {
 		return nil, false
 	}
@@ -207,10 +224,13 @@ func (c *endpointCache) open(w *edsWatch, replyEvenIfEmpty bool) func() {
 	if !known {
 		names = nil
 	}
-	if c.respond(w, names, replyEvenIfEmpty, true) {
+	current := known || trackable(w)
+	if c.respond(w, names, replyEvenIfEmpty, current) {
 		return func() {}
 	}
-	c.markCurrent(w.stream, c.gen)
+	if current {
+		c.markCurrent(w.stream, c.gen)
+	}
 	c.watches[w] = struct{}{}
 	return func() {
 		c.mu.Lock()
