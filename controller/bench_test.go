@@ -50,7 +50,9 @@ import (
 //
 //	go test ./controller -run '^$' -bench EndToEnd -benchtime 1x -short
 //
-// WEFT_BENCH_PROXIES / WEFT_BENCH_SERVICES override 1,000 / 500.
+// WEFT_BENCH_PROXIES / WEFT_BENCH_SERVICES override 1,000 / 500;
+// WEFT_BENCH_PROFILE_DIR writes profiles of the connected heap, of the
+// connect storm and of the changes (see benchprof_test.go).
 
 func benchInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
@@ -181,6 +183,7 @@ func BenchmarkEndToEndEndpointChange(b *testing.B) {
 	cmd.Stderr = os.Stderr
 	lines := make(chan string, 4*proxies)
 	connectStart := time.Now()
+	stopProfile := cpuProfile(b, "connect")
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -216,7 +219,9 @@ func BenchmarkEndToEndEndpointChange(b *testing.B) {
 	}
 	expect("ready", proxies, 5*time.Minute)
 	connectTook := time.Since(connectStart)
+	stopProfile()
 	rssConnected := currentRSS()
+	heapProfile(b, "connected")
 	fmt.Printf("connect: %d clients complete (LDS, CDS, every RDS and EDS ACKed) in %v; RSS %s, +%s for the proxies = %s per connected proxy\n",
 		proxies, connectTook.Round(time.Millisecond), mib(rssConnected), mib(rssConnected-rssModel),
 		fmt.Sprintf("%.1f KiB", float64(rssConnected-rssModel)/float64(proxies)/1024))
@@ -228,6 +233,7 @@ func BenchmarkEndToEndEndpointChange(b *testing.B) {
 	// in force everywhere.
 	var perProxy, lastAck []time.Duration
 	b.ResetTimer()
+	stopProfile = cpuProfile(b, "changes")
 	for it := range iterations {
 		n := 3 + it
 		fmt.Fprintf(stdin, "watch %d %s %d\n", it+1, target, n)
@@ -245,6 +251,7 @@ func BenchmarkEndToEndEndpointChange(b *testing.B) {
 		lastAck = append(lastAck, last)
 	}
 	b.StopTimer()
+	stopProfile()
 	after := rusage(syscall.RUSAGE_SELF)
 	slices.Sort(perProxy)
 	slices.Sort(lastAck)

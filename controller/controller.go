@@ -6,7 +6,7 @@
 //	informers ──> Store (convert, drop no-ops, copy-on-write Snapshot)
 //	                │ kick
 //	                v
-//	           debouncer (100 ms quiet, 1 s cap)
+//	           debouncer (100 ms quiet, 1 s cap; endpoints only: 10 ms, 100 ms)
 //	                │ flush
 //	                v
 //	           planFor (dependency index, see index.go)
@@ -93,6 +93,10 @@ type Config struct {
 	// Debounce is the quiet time that ends a burst of changes (default
 	// 100ms); DebounceMax caps how long a burst is held (default 1s).
 	Debounce, DebounceMax time.Duration
+	// EndpointDebounce is the quiet time that ends a burst of nothing but
+	// endpoint changes (default 10ms); such a burst is held at most
+	// Debounce.
+	EndpointDebounce time.Duration
 	// Workers bounds concurrent proxy recomputations. Default 4.
 	Workers int
 	// DiscoveryInterval is how often the discovery API is asked whether the
@@ -134,6 +138,9 @@ func (c *Config) defaults() error {
 	}
 	if c.DebounceMax <= 0 {
 		c.DebounceMax = time.Second
+	}
+	if c.EndpointDebounce <= 0 {
+		c.EndpointDebounce = 10 * time.Millisecond
 	}
 	if c.Workers <= 0 {
 		c.Workers = 4
@@ -228,6 +235,7 @@ func New(cfg Config) (*Controller, error) {
 	}
 
 	c.debounc = newDebouncer(cfg.Debounce, cfg.DebounceMax, clock.RealClock{})
+	c.debounc.fastLane(cfg.EndpointDebounce, cfg.Debounce, c.store.PendingEndpointsOnly)
 	c.store.SetOnChange(c.debounc.Kick)
 
 	xo := cfg.XDSOptions

@@ -108,3 +108,60 @@ func TestDebounceStopsMidBurst(t *testing.T) {
 		t.Error("flushed on shutdown")
 	}
 }
+
+// TestDebounceFastLane: a burst of nothing but endpoint changes ends after
+// the fast lane's quiet time; one that is or becomes anything else waits
+// the full quiet time.
+func TestDebounceFastLane(t *testing.T) {
+	const quiet, fastQuiet = 600 * time.Millisecond, 60 * time.Millisecond
+	tests := []struct {
+		name string
+		// before and after are what the store reports before and after a
+		// second kick, 10ms after the first (none when they are equal).
+		before, after bool
+		fast          bool
+	}{
+		{"endpoints only", true, true, true},
+		{"something else", false, false, false},
+		{"endpoints, then something else", true, false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDebouncer(quiet, 10*quiet, clock.RealClock{})
+			var second atomic.Bool
+			d.fastLane(fastQuiet, quiet, func() bool {
+				if second.Load() {
+					return tc.after
+				}
+				return tc.before
+			})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			flushed := make(chan time.Time, 4)
+			go d.Run(ctx, func(context.Context) { flushed <- time.Now() })
+
+			start := time.Now()
+			d.Kick()
+			if tc.before != tc.after {
+				// Kick again within the fast quiet time so the burst is
+				// still open.
+				time.Sleep(10 * time.Millisecond)
+				second.Store(true)
+				d.Kick()
+			}
+			var at time.Time
+			select {
+			case at = <-flushed:
+			case <-time.After(5 * time.Second):
+				t.Fatal("no flush")
+			}
+			took := at.Sub(start)
+			if tc.fast && took >= quiet/2 {
+				t.Errorf("endpoint-only burst flushed after %v, want about %v", took, fastQuiet)
+			}
+			if !tc.fast && took < quiet*3/4 {
+				t.Errorf("burst with other changes flushed after %v, want at least about %v", took, quiet)
+			}
+		})
+	}
+}

@@ -80,6 +80,8 @@ func newHarness(tb testing.TB, debounce time.Duration) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	d := newDebouncer(debounce, 10*debounce, clock.RealClock{})
+	// The production fast lane, scaled like the rest (10ms for 100ms).
+	d.fastLane(debounce/10, debounce, h.store.PendingEndpointsOnly)
 	h.store.SetOnChange(d.Kick)
 	h.wg.Go(func() { _ = x.Serve(ctx, lis) })
 	h.wg.Go(func() { d.Run(ctx, pipe.flush) })

@@ -59,6 +59,11 @@ func (c *Changes) Empty() bool {
 	return len(c.Services)+len(c.Endpoints)+len(c.Profiles)+len(c.Splits)+len(c.Proxies) == 0
 }
 
+// endpointsOnly reports that something changed and all of it is endpoints.
+func (c *Changes) endpointsOnly() bool {
+	return len(c.Endpoints) > 0 && len(c.Services)+len(c.Profiles)+len(c.Splits)+len(c.Proxies) == 0
+}
+
 // note keeps the earliest time a key changed within one batch: the
 // convergence figure is measured from the first change a push answers.
 func note[K comparable](m map[K]time.Time, k K, seen time.Time) {
@@ -202,6 +207,14 @@ func newStore(clusterDomain string, conv converters, sink ConfigErrorSink) *Stor
 		Proxies: map[string]*mesh.Proxy{},
 	}
 	return s
+}
+
+// PendingEndpointsOnly reports whether everything waiting for the next
+// flush is an endpoint change (the debouncer's fast lane).
+func (s *Store) PendingEndpointsOnly() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pending.endpointsOnly()
 }
 
 // SetOnChange installs the function called when a change becomes pending.

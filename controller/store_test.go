@@ -212,9 +212,17 @@ func TestStoreChanges(t *testing.T) {
 			if !tc.op(s) {
 				t.Fatal("the operation reported no change")
 			}
+			// The debouncer's fast lane is for changes to endpoints alone.
+			wantFast := len(tc.endpoints) > 0 && len(tc.services)+len(tc.profiles)+len(tc.splits)+len(tc.proxies) == 0
+			if got := s.PendingEndpointsOnly(); got != wantFast {
+				t.Errorf("PendingEndpointsOnly = %v before the flush, want %v", got, wantFast)
+			}
 			_, _, ch, ok := s.Flush()
 			if !ok {
 				t.Fatal("nothing published")
+			}
+			if s.PendingEndpointsOnly() {
+				t.Error("PendingEndpointsOnly with nothing pending")
 			}
 			check := func(what string, got, want []string) {
 				slices.Sort(got)

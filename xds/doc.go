@@ -6,12 +6,52 @@
 // # Caches
 //
 // Listeners, routes, clusters and secrets are per node (SetNodeResources)
-// and live in a SnapshotCache. Endpoints are shared by every node
-// (SetEndpoints) and live in one LinearCache, so an endpoint change bumps
-// no other type and no proxy that does not subscribe to that
+// and live in the node cache. Endpoints are shared by every node
+// (SetEndpoints) and live in one endpoint cache, so an endpoint change
+// bumps no other type and no proxy that does not subscribe to that
 // ClusterLoadAssignment. A MuxCache routes requests by type URL (Contour's
-// arrangement). In v0.14.0 all three implement CreateDeltaWatch, so the
-// composition serves delta xDS as well as SotW.
+// arrangement). Both caches are our own, behind go-control-plane's server
+// (they implement its cache.Cache: CreateWatch, CreateDeltaWatch), and
+// answer SotW and delta.
+//
+// Why our own and not go-control-plane's SnapshotCache and LinearCache
+// (profiled with the end-to-end benchmark, 500 services, 1,000 proxies):
+//   - The SnapshotCache wraps every resource of every response in a fresh
+//     entry whose bytes are marshalled on send: v0.14's memoized
+//     marshalling lives in that entry, so it is never shared between
+//     nodes, and the 1,000 proxies' connect marshalled the same 500
+//     clusters 1,000 times (54% of the connect CPU). Sharing the cache's
+//     entries was not an option: they are unexported, built per response.
+//     Here every resource is marshalled once per content (resourceHashes
+//     keeps the bytes in an Any next to the hash, weakly by pointer) and
+//     every response of every node carries that same Any; only the
+//     envelope is per response. Istio shares marshalled per-service
+//     resources across proxies the same way.
+//   - The LinearCache re-walked every subscribed name of every watch on a
+//     change, and on every ACK re-indexed the watch under each of its
+//     names (computeResponse, trackWatch, removeWatch: 75% of a change's
+//     CPU with 500 CLAs per proxy). The endpoint cache looks at each open
+//     watch only for the names that changed, keeps no index, and checks an
+//     ACK only against the names changed since its stream was last known
+//     up to date (a generation per stream and a short change log; the
+//     whole subscription when that is unknown). What a response changes in
+//     the stream's state is applied only when the server sends it: the
+//     SotW server drops a queued response when a request of its type
+//     arrives first.
+//
+// Per-node snapshots share whole type sets: proxies with identical views
+// (same namespace and kind) get the same typeSet, maps and encodings
+// included, so what a proxy adds is its own inbound listener and the
+// go-control-plane server's per-stream state. That state, not the
+// configuration, is now most of a proxy's memory: the server keeps, per
+// stream and type, the subscribed names and the name -> version map of
+// what was sent, both proportional to the services a proxy sees, and it
+// edits the latter in place, so it cannot be shared. Two things shrink it:
+// a SotW wildcard stream (LDS, CDS) is recorded with one entry for the
+// whole set it was sent, and request names are mapped to the server's own
+// strings before the server keys them (canonicalNames), so the names are
+// stored once. Going further (state per proxy that does not grow with the
+// mesh) takes an ADS server of our own instead of go-control-plane's.
 //
 // Legacy wildcard is off for EDS, RDS and SDS: an empty request for those
 // means "nothing" (Envoy names them), so a proxy dropping its last EDS
@@ -35,8 +75,9 @@
 // go-control-plane re-sends the resources even when the first request
 // carries the current version, with that same version. Envoy compares
 // LDS/CDS resources by hash and leaves unchanged ones alone, so this costs
-// bandwidth, not drains. EDS versions in SotW are the LinearCache's counter,
-// not content hashes (delta's per-CLA versions are content hashes).
+// bandwidth, not drains. EDS versions are content hashes too: a CLA's is
+// its SHA-256, and an EDS response's version is the hash of the (name,
+// version) pairs it carries.
 //
 // # Admission
 //

@@ -10,10 +10,9 @@ import (
 	"time"
 
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 )
 
-// endpointState mirrors what the shared LinearCache holds, so unchanged
+// endpointState mirrors what the shared endpoint cache holds, so unchanged
 // ClusterLoadAssignments are not re-set (each set bumps the cache version
 // and wakes every watch on that name), and remembers when each one last
 // changed, for convergence latency.
@@ -46,8 +45,8 @@ func (s *Server) SetEndpoints(ctx context.Context, clas map[string]*endpointv3.C
 	start := time.Now()
 	var errs []error
 	type candidate struct {
-		cla  *endpointv3.ClusterLoadAssignment
-		hash string
+		cla *endpointv3.ClusterLoadAssignment
+		enc *encoded
 	}
 	candidates := make(map[string]candidate, len(clas))
 	var deletes []string
@@ -67,12 +66,12 @@ func (s *Server) SetEndpoints(ctx context.Context, clas map[string]*endpointv3.C
 			errs = append(errs, fmt.Errorf("endpoints %q: %w", name, err))
 			continue
 		}
-		h, err := s.hashes.hash(cla)
+		enc, err := s.hashes.encode(cla)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("endpoints %q: %w", name, err))
 			continue
 		}
-		candidates[name] = candidate{cla, h}
+		candidates[name] = candidate{cla, enc}
 	}
 	if len(errs) > 0 {
 		s.metrics.rejectedEndpoints.Add(float64(len(errs)))
@@ -81,12 +80,12 @@ func (s *Server) SetEndpoints(ctx context.Context, clas map[string]*endpointv3.C
 
 	s.ep.mu.Lock()
 	defer s.ep.mu.Unlock()
-	update := make(map[string]types.Resource, len(candidates))
+	update := make(map[string]candidate, len(candidates))
 	for name, c := range candidates {
-		if s.ep.hashes[name] == c.hash {
+		if s.ep.hashes[name] == c.enc.hash {
 			continue
 		}
-		update[name] = c.cla
+		update[name] = c
 	}
 	var remove []string
 	for _, name := range deletes {
@@ -105,14 +104,13 @@ func (s *Server) SetEndpoints(ctx context.Context, clas map[string]*endpointv3.C
 	if !changeSeen.IsZero() && changeSeen.After(s.ep.latest) {
 		s.ep.latest = changeSeen
 	}
-	if err := s.endpoints.UpdateResources(update, remove); err != nil {
-		errs = append(errs, fmt.Errorf("updating the endpoint cache: %w", err))
-		return joinEndpointErrors(errs)
+	set := make([]*encoded, 0, len(update))
+	for name, c := range update {
+		set = append(set, c.enc)
+		s.ep.current[name] = c.cla
+		s.ep.hashes[name] = c.enc.hash
 	}
-	for name, r := range update {
-		s.ep.current[name] = r.(*endpointv3.ClusterLoadAssignment)
-		s.ep.hashes[name] = candidates[name].hash
-	}
+	s.endpoints.update(set, remove)
 	for _, name := range remove {
 		delete(s.ep.current, name)
 		delete(s.ep.hashes, name)

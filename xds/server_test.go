@@ -120,11 +120,11 @@ func TestNodeReceivesWhatWasSet(t *testing.T) {
 				}
 				if p == delta {
 					r := res[typeURL][0]
-					h, err := contentHash(r)
+					e, err := encode(r)
 					if err != nil {
 						t.Fatal(err)
 					}
-					if v := got[typeURL].resourceVersions[cachev3.GetResourceName(r)]; v != h {
+					if v, h := got[typeURL].resourceVersions[cachev3.GetResourceName(r)], e.hash; v != h {
 						t.Errorf("%s: resource version %q, want content hash %q", TypeLabel(typeURL), v, h)
 					}
 				}
@@ -404,6 +404,10 @@ func TestReconnectAfterRestart(t *testing.T) {
 
 			second := startServer(t, Options{})
 			mustSet(t, second.Server, node1, nodeSet(t, "echo.test"), time.Time{})
+			// A history of its own (an unrelated CLA set first) must not
+			// matter: a counter would differ here, a content hash does not.
+			mustSetEndpoints(t, second.Server, time.Time{}, cla("unrelated-cla", "10.0.0.9", 80))
+			mustSetEndpoints(t, second.Server, time.Time{}, cla("echo.test-cla", "10.0.0.1", 80))
 			conn := dial(t, second.addr)
 			switch p {
 			case sotw:
@@ -417,6 +421,13 @@ func TestReconnectAfterRestart(t *testing.T) {
 					}
 					c.ack(r)
 				}
+				// EDS versions are content hashes too: the new process
+				// re-sends the CLA under the version the old one gave it.
+				eds := before[resourcev3.EndpointType]
+				c.subscribeAt(resourcev3.EndpointType, eds.version, "echo.test-cla")
+				if r := c.next(t); r.version != eds.version || !slices.Equal(r.names, eds.names) {
+					t.Errorf("eds: re-sent %s %v, want the same version %s and resources %v", r.version, r.names, eds.version, eds.names)
+				}
 			case delta:
 				c := openClient(t, p, conn, node1).(*deltaClient)
 				for _, typeURL := range []string{resourcev3.ListenerType, resourcev3.ClusterType} {
@@ -427,8 +438,10 @@ func TestReconnectAfterRestart(t *testing.T) {
 					}
 					c.ack(r)
 				}
-				// Named subscriptions already held get no response at all.
+				// Named subscriptions already held get no response at all,
+				// endpoints included.
 				c.subscribeKnown(resourcev3.RouteType, before[resourcev3.RouteType].resourceVersions, "echo.test-route")
+				c.subscribeKnown(resourcev3.EndpointType, before[resourcev3.EndpointType].resourceVersions, "echo.test-cla")
 				c.expectNone(t, 300*time.Millisecond)
 			}
 		})

@@ -28,21 +28,19 @@ func isSnapshotType(typeURL string) bool { return slices.Contains(snapshotTypes,
 // typeSet is one resource type of a node snapshot.
 type typeSet struct {
 	version    string
-	withTTL    map[string]types.ResourceWithTTL
 	plain      map[string]types.Resource
 	versionMap map[string]string // name -> content hash, for delta xDS
+	// encoded holds what is sent, by name: marshalled once per resource
+	// and shared by every response of every node carrying it.
+	encoded map[string]*encoded
 }
 
-// nodeSnapshot implements cachev3.ResourceSnapshot. go-control-plane's own
-// Snapshot re-marshals every resource of every node to build the delta
-// version map; this one reuses the per-pointer content hashes already
-// computed for the type versions, and is immutable once built so the maps
-// can be handed out without copying.
+// nodeSnapshot is what nodeCache serves a node. It is immutable once built,
+// so its maps are handed out without copying, and built from the
+// per-pointer encodings, so no resource is marshalled twice.
 type nodeSnapshot struct {
 	sets map[string]*typeSet
 }
-
-var _ cachev3.ResourceSnapshot = (*nodeSnapshot)(nil)
 
 // typeSets shares typeSet values between nodes: proxies with the same
 // configuration get the same maps, not 1,000 copies of 500-entry maps. The
@@ -94,6 +92,9 @@ type namedResource struct {
 	name string
 	res  types.Resource
 	hash string
+	enc  *encoded
+	// index is the resource's position in what the caller gave, for errors.
+	index int
 }
 
 // buildSnapshot validates the resource map's shape (the checker judges
@@ -120,7 +121,6 @@ func buildSnapshot(hashes *resourceHashes, shared *typeSets, res map[string][]ty
 	for _, typeURL := range snapshotTypes {
 		items := res[typeURL]
 		named := make([]namedResource, 0, len(items))
-		seen := make(map[string]struct{}, len(items))
 		for i, r := range items {
 			if r == nil || !r.ProtoReflect().IsValid() {
 				errs = append(errs, fmt.Errorf("type %s: resources[%d]: nil resource", typeURL, i))
@@ -135,22 +135,24 @@ func buildSnapshot(hashes *resourceHashes, shared *typeSets, res map[string][]ty
 				errs = append(errs, fmt.Errorf("type %s: resources[%d]: empty name", typeURL, i))
 				continue
 			}
-			if _, dup := seen[name]; dup {
-				errs = append(errs, fmt.Errorf("type %s: resources[%d]: duplicate name %q", typeURL, i, name))
-				continue
-			}
-			seen[name] = struct{}{}
-			h, err := hashes.hash(r)
+			e, err := hashes.encode(r)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("type %s: resources[%d] (%q): %w", typeURL, i, name, err))
 				continue
 			}
-			named = append(named, namedResource{name, r, h})
+			named = append(named, namedResource{name: name, res: r, hash: e.hash, enc: e, index: i})
+		}
+		// Sorted, duplicates are neighbours: no set of names per node and
+		// type is needed to find them.
+		slices.SortStableFunc(named, func(a, b namedResource) int { return strings.Compare(a.name, b.name) })
+		for k := 1; k < len(named); k++ {
+			if named[k].name == named[k-1].name {
+				errs = append(errs, fmt.Errorf("type %s: resources[%d]: duplicate name %q", typeURL, named[k].index, named[k].name))
+			}
 		}
 		if len(errs) > 0 {
 			continue
 		}
-		slices.SortFunc(named, func(a, b namedResource) int { return strings.Compare(a.name, b.name) })
 		version := typeVersion(named)
 		if set := shared.get(typeURL, version); set != nil {
 			snap.sets[typeURL] = set
@@ -158,14 +160,14 @@ func buildSnapshot(hashes *resourceHashes, shared *typeSets, res map[string][]ty
 		}
 		set := &typeSet{
 			version:    version,
-			withTTL:    make(map[string]types.ResourceWithTTL, len(named)),
 			plain:      make(map[string]types.Resource, len(named)),
 			versionMap: make(map[string]string, len(named)),
+			encoded:    make(map[string]*encoded, len(named)),
 		}
 		for _, n := range named {
 			set.plain[n.name] = n.res
-			set.withTTL[n.name] = types.ResourceWithTTL{Resource: n.res}
 			set.versionMap[n.name] = n.hash
+			set.encoded[n.name] = n.enc
 		}
 		snap.sets[typeURL] = shared.put(typeURL, set)
 	}
@@ -182,22 +184,12 @@ func (s *nodeSnapshot) GetVersion(typeURL string) string {
 	return ""
 }
 
-func (s *nodeSnapshot) GetResourcesAndTTL(typeURL string) map[string]types.ResourceWithTTL {
-	if set := s.sets[typeURL]; set != nil {
-		return set.withTTL
-	}
-	return nil
-}
-
 func (s *nodeSnapshot) GetResources(typeURL string) map[string]types.Resource {
 	if set := s.sets[typeURL]; set != nil {
 		return set.plain
 	}
 	return nil
 }
-
-// ConstructVersionMap has nothing to do: the map was built with the snapshot.
-func (s *nodeSnapshot) ConstructVersionMap() error { return nil }
 
 func (s *nodeSnapshot) GetVersionMap(typeURL string) map[string]string {
 	if set := s.sets[typeURL]; set != nil {
