@@ -37,6 +37,7 @@ type options struct {
 	logFormat         string
 	debounce          time.Duration
 	debounceMax       time.Duration
+	endpointDebounce  time.Duration
 	workers           int
 	discoveryInterval time.Duration
 	shutdownGrace     time.Duration
@@ -70,6 +71,7 @@ The admin address serves /healthz, /readyz (ready once caches are synced),
 	f.StringVar(&o.logFormat, "log-format", "json", "json or text")
 	f.DurationVar(&o.debounce, "debounce", 100*time.Millisecond, "quiet time that ends a burst of changes")
 	f.DurationVar(&o.debounceMax, "debounce-max", time.Second, "longest a burst of changes is held before pushing")
+	f.DurationVar(&o.endpointDebounce, "endpoint-debounce", 10*time.Millisecond, "quiet time that ends a burst of nothing but endpoint changes (held at most --debounce)")
 	f.IntVar(&o.workers, "workers", 4, "proxies recomputed concurrently")
 	f.DurationVar(&o.discoveryInterval, "discovery-interval", 10*time.Second, "how often to check whether the ServiceProfile/TrafficSplit CRDs are served")
 	f.DurationVar(&o.shutdownGrace, "shutdown-grace", 5*time.Second, "how long to wait for xDS streams to end on shutdown")
@@ -143,6 +145,7 @@ func run(ctx context.Context, o options) error {
 		Logger:            log,
 		Debounce:          o.debounce,
 		DebounceMax:       o.debounceMax,
+		EndpointDebounce:  o.endpointDebounce,
 		Workers:           o.workers,
 		DiscoveryInterval: o.discoveryInterval,
 		ShutdownGrace:     o.shutdownGrace,
