@@ -350,4 +350,3 @@ func TestIdentityRotation(t *testing.T) {
 		}
 	}
 }
-
