@@ -81,8 +81,8 @@ type Config struct {
 
 	// XDSListener, if set, is served instead of listening on XDSAddr.
 	XDSListener net.Listener
-	// XDSAddr is where ADS is served (plaintext until the identity work
-	// adds mTLS). Default ":8086".
+	// XDSAddr is where ADS is served (TLS with Identity, else plaintext).
+	// Default ":8086".
 	XDSAddr string
 	// AdminListener, if set, is served instead of listening on AdminAddr.
 	AdminListener net.Listener
