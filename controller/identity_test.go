@@ -36,42 +36,26 @@ import (
 type identityMesh struct {
 	ns, sysNS string
 	pods      map[string]*corev1.Pod // by ServiceAccount
-	anchor    *sds.CertKey
-	ca        *sds.CA
-	identity  *Identity
+	*trust
 }
 
-const identityServerName = "weft-cp.ident-sys.svc"
+// trust is the control plane's identity in a test: an anchor, the issuer
+// Secret in sysNS, a CA fed by a Watcher from it, a token authenticator.
+type trust struct {
+	sysNS    string
+	anchor   *sds.CertKey
+	ca       *sds.CA
+	identity *Identity
+}
 
-func setupIdentityMesh(t *testing.T, ns string, leafTTL time.Duration) *identityMesh {
+func startTestIdentity(t *testing.T, sysNS string, leafTTL time.Duration) *trust {
 	t.Helper()
-	requireEnv(t)
 	ctx := t.Context()
 	cs := env.Clientset
-	m := &identityMesh{ns: ns, sysNS: ns + "-sys", pods: map[string]*corev1.Pod{}}
-	for _, n := range []*corev1.Namespace{
-		{ObjectMeta: metav1.ObjectMeta{Name: m.ns, Annotations: meshedNS}},
-		{ObjectMeta: metav1.ObjectMeta{Name: m.sysNS}},
-	} {
-		if _, err := cs.CoreV1().Namespaces().Create(ctx, n, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+	m := &trust{sysNS: sysNS}
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: sysNS}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
-	for _, sa := range []string{"a", "b"} {
-		if _, err := cs.CoreV1().ServiceAccounts(m.ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		pod := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: "p" + sa},
-			Spec:       corev1.PodSpec{ServiceAccountName: sa, Containers: []corev1.Container{{Name: "app", Image: "app"}}},
-		}
-		p, err := cs.CoreV1().Pods(m.ns).Create(ctx, pod, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		m.pods[sa] = p
-	}
-
 	now := time.Now()
 	var err error
 	if m.anchor, err = sds.NewAnchor("cluster.local", now, 48*time.Hour); err != nil {
@@ -109,7 +93,39 @@ func setupIdentityMesh(t *testing.T, ns string, leafTTL time.Duration) *identity
 	return m
 }
 
-func (m *identityMesh) newIssuer(t *testing.T) *sds.CertKey {
+// identityServerName is the name clients verify the xDS serving
+// certificate against.
+const identityServerName = "weft-cp.weft-system.svc"
+
+func setupIdentityMesh(t *testing.T, ns string, leafTTL time.Duration) *identityMesh {
+	t.Helper()
+	requireEnv(t)
+	ctx := t.Context()
+	cs := env.Clientset
+	m := &identityMesh{ns: ns, sysNS: ns + "-sys", pods: map[string]*corev1.Pod{}}
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: m.ns, Annotations: meshedNS}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, sa := range []string{"a", "b"} {
+		if _, err := cs.CoreV1().ServiceAccounts(m.ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "p" + sa},
+			Spec:       corev1.PodSpec{ServiceAccountName: sa, Containers: []corev1.Container{{Name: "app", Image: "app"}}},
+		}
+		p, err := cs.CoreV1().Pods(m.ns).Create(ctx, pod, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.pods[sa] = p
+	}
+
+	m.trust = startTestIdentity(t, m.sysNS, leafTTL)
+	return m
+}
+
+func (m *trust) newIssuer(t *testing.T) *sds.CertKey {
 	t.Helper()
 	issuer, err := sds.NewIssuer("cluster.local", m.anchor, time.Now(), 24*time.Hour)
 	if err != nil {
@@ -146,9 +162,10 @@ type sdsStream struct {
 }
 
 type sdsLeaf struct {
-	chain  []*x509.Certificate
-	bundle []byte
-	at     time.Time
+	chain           []*x509.Certificate
+	certPEM, keyPEM []byte
+	bundle          []byte
+	at              time.Time
 }
 
 func openSDS(t *testing.T, addr string, anchor *x509.Certificate, token, node string) *sdsStream {
@@ -197,6 +214,7 @@ func openSDS(t *testing.T, addr string, anchor *x509.Certificate, token, node st
 					return
 				}
 				if c := sec.GetTlsCertificate(); c != nil {
+					l.certPEM, l.keyPEM = c.GetCertificateChain().GetInlineBytes(), c.GetPrivateKey().GetInlineBytes()
 					for rest := c.GetCertificateChain().GetInlineBytes(); ; {
 						var b *pem.Block
 						if b, rest = pem.Decode(rest); b == nil {
