@@ -280,6 +280,9 @@ func TestIdentityMTLSGRPCGo(t *testing.T) {
 					}
 					return err == nil
 				})
+				if rc.pipe.secrets.get("client.mtls") != nil {
+					t.Error("the proxyless client was given SDS secrets; its certificates come from its certificate provider")
+				}
 				return
 			}
 			// Refused: no call reaches the backend, and the failure is the

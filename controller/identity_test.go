@@ -320,6 +320,13 @@ func TestIdentitySDSFollowsTheStreamsIdentity(t *testing.T) {
 			verifyLeaf(t, s.next(t, 10*time.Second), m.anchor.Cert, c.want)
 		})
 	}
+	// Each subtest's stream closed with it: the nodes' keys and rotation
+	// loops go with their last stream.
+	waitUntil(t, 10*time.Second, "no node holding secrets", func() bool {
+		rc.pipe.secrets.mu.Lock()
+		defer rc.pipe.secrets.mu.Unlock()
+		return len(rc.pipe.secrets.nodes) == 0
+	})
 }
 
 // TestIdentityRotation: with short leaves, a renewed leaf is pushed before
