@@ -22,6 +22,10 @@ import (
 	"github.com/weftmesh/weft/sds/tokenauth"
 )
 
+// materialWait bounds how long start-up waits for the first read of the
+// trust material.
+const materialWait = 30 * time.Second
+
 // identityOptions are the flags of workload identity.
 type identityOptions struct {
 	enabled        bool
@@ -124,8 +128,15 @@ func startIdentity(ctx context.Context, cfg *rest.Config, o identityOptions, tru
 		}
 	})
 	wait := func() { wg.Wait(); broadcaster.Shutdown() }
+	// Reading the material is waited for, within bounds: a control plane
+	// that may not read its Secret (RBAC) still serves, and says so.
+	synced := time.NewTimer(materialWait)
+	defer synced.Stop()
 	select {
 	case <-watcher.Synced():
+	case <-synced.C:
+		log.Warn("identity: trust material not read yet (can this ServiceAccount get/list/watch the issuer Secret and bundle ConfigMap?); serving, xDS TLS handshakes fail until it is",
+			"secret", o.namespace+"/"+o.issuerSecret, "waited", materialWait)
 	case <-ctx.Done():
 		wait()
 		return nil, nil, ctx.Err()
