@@ -366,20 +366,13 @@ func grpcGoMTLSClient(t *testing.T, xdsAddr, node string, files map[string]strin
 // does not trust.
 func startOutsideCA(t *testing.T) *sds.CA {
 	t.Helper()
-	now := time.Now()
-	anchor, err := sds.NewAnchor("cluster.local", now, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer, err := sds.NewIssuer("cluster.local", anchor, now, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	anchor := newTestAnchor(t)
+	issuer := newTestIssuer(t, anchor)
 	ca, err := sds.New(sds.Config{TrustDomain: spiffeid.RequireTrustDomainFromString("cluster.local"), Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := sds.NewMaterial("outside", []*x509.Certificate{issuer.Cert}, issuer.Key, []*x509.Certificate{anchor.Cert}, now)
+	m, err := sds.NewMaterial("outside", []*x509.Certificate{issuer.Cert}, issuer.Key, []*x509.Certificate{anchor.Cert}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,15 +56,12 @@ func startTestIdentity(t *testing.T, sysNS string, leafTTL time.Duration) *trust
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: sysNS}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
-	var err error
-	if m.anchor, err = sds.NewAnchor("cluster.local", now, 48*time.Hour); err != nil {
-		t.Fatal(err)
-	}
+	m.anchor = newTestAnchor(t)
 	issuer := m.newIssuer(t)
 	if _, err := cs.CoreV1().Secrets(m.sysNS).Create(ctx, sds.IssuerSecret(m.sysNS, "issuer", issuer, m.anchor), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	var err error
 	m.ca, err = sds.New(sds.Config{TrustDomain: spiffeid.RequireTrustDomainFromString("cluster.local"), LeafTTL: leafTTL, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
@@ -125,9 +122,20 @@ func setupIdentityMesh(t *testing.T, ns string, leafTTL time.Duration) *identity
 	return m
 }
 
-func (m *trust) newIssuer(t *testing.T) *sds.CertKey {
+func (m *trust) newIssuer(t *testing.T) *sds.CertKey { return newTestIssuer(t, m.anchor) }
+
+func newTestAnchor(t *testing.T) *sds.CertKey {
 	t.Helper()
-	issuer, err := sds.NewIssuer("cluster.local", m.anchor, time.Now(), 24*time.Hour)
+	anchor, err := sds.NewAnchor("cluster.local", time.Now(), 48*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return anchor
+}
+
+func newTestIssuer(t *testing.T, anchor *sds.CertKey) *sds.CertKey {
+	t.Helper()
+	issuer, err := sds.NewIssuer("cluster.local", anchor, time.Now(), 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
