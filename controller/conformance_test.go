@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	grpcxds "google.golang.org/grpc/xds"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -258,13 +259,11 @@ func settleRouteSwap(t *testing.T, what string, newClusters []string, try func()
 // we can run here) dialing xds:///emoji.demo:8080 reaches real gRPC servers
 // on the pod IPs kwok assigned, and honours splits, timeouts, retries,
 // endpoint removal and a control-plane restart.
-func TestConformanceGRPCGo(t *testing.T) {
-	requireEnv(t)
-	netns.Require(t)
-	ensureCRDs(t)
-	ctx := t.Context()
-
-	nsn, err := netns.New(ctx, netns.Config{Subnet: netip.MustParsePrefix(podCIDR)})
+// podNetwork is a network namespace holding the test's pod IPs, closed when
+// the test ends.
+func podNetwork(t *testing.T) *netns.Namespace {
+	t.Helper()
+	nsn, err := netns.New(t.Context(), netns.Config{Subnet: netip.MustParsePrefix(podCIDR)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,6 +272,31 @@ func TestConformanceGRPCGo(t *testing.T) {
 			t.Errorf("closing the network namespace: %v", err)
 		}
 	})
+	return nsn
+}
+
+// listenOnPod listens on pod's IP (kwok's, added to nsn) at port: a server
+// standing in for the pod's process.
+func listenOnPod(t *testing.T, nsn *netns.Namespace, pod corev1.Pod, port uint16) net.Listener {
+	t.Helper()
+	addr := netip.MustParseAddr(pod.Status.PodIP)
+	if err := nsn.AddAddr(t.Context(), addr); err != nil {
+		t.Fatal(err)
+	}
+	lis, err := nsn.Listen("tcp", netip.AddrPortFrom(addr, port).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lis
+}
+
+func TestConformanceGRPCGo(t *testing.T) {
+	requireEnv(t)
+	netns.Require(t)
+	ensureCRDs(t)
+	ctx := t.Context()
+
+	nsn := podNetwork(t)
 	if _, err := env.Apply(ctx, []byte(conformanceApp)); err != nil {
 		t.Fatal(err)
 	}
@@ -287,14 +311,7 @@ func TestConformanceGRPCGo(t *testing.T) {
 	ips := map[string]string{}
 	for _, version := range []string{"v1", "v2"} {
 		pod := runningPods(t, "demo", "app=emoji,version="+version, 1)[0]
-		addr := netip.MustParseAddr(pod.Status.PodIP)
-		if err := nsn.AddAddr(ctx, addr); err != nil {
-			t.Fatal(err)
-		}
-		lis, err := nsn.Listen("tcp", netip.AddrPortFrom(addr, 8080).String())
-		if err != nil {
-			t.Fatal(err)
-		}
+		lis := listenOnPod(t, nsn, pod, 8080)
 		b := &backend{pod: version}
 		s := grpc.NewServer()
 		testgrpc.RegisterTestServiceServer(s, b)

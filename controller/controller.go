@@ -42,6 +42,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
@@ -67,16 +68,21 @@ type Config struct {
 	TrustDomain string
 	// MTLS turns on mTLS between meshed proxies: clusters to meshed
 	// services originate it, inbound listeners terminate it (translate's
-	// mTLS feature, in TrustDomain). Off by default until the SDS server
-	// that delivers the certificates they name is part of the control
-	// plane: without it every meshed hop would wait for secrets that never
-	// come.
+	// mTLS feature, in TrustDomain). It requires Identity, which delivers
+	// the certificates the config names: without them every meshed hop
+	// would wait for secrets that never come. Off by default, so identity
+	// can be rolled out first (proxies get and rotate certificates that no
+	// hop requires yet) and mTLS switched on after.
 	MTLS bool
+	// Identity, when set, turns on TLS and token authentication on the xDS
+	// port and SDS certificates per authenticated identity. nil: plaintext,
+	// unauthenticated xDS and no certificates (today's behaviour).
+	Identity *Identity
 
 	// XDSListener, if set, is served instead of listening on XDSAddr.
 	XDSListener net.Listener
-	// XDSAddr is where ADS is served (plaintext until the identity work
-	// adds mTLS). Default ":8086".
+	// XDSAddr is where ADS is served (TLS with Identity, else plaintext).
+	// Default ":8086".
 	XDSAddr string
 	// AdminListener, if set, is served instead of listening on AdminAddr.
 	AdminListener net.Listener
@@ -125,6 +131,14 @@ func (c *Config) defaults() error {
 	}
 	if c.XDSAddr == "" {
 		c.XDSAddr = ":8086"
+	}
+	if c.MTLS && c.Identity == nil {
+		return errors.New("controller config: MTLS requires Identity (the certificates mTLS names are delivered by the identity's SDS)")
+	}
+	if c.Identity != nil {
+		if err := c.Identity.check(); err != nil {
+			return err
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -243,6 +257,10 @@ func New(cfg Config) (*Controller, error) {
 	xo.Registry = cfg.Registry
 	xo.ShutdownGrace = cfg.ShutdownGrace
 	xo.NackReporter = c.nacks.report
+	if cfg.Identity != nil {
+		xo.Authenticator = cfg.Identity.Authenticator
+		xo.ServerOptions = append(append([]grpc.ServerOption(nil), xo.ServerOptions...), cfg.Identity.serverOptions()...)
+	}
 	// The validator is the pipeline's; it is set below once it exists.
 	var pipe *pipeline
 	xo.NodeValidator = func(ctx context.Context, node *corev3.Node) (xds.NodeInfo, error) {
@@ -263,6 +281,10 @@ func New(cfg Config) (*Controller, error) {
 	pipe = newPipeline(log, c.store, tr, x, cfg.Workers, m,
 		newTranslateProblems(c.configErrs, c.store.ObjectReference, log), c.synced)
 	c.pipe = pipe
+	if cfg.Identity != nil {
+		pipe.secrets = newNodeSecrets(cfg.Identity.CA, log)
+		pipe.secrets.repush = pipe.repushSecrets
+	}
 
 	c.core, err = newCoreInformers(client, c.store, m)
 	if err != nil {
@@ -334,6 +356,10 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.nacks.recorder = recorder
 	defer c.broadcaster.Shutdown()
 
+	if c.pipe.secrets != nil {
+		c.pipe.secrets.run(ctx)
+		defer c.pipe.secrets.wait()
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 

@@ -9,6 +9,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -52,6 +53,8 @@ type pipeline struct {
 	workers    int
 	metrics    *controllerMetrics
 	problems   *translateProblems
+	// secrets is nil without identity: no node gets SDS secrets.
+	secrets *nodeSecrets
 	// synced is closed once the informers have listed everything: before
 	// that a connecting proxy cannot be told "no such pod".
 	synced <-chan struct{}
@@ -233,6 +236,11 @@ func (p *pipeline) push(ctx context.Context, snap *Snapshot, id string, seen tim
 	start := time.Now()
 	res, problems := p.translator.ForProxy(snap.Model, px)
 	p.metrics.translateSeconds.Observe(time.Since(start).Seconds())
+	if p.secrets != nil {
+		if sec := p.secrets.get(id); len(sec) > 0 {
+			res[resourcev3.SecretType] = append(res[resourcev3.SecretType], sec...)
+		}
+	}
 	err := p.xds.SetNodeResources(ctx, id, px.Kind, res, seen)
 	n.gen, n.pushed = snap.Gen, true
 	p.metrics.recomputes.Inc()
@@ -268,6 +276,21 @@ func (p *pipeline) disconnected(id string) {
 		return
 	}
 	delete(p.connected, id)
+	if p.secrets != nil {
+		p.secrets.stop(id)
+	}
+}
+
+// repushSecrets is nodeSecrets' hook: a connected node gets its new leaf
+// (renewed, or from a new issuer) with the current model.
+func (p *pipeline) repushSecrets(ctx context.Context, id string) {
+	p.mu.Lock()
+	_, connected := p.connected[id]
+	p.mu.Unlock()
+	if !connected {
+		return // validateNode pushes the first leaf itself
+	}
+	p.push(ctx, p.store.Published(), id, time.Now())
 }
 
 // forget drops a proxy whose pod is gone: its xDS state and any stream.
@@ -277,6 +300,9 @@ func (p *pipeline) forget(id string) {
 	delete(p.connected, id)
 	delete(p.nodes, id)
 	p.mu.Unlock()
+	if p.secrets != nil {
+		p.secrets.stop(id)
+	}
 	if n != nil {
 		n.mu.Lock()
 		p.problems.update(n.problems, nil)
@@ -338,6 +364,36 @@ func (p *pipeline) validateNode(ctx context.Context, node *corev3.Node) (xds.Nod
 			id, got, node.GetUserAgentName(), ns, pod, want, mesh.AnnotationProxyKind)
 	}
 
+	info := xds.NodeInfo{
+		ID:             id,
+		Pod:            pod,
+		Namespace:      ns,
+		ServiceAccount: px.Identity.ServiceAccount,
+		Kind:           px.Kind,
+	}
+	// The node's certificate is for the identity its stream proved, never
+	// for what its node id claims; sidecars only (grpc-go reads its
+	// certificates from its certificate providers, not SDS).
+	if p.secrets != nil {
+		w, ok, err := streamWorkload(ctx, info)
+		if err != nil {
+			return xds.NodeInfo{}, err
+		}
+		if ok && px.Kind == proxy.Envoy {
+			// The first push should carry the certificate its listeners and
+			// clusters name; a CA that cannot issue yet must not hold the
+			// proxy's config back for long (the leaf is pushed when it comes).
+			t := time.NewTimer(p.podWait)
+			select {
+			case <-p.secrets.start(id, w):
+			case <-t.C:
+				p.log.Warn("identity: no certificate for a connecting proxy yet; pushing without", "node", id, "workload", w.String())
+			case <-ctx.Done():
+			}
+			t.Stop()
+		}
+	}
+
 	// Mark first, then read the published snapshot: either this push or
 	// the next flush (which publishes before listing connected nodes) sees
 	// the proxy, so it is never left without config.
@@ -353,11 +409,5 @@ func (p *pipeline) validateNode(ctx context.Context, node *corev3.Node) (xds.Nod
 		p.push(ctx, snap, id, time.Time{})
 	}
 	<-p.connectSlots
-	return xds.NodeInfo{
-		ID:             id,
-		Pod:            pod,
-		Namespace:      ns,
-		ServiceAccount: px.Identity.ServiceAccount,
-		Kind:           px.Kind,
-	}, nil
+	return info, nil
 }

@@ -81,3 +81,20 @@ func (h *streamHandle) result(ctx context.Context, err error) error {
 	}
 	return err
 }
+
+// StreamIdentity is the identity the Authenticator proved for the stream
+// whose context ctx is (the context a NodeValidator is given), and whether
+// the stream was authenticated at all. Anything delivered per identity
+// (SDS secrets) must come from this, never from the node id a stream claims.
+func StreamIdentity(ctx context.Context) (Identity, bool) {
+	h := handleFrom(ctx)
+	if h == nil || !h.authenticated {
+		return Identity{}, false
+	}
+	return h.identity, true
+}
+
+// CheckIdentity is the server's binding rule, for a NodeValidator that acts
+// on the node (pushes its config and secrets) before the server binds the
+// stream: it refuses a node id that id may not claim, with PermissionDenied.
+func CheckIdentity(id Identity, node NodeInfo) error { return bindIdentity(id, node) }

@@ -13,12 +13,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	"github.com/weftmesh/weft/controller"
+	"github.com/weftmesh/weft/sds"
+	"github.com/weftmesh/weft/sds/tokenauth"
 )
 
 func main() {
@@ -41,6 +45,7 @@ type options struct {
 	workers           int
 	discoveryInterval time.Duration
 	shutdownGrace     time.Duration
+	identity          identityOptions
 }
 
 func newCommand() *cobra.Command {
@@ -63,7 +68,7 @@ The admin address serves /healthz, /readyz (ready once caches are synced),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file; empty: in-cluster config, else $KUBECONFIG or ~/.kube/config")
-	f.StringVar(&o.xdsAddr, "xds-addr", ":8086", "address serving ADS (plaintext until mTLS identity lands)")
+	f.StringVar(&o.xdsAddr, "xds-addr", ":8086", "address serving ADS (TLS with --identity, else plaintext)")
 	f.StringVar(&o.adminAddr, "admin-addr", ":9990", "address serving health, readiness, metrics and debug endpoints; empty disables")
 	f.StringVar(&o.clusterDomain, "cluster-domain", "cluster.local", "DNS suffix of services")
 	f.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of workload identities")
@@ -75,6 +80,18 @@ The admin address serves /healthz, /readyz (ready once caches are synced),
 	f.IntVar(&o.workers, "workers", 4, "proxies recomputed concurrently")
 	f.DurationVar(&o.discoveryInterval, "discovery-interval", 10*time.Second, "how often to check whether the ServiceProfile/TrafficSplit CRDs are served")
 	f.DurationVar(&o.shutdownGrace, "shutdown-grace", 5*time.Second, "how long to wait for xDS streams to end on shutdown")
+	id := &o.identity
+	f.BoolVar(&id.enabled, "identity", false, "workload identity: TLS on the xDS port, streams authenticated by projected ServiceAccount tokens, SDS certificates per identity")
+	f.BoolVar(&id.mtls, "mtls", false, "mTLS between meshed proxies (requires --identity; off by default so certificates can be rolled out first)")
+	f.StringVar(&id.namespace, "identity-namespace", "weft-system", "namespace of the issuer Secret, the trust bundle, the leader Lease and the control plane's ServiceAccount")
+	f.StringVar(&id.issuerSecret, "issuer-secret", "weft-identity-issuer", "issuer Secret (kubernetes.io/tls with ca.crt, cert-manager's format)")
+	f.StringVar(&id.trustBundle, "trust-bundle", "weft-trust-bundle", "ConfigMap of trust anchors (created from the Secret's ca.crt if missing); empty: the Secret's ca.crt only")
+	f.StringVar(&id.bundleKey, "trust-bundle-key", sds.DefaultBundleKey, "key of the anchors in the trust bundle ConfigMap")
+	f.DurationVar(&id.leafTTL, "leaf-ttl", sds.DefaultLeafTTL, "lifetime of workload certificates (cut to the issuer's; renewed at about 70%)")
+	f.StringVar(&id.tokenAudience, "token-audience", tokenauth.DefaultAudience, "audience proxies' projected ServiceAccount tokens must carry")
+	f.StringVar(&id.serviceAccount, "service-account", "weft-cp", "the control plane's own ServiceAccount (identity of the xDS serving certificate)")
+	f.StringSliceVar(&id.serverNames, "xds-server-name", nil, "DNS names of the xDS serving certificate (default weft-cp.<identity-namespace>.svc[.cluster.local])")
+	f.StringVar(&id.podName, "pod-name", os.Getenv("POD_NAME"), "this replica's name in leader election (default $POD_NAME, else the hostname)")
 	return cmd
 }
 
@@ -126,6 +143,9 @@ func run(ctx context.Context, o options) error {
 	// client-go logs through klog; send it to the same place.
 	klog.SetSlogLogger(log)
 
+	if err := o.identity.validate(); err != nil {
+		return err
+	}
 	cfg, err := restConfig(o.kubeconfig)
 	if err != nil {
 		log.Error("cannot reach Kubernetes", "error", err)
@@ -136,10 +156,29 @@ func run(ctx context.Context, o options) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var identity *controller.Identity
+	if o.identity.enabled {
+		// The identity loops end with the control plane, also when it fails.
+		idCtx, idCancel := context.WithCancel(ctx)
+		id, wait, err := startIdentity(idCtx, cfg, o.identity, o.trustDomain, reg, log)
+		if err != nil {
+			idCancel()
+			log.Error("identity failed to start", "error", err)
+			return err
+		}
+		defer func() { idCancel(); wait() }()
+		identity = id
+	}
+
 	err = controller.Run(ctx, controller.Config{
 		RestConfig:        cfg,
 		ClusterDomain:     o.clusterDomain,
 		TrustDomain:       o.trustDomain,
+		MTLS:              o.identity.mtls,
+		Identity:          identity,
+		Registry:          reg,
 		XDSAddr:           o.xdsAddr,
 		AdminAddr:         o.adminAddr,
 		Logger:            log,

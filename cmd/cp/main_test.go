@@ -14,6 +14,9 @@ func TestCommandRefusesBadFlags(t *testing.T) {
 		{[]string{"--log-format", "xml"}, "--log-format"},
 		{[]string{"--kubeconfig", "/nonexistent/kubeconfig"}, "loading kubeconfig /nonexistent/kubeconfig"},
 		{[]string{"extra-arg"}, "unknown command"},
+		{[]string{"--mtls"}, "--mtls requires --identity"},
+		{[]string{"--identity", "--leaf-ttl", "10s"}, "--leaf-ttl 10s"},
+		{[]string{"--identity", "--issuer-secret", ""}, "--issuer-secret: required"},
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -34,6 +37,9 @@ func TestCommandDefaults(t *testing.T) {
 	for flag, want := range map[string]string{
 		"xds-addr": ":8086", "admin-addr": ":9990", "cluster-domain": "cluster.local",
 		"trust-domain": "cluster.local", "debounce": "100ms", "debounce-max": "1s", "workers": "4",
+		"identity": "false", "mtls": "false", "identity-namespace": "weft-system",
+		"issuer-secret": "weft-identity-issuer", "trust-bundle": "weft-trust-bundle",
+		"leaf-ttl": "24h0m0s", "token-audience": "weft", "service-account": "weft-cp",
 	} {
 		if got := cmd.Flags().Lookup(flag).DefValue; got != want {
 			t.Errorf("--%s defaults to %q, want %q", flag, got, want)
