@@ -86,7 +86,13 @@ func newServiceCache[V any](p Product, reads Reads) *serviceCache[V] {
 // from m: the current one, or the one it replaced (which then becomes
 // current again), or else a fresh one that replaces the current one.
 func (c *serviceCache[V]) lookupLocked(m *mesh.Model, domain string, k serviceSubject) *serviceEntry[V] {
-	d := readServiceInputs(m, domain, k, c.inputs)
+	return c.lookupRowLocked(m, readServiceRow(m, k), domain, k)
+}
+
+// lookupRowLocked is lookupLocked with the model's row for k's service
+// already read (readServiceRow).
+func (c *serviceCache[V]) lookupRowLocked(m *mesh.Model, r serviceRow, domain string, k serviceSubject) *serviceEntry[V] {
+	d := readRowInputs(m, r, domain, k, c.inputs)
 	e := c.entries[k]
 	switch {
 	case e == nil:

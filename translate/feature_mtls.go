@@ -159,4 +159,3 @@ func tlsSocket(ctx proto.Message) *corev3.TransportSocket {
 		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(ctx)},
 	}
 }
-

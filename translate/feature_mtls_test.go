@@ -302,4 +302,3 @@ func TestMTLSTermination(t *testing.T) {
 		})
 	}
 }
-

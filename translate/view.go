@@ -88,11 +88,12 @@ func (t *Translator) buildView(m *mesh.Model, keys []mesh.ServiceKey, clientNS s
 	t.mu.Lock()
 	for i, k := range keys {
 		prof, profNS := m.ProfileFor(clientNS, k)
+		row := serviceRow{svc: m.Services[k], split: m.Splits[k], endpoints: m.Endpoints[k], profileNS: profNS, profile: prof}
 		parts[i] = serviceParts{
 			key:       k,
-			frontend:  t.frontends.lookupLocked(m, dom, serviceSubject{svc: k, profileNS: profNS, kind: kind}),
-			clusters:  t.clusters.lookupLocked(m, dom, serviceSubject{svc: k, profileNS: profNS, kind: clusterKind}),
-			endpoints: t.endpoints.lookupLocked(m, dom, serviceSubject{svc: k}),
+			frontend:  t.frontends.lookupRowLocked(m, row, dom, serviceSubject{svc: k, profileNS: profNS, kind: kind}),
+			clusters:  t.clusters.lookupRowLocked(m, row, dom, serviceSubject{svc: k, profileNS: profNS, kind: clusterKind}),
+			endpoints: t.endpoints.lookupRowLocked(m, row, dom, serviceSubject{svc: k}),
 			prof:      prof,
 		}
 		if prof != nil {
