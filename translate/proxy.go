@@ -1,7 +1,6 @@
 package translate
 
 import (
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -108,10 +107,16 @@ type inboundEntry struct {
 // chains may read of it.
 func (t *Translator) inboundFor(p *mesh.Proxy) (*inboundEntry, []error) {
 	ports, errs := inboundPorts(p)
+	// The key is built on every call, for every proxy: sized once, no fmt.
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s;", p.MTLSMode)
+	b.Grow(4 + 16*len(ports))
+	b.WriteString(strconv.FormatUint(uint64(p.MTLSMode), 10))
+	b.WriteByte(';')
 	for _, ip := range ports {
-		fmt.Fprintf(&b, "%d/%s;", ip.port, ip.protocol)
+		b.WriteString(strconv.FormatUint(uint64(ip.port), 10))
+		b.WriteByte('/')
+		b.WriteString(string(ip.protocol))
+		b.WriteByte(';')
 	}
 	k := b.String()
 	t.mu.Lock()
