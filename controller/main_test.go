@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -31,19 +30,10 @@ var env *testenv.Env
 const podCIDR = "10.251.0.0/24"
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		os.Exit(m.Run())
-	}
-	os.Exit(testenv.Main(m, testenv.Options{PodCIDR: podCIDR}, &env))
+	os.Exit(testenv.MainUnlessShort(m, testenv.Options{PodCIDR: podCIDR}, &env))
 }
 
-func requireEnv(t testing.TB) {
-	t.Helper()
-	if env == nil {
-		t.Skip("needs the testenv cluster (not started with -short)")
-	}
-}
+func requireEnv(t testing.TB) { t.Helper(); testenv.RequireEnv(t, env) }
 
 func crdDir(t testing.TB) string {
 	t.Helper()

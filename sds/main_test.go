@@ -1,7 +1,6 @@
 package sds
 
 import (
-	"flag"
 	"os"
 	"testing"
 
@@ -12,17 +11,6 @@ import (
 // -short it is not started and those tests skip.
 var env *testenv.Env
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		os.Exit(m.Run())
-	}
-	os.Exit(testenv.Main(m, testenv.Options{}, &env))
-}
+func TestMain(m *testing.M) { os.Exit(testenv.MainUnlessShort(m, testenv.Options{}, &env)) }
 
-func requireEnv(t testing.TB) {
-	t.Helper()
-	if env == nil {
-		t.Skip("needs the testenv cluster (not started with -short)")
-	}
-}
+func requireEnv(t testing.TB) { t.Helper(); testenv.RequireEnv(t, env) }

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -82,4 +83,24 @@ func StartT(t testing.TB, opts Options) *Env {
 		}
 	})
 	return e
+}
+
+// MainUnlessShort is Main for packages whose unit tests need no cluster: with -short no
+// environment starts and env stays nil, and the tests that need one skip through
+// RequireEnv. -short is the invoker's choice (`make test` does not pass it), so this skip
+// is not one that CI could take by accident.
+func MainUnlessShort(m *testing.M, opts Options, env **Env) int {
+	flag.Parse()
+	if testing.Short() {
+		return m.Run()
+	}
+	return Main(m, opts, env)
+}
+
+// RequireEnv skips t when MainUnlessShort started no environment.
+func RequireEnv(t testing.TB, env *Env) {
+	t.Helper()
+	if env == nil {
+		t.Skip("needs the testenv cluster (not started with -short)")
+	}
 }

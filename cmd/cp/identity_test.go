@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"flag"
 	"net"
 	"os"
 	"testing"
@@ -29,13 +28,7 @@ import (
 // it is not started and those tests skip.
 var env *testenv.Env
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		os.Exit(m.Run())
-	}
-	os.Exit(testenv.Main(m, testenv.Options{}, &env))
-}
+func TestMain(m *testing.M) { os.Exit(testenv.MainUnlessShort(m, testenv.Options{}, &env)) }
 
 // TestRunWithIdentity runs the command as deployed with --identity and
 // --mtls against an issuer Secret in cert-manager's shape: the xDS port

@@ -1,7 +1,6 @@
 package tokenauth
 
 import (
-	"flag"
 	"os"
 	"testing"
 
@@ -10,17 +9,6 @@ import (
 
 var env *testenv.Env
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		os.Exit(m.Run())
-	}
-	os.Exit(testenv.Main(m, testenv.Options{}, &env))
-}
+func TestMain(m *testing.M) { os.Exit(testenv.MainUnlessShort(m, testenv.Options{}, &env)) }
 
-func requireEnv(t testing.TB) {
-	t.Helper()
-	if env == nil {
-		t.Skip("needs the testenv cluster (not started with -short)")
-	}
-}
+func requireEnv(t testing.TB) { t.Helper(); testenv.RequireEnv(t, env) }
