@@ -65,14 +65,23 @@ const (
 	defaultDiffSteps = 50
 )
 
-var diffTranslateOptions = translate.Options{ClusterDomain: "cluster.local", TrustDomain: "cluster.local"}
+// diffOptions alternates by seed between a translator with mTLS (a trust
+// domain: every feature on) and one without, whose index follows fewer
+// inputs (translate.ReadsFor): both must serve what a fresh translator
+// with the same options gives.
+func diffOptions(seed uint64) translate.Options {
+	if seed%2 == 1 {
+		return translate.Options{ClusterDomain: "cluster.local"}
+	}
+	return translate.Options{ClusterDomain: "cluster.local", TrustDomain: "cluster.local"}
+}
 
 func TestDifferential(t *testing.T) {
 	seeds, steps := cmp.Or(*diffSeeds, defaultDiffSeeds), cmp.Or(*diffSteps, defaultDiffSteps)
 	var total diffStats
 	for i := range seeds {
 		seed := *diffSeed + uint64(i)
-		r := newDiffRun(t, fmt.Sprintf("seed %d", seed), newSeededChooser(seed), nil)
+		r := newDiffRun(t, fmt.Sprintf("seed %d", seed), newSeededChooser(seed), diffOptions(seed), nil)
 		if err := r.run(t.Context(), steps); err != nil {
 			t.Fatalf("%v\nreproduce: go test ./controller -short -run '^TestDifferential$' -diff.seed %d -diff.seeds 1 -diff.steps %d", err, seed, r.step+1)
 		}
@@ -92,7 +101,7 @@ func FuzzDifferential(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r := newDiffRun(t, "fuzz input", &byteChooser{b: data}, nil)
+		r := newDiffRun(t, "fuzz input", &byteChooser{b: data}, diffOptions(uint64(len(data))), nil)
 		if err := r.run(t.Context(), 200); err != nil {
 			t.Fatal(err)
 		}
@@ -104,7 +113,7 @@ func FuzzDifferential(f *testing.F) {
 // that keeps serving a proxy what it computed first (a cache key that
 // misses every change) must be caught.
 func TestDifferentialCatchesStaleOutput(t *testing.T) {
-	r := newDiffRun(t, "seed 1", newSeededChooser(1), func(tr Translator) Translator {
+	r := newDiffRun(t, "seed 1", newSeededChooser(1), diffOptions(0), func(tr Translator) Translator {
 		return &stickyTranslator{Translator: tr, first: map[string]map[string][]types.Resource{}}
 	})
 	err := r.run(t.Context(), defaultDiffSteps)
@@ -133,6 +142,7 @@ func (s *stickyTranslator) ForProxy(m *mesh.Model, p *mesh.Proxy) (map[string][]
 // diffRun is one random sequence of changes and its checks.
 type diffRun struct {
 	name  string
+	opts  translate.Options
 	c     chooser
 	w     *world
 	store *Store
@@ -157,7 +167,7 @@ type diffRun struct {
 	stats diffStats
 }
 
-func newDiffRun(tb testing.TB, name string, c chooser, wrap func(Translator) Translator) *diffRun {
+func newDiffRun(tb testing.TB, name string, c chooser, opts translate.Options, wrap func(Translator) Translator) *diffRun {
 	tb.Helper()
 	log := testLogger()
 	store := NewStore("cluster.local", nil)
@@ -167,7 +177,7 @@ func newDiffRun(tb testing.TB, name string, c chooser, wrap func(Translator) Tra
 	}
 	reporter := newConfigErrorReporter(log)
 	reporter.metrics = m
-	warm := translate.NewTranslator(diffTranslateOptions)
+	warm := translate.NewTranslator(opts)
 	var tr Translator = translatorAdapter{warm}
 	if wrap != nil {
 		tr = wrap(tr)
@@ -177,15 +187,16 @@ func newDiffRun(tb testing.TB, name string, c chooser, wrap func(Translator) Tra
 	close(synced)
 	return &diffRun{
 		name:      name,
+		opts:      opts,
 		c:         c,
 		w:         newWorld(c),
 		store:     store,
 		x:         x,
 		pipe:      newPipeline(log, store, tr, x, 2, m, newTranslateProblems(reporter, store.ObjectReference, log), synced),
 		warm:      warm,
-		every:     translate.NewTranslator(diffTranslateOptions),
+		every:     translate.NewTranslator(opts),
 		prev:      store.Published(),
-		prevFresh: translate.NewTranslator(diffTranslateOptions),
+		prevFresh: translate.NewTranslator(opts),
 		offline:   map[string]bool{},
 	}
 }
@@ -262,7 +273,7 @@ func (r *diffRun) churnConnections(ctx context.Context) error {
 			delete(r.offline, id)
 			r.ops = append(r.ops, fmt.Sprintf("step %d: proxy %s reconnects", r.step, id))
 			r.pipe.push(ctx, snap, id, time.Time{})
-			want, _ := translate.NewTranslator(diffTranslateOptions).ForProxy(snap.Model, snap.Proxies[id])
+			want, _ := translate.NewTranslator(r.opts).ForProxy(snap.Model, snap.Proxies[id])
 			byType := want.ByType()
 			delete(byType, resourcev3.EndpointType)
 			if d := (equalMemo{}).firstDifference(r.x.nodes[id].res, byType); d != "" {
@@ -287,7 +298,7 @@ func (r *diffRun) flushAndCheck(ctx context.Context) error {
 	r.eq = equalMemo{}
 	r.pipe.flush(ctx)
 	cur := r.store.Published()
-	fresh := translate.NewTranslator(diffTranslateOptions)
+	fresh := translate.NewTranslator(r.opts)
 
 	ids := slices.Sorted(maps.Keys(cur.Proxies))
 	wantEDS := map[string]*endpointv3.ClusterLoadAssignment{}

@@ -78,7 +78,8 @@ func newIndex(r translate.Reads) index {
 	return ix
 }
 
-// defaultIndex follows what the translator declares it reads.
+// defaultIndex follows what a translator with every feature on reads: the
+// index of a pipeline whose translator does not say what it reads.
 var defaultIndex = newIndex(translate.DeclaredReads())
 
 // planFor applies the index to one batch of changes. connected lists the

@@ -15,6 +15,7 @@ import (
 
 	"github.com/weftmesh/weft/mesh"
 	"github.com/weftmesh/weft/proxy"
+	"github.com/weftmesh/weft/translate"
 	"github.com/weftmesh/weft/xds"
 )
 
@@ -49,10 +50,14 @@ type pipeline struct {
 	log        *slog.Logger
 	store      *Store
 	translator Translator
-	xds        XDS
-	workers    int
-	metrics    *controllerMetrics
-	problems   *translateProblems
+	// index follows what translator reads: a translator without a trust
+	// domain reads no identities, so endpoint churn that changes who backs
+	// a service stays an EDS update.
+	index    index
+	xds      XDS
+	workers  int
+	metrics  *controllerMetrics
+	problems *translateProblems
 	// secrets is nil without identity: no node gets SDS secrets.
 	secrets *nodeSecrets
 	// synced is closed once the informers have listed everything: before
@@ -92,10 +97,15 @@ func newPipeline(log *slog.Logger, store *Store, tr Translator, x XDS, workers i
 	if workers < 1 {
 		workers = 1
 	}
+	idx := defaultIndex
+	if r, ok := tr.(interface{ Reads() translate.Reads }); ok {
+		idx = newIndex(r.Reads())
+	}
 	return &pipeline{
 		log:          log,
 		store:        store,
 		translator:   tr,
+		index:        idx,
 		xds:          x,
 		workers:      workers,
 		metrics:      m,
@@ -117,7 +127,7 @@ func (p *pipeline) flush(ctx context.Context) {
 	if !ok {
 		return
 	}
-	pl := planFor(prev, cur, changes, p.connectedNodes())
+	pl := p.index.plan(prev, cur, changes, p.connectedNodes())
 
 	// Endpoints first: a cluster added by the node pushes below finds its
 	// load assignment already in the cache.

@@ -14,6 +14,10 @@ import (
 // snapshot, so they are dropped from the per-node set.
 type translatorAdapter struct{ t *translate.Translator }
 
+// Reads is what the wrapped translator reads: the pipeline's dependency
+// index follows it (see newPipeline).
+func (a translatorAdapter) Reads() translate.Reads { return a.t.Reads() }
+
 func newDefaultTranslator(clusterDomain, trustDomain string) Translator {
 	return translatorAdapter{translate.NewTranslator(translate.Options{ClusterDomain: clusterDomain, TrustDomain: trustDomain})}
 }

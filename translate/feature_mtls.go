@@ -29,21 +29,23 @@ import (
 // backing the service. A service with an endpoint that is not a meshed pod
 // stays plaintext as a whole (see mtlsUpstream).
 var mtlsOrigination = feature{
-	name:            "weft.mtls.origination",
-	on:              onOutboundCluster,
-	reads:           InputsOf(InputService, InputEndpointIdentities),
-	byClientKind:    true,
-	transportSocket: mtlsUpstream,
+	name:             "weft.mtls.origination",
+	on:               onOutboundCluster,
+	reads:            InputsOf(InputService, InputEndpointIdentities),
+	byClientKind:     true,
+	needsTrustDomain: true,
+	transportSocket:  mtlsUpstream,
 }
 
 // mtlsTermination makes the inbound side terminate mTLS on every port,
 // requiring a client certificate from the bundle; in strict mode the port
 // accepts nothing else.
 var mtlsTermination = feature{
-	name:       "weft.mtls.termination",
-	on:         onInboundChain,
-	reads:      InputsOf(InputProxy),
-	inboundTLS: mtlsDownstream,
+	name:             "weft.mtls.termination",
+	on:               onInboundChain,
+	reads:            InputsOf(InputProxy),
+	needsTrustDomain: true,
+	inboundTLS:       mtlsDownstream,
 }
 
 // mtlsUpstream is the client side. A service is mTLS when every endpoint

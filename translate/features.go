@@ -3,6 +3,7 @@ package translate
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -48,7 +49,22 @@ var featureOrder = []feature{
 
 // builtinFeatures is featureOrder checked; a table that breaks an ordering
 // rule is a programming error, caught by any test of the package.
-var builtinFeatures = mustFeatureTable(featureOrder)
+// withoutIdentity is the same table less the features that need a trust
+// domain: without one they add nothing, and what they declare they read
+// would only make the dependency index recompute proxies for nothing (an
+// endpoint that is not a meshed pod would reach every proxy).
+var (
+	builtinFeatures = mustFeatureTable(featureOrder)
+	withoutIdentity = mustFeatureTable(slices.DeleteFunc(slices.Clone(featureOrder), func(f feature) bool { return f.needsTrustDomain }))
+)
+
+// featuresFor is the feature table a translator with opts runs.
+func featuresFor(opts Options) *featureTable {
+	if opts.TrustDomain == "" {
+		return withoutIdentity
+	}
+	return builtinFeatures
+}
 
 // place is where a feature adds to the core's output.
 type place uint8
@@ -133,6 +149,9 @@ type feature struct {
 	// terminal marks the HTTP filter that ends the chain (the router). It
 	// must add itself wherever it is placed.
 	terminal bool
+	// needsTrustDomain marks a feature that adds nothing without
+	// Options.TrustDomain (identity): it is then left out (featuresFor).
+	needsTrustDomain bool
 	// byClientKind marks a feature whose addition to a cluster differs for
 	// sidecars and proxyless clients (what each consumes): the clusters are
 	// then built, and cached, per kind of client.

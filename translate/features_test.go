@@ -287,3 +287,27 @@ func TestSweepKeepsWhatLookupFinds(t *testing.T) {
 		t.Fatal("the sweep kept the entry of a retired model")
 	}
 }
+
+// Without a trust domain the identity features add nothing, so they are left
+// out, and with them their reads: an endpoint that is not a meshed pod must
+// not make the dependency index recompute every proxy for clusters that
+// carry no TLS.
+func TestReadsForFollowsTheTrustDomain(t *testing.T) {
+	with := ReadsFor(Options{TrustDomain: "cluster.local"})
+	without := ReadsFor(Options{})
+	if with != DeclaredReads() {
+		t.Errorf("with a trust domain: %v, want every feature's reads %v", with, DeclaredReads())
+	}
+	if !with[ServiceClusters].Has(InputEndpointIdentities) {
+		t.Errorf("with a trust domain, clusters do not read endpoint identities: %v", with[ServiceClusters])
+	}
+	if without[ServiceClusters].Has(InputEndpointIdentities) {
+		t.Errorf("without a trust domain, clusters read endpoint identities: %v", without[ServiceClusters])
+	}
+	if s := without.Scope(InputEndpointIdentities); s != 0 {
+		t.Errorf("without a trust domain, an identity change reaches scope %v; want none", s)
+	}
+	if got := NewTranslator(Options{}).Reads(); got != without {
+		t.Errorf("NewTranslator(no trust domain).Reads() = %v, want %v", got, without)
+	}
+}

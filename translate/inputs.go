@@ -185,9 +185,13 @@ func (r Reads) Scope(in Input) Scope {
 	return s
 }
 
-// DeclaredReads returns what the translator reads, for the controller's
-// dependency index.
+// DeclaredReads returns what a translator with every feature on (a trust
+// domain set) reads; ReadsFor says it for given options.
 func DeclaredReads() Reads { return builtinFeatures.reads }
+
+// ReadsFor returns what NewTranslator(opts) reads, for the controller's
+// dependency index.
+func ReadsFor(opts Options) Reads { return featuresFor(opts).reads }
 
 // serviceSubject keys a per-service product: the service, the namespace
 // whose profile applies ("" for none) and, for the frontend, the kind of

@@ -76,7 +76,11 @@ type Translator struct {
 }
 
 // NewTranslator returns a Translator with empty caches.
-func NewTranslator(opts Options) *Translator { return newTranslator(opts, builtinFeatures) }
+func NewTranslator(opts Options) *Translator { return newTranslator(opts, featuresFor(opts)) }
+
+// Reads is what this translator reads, per product: what the controller's
+// dependency index must follow for it.
+func (t *Translator) Reads() Reads { return t.features.reads }
 
 func newTranslator(opts Options, ft *featureTable) *Translator {
 	return &Translator{
