@@ -288,3 +288,30 @@ func TestPlanForChangeSeen(t *testing.T) {
 		t.Errorf("cli-2.third stamped %v, want %v (the service change)", got, t0.Add(time.Second))
 	}
 }
+
+// TestPipelineIndexFollowsItsTranslator: a pipeline plans with what its own
+// translator reads. Without a trust domain no cluster carries TLS, so an
+// endpoint of another ServiceAccount is an EDS update only; with one, it
+// changes every client's clusters. (The regression: with mTLS off, such a
+// change once recomputed every proxy.)
+func TestPipelineIndexFollowsItsTranslator(t *testing.T) {
+	all := []string{"api-1.app", "cli-1.other", "cli-2.third", "web-1.app"}
+	api := mesh.ServiceKey{Namespace: "app", Name: "api"}
+	op := func(s *Store) {
+		s.SetPod(testPod("app", "api-canary-1", "10.1.0.5", "api-canary", nil, 9090))
+		s.SetEndpointSlice(testSlice("app", "api-abc", "api", 9090, map[string]string{"api-1": "10.1.0.1", "api-canary-1": "10.1.0.5"}))
+	}
+	for _, tc := range []struct {
+		trustDomain string
+		wantNodes   []string
+	}{
+		{trustDomain: "", wantNodes: nil},
+		{trustDomain: "cluster.local", wantNodes: all},
+	} {
+		t.Run("trust domain "+tc.trustDomain, func(t *testing.T) {
+			p := newPipeline(testLogger(), nil, newDefaultTranslator("cluster.local", tc.trustDomain), nil, 1, nil, nil, nil)
+			prev, cur, ch := flushAfter(t, op)
+			checkPlan(t, p.index.plan(prev, cur, ch, connectedIDs), tc.wantNodes, []mesh.ServiceKey{api}, nil)
+		})
+	}
+}
