@@ -15,7 +15,7 @@ import (
 //
 // The rules are not written here. translate declares which model inputs
 // each of its cached products reads, features included, and whose output
-// each product is part of (translate.DeclaredReads, translate.Scope). The
+// each product is part of (Translator.Reads, translate.Scope). The
 // index only knows which inputs a change alters:
 //
 //	change                         alters                   of service / proxy

@@ -69,7 +69,7 @@
 // recomputes that service only. What each cached product reads is declared
 // once (inputs.go, plus each feature's own declaration): the same
 // declaration keys the caches, decides what the sweep keeps, and is
-// exported (DeclaredReads) for the controller's dependency index.
+// exported (Translator.Reads) for the controller's dependency index.
 //
 // # Layout
 //

@@ -12,7 +12,6 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	httpinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
-	originaldstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	directresponsev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/direct_response/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -185,20 +184,9 @@ func inboundListener(ports []inboundPort, ft *featureTable, in featureInputs) *l
 			detectHTTP = append(detectHTTP, p.port)
 		}
 	}
-	return &listenerv3.Listener{
-		Name:             InboundListenerName,
-		Address:          socketAddress("0.0.0.0", mesh.ProxyInboundPort),
-		TrafficDirection: corev3.TrafficDirection_INBOUND,
-		ListenerFilters: []*listenerv3.ListenerFilter{
-			listenerFilter(wellknown.OriginalDestination, &originaldstv3.OriginalDst{}),
-			detectingFilter(wellknown.TLSInspector, &tlsinspectorv3.TlsInspector{}, detectTLS),
-			detectingFilter(wellknown.HTTPInspector, &httpinspectorv3.HttpInspector{}, detectHTTP),
-		},
-		ListenerFiltersTimeout:           durationpb.New(detectTimeout),
-		ContinueOnListenerFiltersTimeout: true,
-		FilterChains:                     chains,
-		DefaultFilterChain:               passthroughChain(InboundListenerName),
-	}
+	return redirectListener(InboundListenerName, mesh.ProxyInboundPort, corev3.TrafficDirection_INBOUND, chains,
+		detectingFilter(wellknown.TLSInspector, &tlsinspectorv3.TlsInspector{}, detectTLS),
+		detectingFilter(wellknown.HTTPInspector, &httpinspectorv3.HttpInspector{}, detectHTTP))
 }
 
 // inboundCluster reaches the app on loopback.

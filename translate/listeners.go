@@ -7,11 +7,13 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	originaldstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -132,6 +134,24 @@ func detectingFilter(name string, cfg proto.Message, ports []uint32) *listenerv3
 	f := listenerFilter(name, cfg)
 	f.FilterDisabled = onlyOnPorts(ports)
 	return f
+}
+
+// redirectListener is a listener iptables redirects connections to, on
+// every address at port: original_dst restores where each connection was
+// going, then the detectors run (each bounded by detectTimeout, after which
+// the connection continues undetected); chains match on the restored
+// address, and a connection no chain matches passes through.
+func redirectListener(name string, port uint32, dir corev3.TrafficDirection, chains []*listenerv3.FilterChain, detectors ...*listenerv3.ListenerFilter) *listenerv3.Listener {
+	return &listenerv3.Listener{
+		Name:                             name,
+		Address:                          socketAddress("0.0.0.0", port),
+		TrafficDirection:                 dir,
+		ListenerFilters:                  append([]*listenerv3.ListenerFilter{listenerFilter(wellknown.OriginalDestination, &originaldstv3.OriginalDst{})}, detectors...),
+		ListenerFiltersTimeout:           durationpb.New(detectTimeout),
+		ContinueOnListenerFiltersTimeout: true,
+		FilterChains:                     chains,
+		DefaultFilterChain:               passthroughChain(name),
+	}
 }
 
 func passthroughChain(statPrefix string) *listenerv3.FilterChain {

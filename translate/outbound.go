@@ -11,7 +11,6 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	httpinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
-	originaldstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -334,19 +333,8 @@ func outboundChains(name string, addrs []netip.Addr, port uint32, opaque bool, r
 // never reach the proxy (iptables lets them out directly), so they get no
 // chain.
 func outboundListener(chains []*listenerv3.FilterChain, detectOn []uint32) *listenerv3.Listener {
-	return &listenerv3.Listener{
-		Name:             OutboundListenerName,
-		Address:          socketAddress("0.0.0.0", mesh.ProxyOutboundPort),
-		TrafficDirection: corev3.TrafficDirection_OUTBOUND,
-		ListenerFilters: []*listenerv3.ListenerFilter{
-			listenerFilter(wellknown.OriginalDestination, &originaldstv3.OriginalDst{}),
-			detectingFilter(wellknown.HTTPInspector, &httpinspectorv3.HttpInspector{}, detectOn),
-		},
-		ListenerFiltersTimeout:           durationpb.New(detectTimeout),
-		ContinueOnListenerFiltersTimeout: true,
-		FilterChains:                     chains,
-		DefaultFilterChain:               passthroughChain(OutboundListenerName),
-	}
+	return redirectListener(OutboundListenerName, mesh.ProxyOutboundPort, corev3.TrafficDirection_OUTBOUND, chains,
+		detectingFilter(wellknown.HTTPInspector, &httpinspectorv3.HttpInspector{}, detectOn))
 }
 
 // apiListener is what a proxyless grpc-go client asks LDS for: no address,
