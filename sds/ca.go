@@ -233,17 +233,15 @@ func (ca *CA) Bundle() []byte {
 	return ca.material.AnchorsPEM
 }
 
-// BundlePool is the trust anchors in use as a pool, for tls.Config.
+// BundlePool is the trust anchors in use as a pool, for tls.Config. The
+// pool is shared (built once per Material, not per handshake): callers must
+// not add to it.
 func (ca *CA) BundlePool() (*x509.CertPool, error) {
 	m, err := ca.current()
 	if err != nil {
 		return nil, err
 	}
-	p := x509.NewCertPool()
-	for _, a := range m.Anchors {
-		p.AddCert(a)
-	}
-	return p, nil
+	return m.anchorsPool, nil
 }
 
 // Leaf is a signed workload certificate.
