@@ -205,6 +205,17 @@ func (ca *CA) Status() Status {
 	return st
 }
 
+// issuerSerial is the serial of the issuer in use (Status().IssuerSerial
+// without building the rest of Status), nil when there is none.
+func (ca *CA) issuerSerial() *big.Int {
+	ca.mu.RLock()
+	defer ca.mu.RUnlock()
+	if ca.material == nil {
+		return nil
+	}
+	return ca.material.Issuer.SerialNumber
+}
+
 // current is the material to sign with now, or why there is none.
 func (ca *CA) current() (*Material, error) {
 	ca.mu.RLock()
