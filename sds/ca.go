@@ -205,6 +205,17 @@ func (ca *CA) Status() Status {
 	return st
 }
 
+// issuerSerial is the serial of the issuer in use (Status().IssuerSerial
+// without building the rest of Status), nil when there is none.
+func (ca *CA) issuerSerial() *big.Int {
+	ca.mu.RLock()
+	defer ca.mu.RUnlock()
+	if ca.material == nil {
+		return nil
+	}
+	return ca.material.Issuer.SerialNumber
+}
+
 // current is the material to sign with now, or why there is none.
 func (ca *CA) current() (*Material, error) {
 	ca.mu.RLock()
@@ -233,17 +244,15 @@ func (ca *CA) Bundle() []byte {
 	return ca.material.AnchorsPEM
 }
 
-// BundlePool is the trust anchors in use as a pool, for tls.Config.
+// BundlePool is the trust anchors in use as a pool, for tls.Config. The
+// pool is shared (built once per Material, not per handshake): callers must
+// not add to it.
 func (ca *CA) BundlePool() (*x509.CertPool, error) {
 	m, err := ca.current()
 	if err != nil {
 		return nil, err
 	}
-	p := x509.NewCertPool()
-	for _, a := range m.Anchors {
-		p.AddCert(a)
-	}
-	return p, nil
+	return m.anchorsPool, nil
 }
 
 // Leaf is a signed workload certificate.

@@ -79,6 +79,9 @@ type Material struct {
 	// included. AnchorsPEM is what validation contexts are given.
 	Anchors    []*x509.Certificate
 	AnchorsPEM []byte
+	// anchorsPool is Anchors as a pool, built once for chain verification
+	// here and reused by every TLS handshake (CA.BundlePool).
+	anchorsPool *x509.CertPool
 	// ChainPEM is Chain encoded once, appended to every leaf.
 	ChainPEM []byte
 	// From names where this came from (resourceVersions), for status.
@@ -274,7 +277,7 @@ func NewMaterial(object string, chain []*x509.Certificate, key *ecdsa.PrivateKey
 	// the anchor, which peers already have.
 	path := verified[0]
 	send := path[:len(path)-1]
-	m := &Material{Issuer: issuer, Chain: send, Key: key, Anchors: anchors}
+	m := &Material{Issuer: issuer, Chain: send, Key: key, Anchors: anchors, anchorsPool: roots}
 	for _, c := range send {
 		m.ChainPEM = append(m.ChainPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
 	}

@@ -3,6 +3,7 @@ package sds
 import (
 	"crypto/tls"
 	"fmt"
+	"math/big"
 	"sync"
 )
 
@@ -18,7 +19,7 @@ type ServingCertificate struct {
 	mu     sync.Mutex
 	cert   *tls.Certificate
 	leaf   *Leaf
-	issuer string // serial of the issuer that signed cert
+	issuer *big.Int // serial of the issuer that signed cert
 }
 
 // NewServingCertificate serves as workload w (the control plane's
@@ -33,8 +34,10 @@ func (s *ServingCertificate) GetCertificate(*tls.ClientHelloInfo) (*tls.Certific
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.ca.now()
-	st := s.ca.Status()
-	if s.cert != nil && now.Before(s.leaf.RenewAt) && st.IssuerSerial == s.issuer {
+	// Only the issuer's serial is needed on this per-handshake path, not
+	// the whole Status (strings formatted, slices copied).
+	issuer := s.ca.issuerSerial()
+	if s.cert != nil && now.Before(s.leaf.RenewAt) && sameSerial(issuer, s.issuer) {
 		return s.cert, nil
 	}
 	leaf, err := s.ca.issueKeyPair(s.workload, s.dnsNames...)
@@ -48,8 +51,17 @@ func (s *ServingCertificate) GetCertificate(*tls.ClientHelloInfo) (*tls.Certific
 	if err != nil {
 		return nil, fmt.Errorf("serving certificate for %s: %w", s.workload, err)
 	}
-	s.cert, s.leaf, s.issuer = &cert, leaf, st.IssuerSerial
+	s.cert, s.leaf, s.issuer = &cert, leaf, issuer
 	return s.cert, nil
+}
+
+// sameSerial is whether a and b are the same serial, nil (no issuer) equal
+// only to nil.
+func sameSerial(a, b *big.Int) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Cmp(b) == 0
 }
 
 // ServerTLSConfig is the xDS port's TLS: the serving certificate, and

@@ -86,23 +86,29 @@ func TestRunWithIdentity(t *testing.T) {
 	roots.AddCert(anchor.Cert)
 	tlsCfg := &tls.Config{RootCAs: roots, ServerName: "weft-cp.weft-system.svc", NextProtos: []string{"h2"}}
 	var state tls.ConnectionState
-	eventually(t, 30*time.Second, "a TLS handshake with the xDS port", func() bool {
+	err = env.WaitFor(ctx, 30*time.Second, "a TLS handshake with the xDS port", func(context.Context) (bool, error) {
 		conn, err := tls.Dial("tcp", addr, tlsCfg)
 		if err != nil {
-			return false
+			return false, err
 		}
 		state = conn.ConnectionState()
 		conn.Close()
-		return true
+		return true, nil
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if uris := state.PeerCertificates[0].URIs; len(uris) != 1 || uris[0].String() != "spiffe://cluster.local/ns/weft-system/sa/weft-cp" {
 		t.Errorf("serving certificate URI SANs %v, want the control plane's identity", uris)
 	}
 
-	eventually(t, 30*time.Second, "the leader writing the trust bundle", func() bool {
+	err = env.WaitFor(ctx, 30*time.Second, "the leader writing the trust bundle", func(ctx context.Context) (bool, error) {
 		cm, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, "weft-trust-bundle", metav1.GetOptions{})
-		return err == nil && bytes.Contains([]byte(cm.Data[sds.DefaultBundleKey]), bytes.TrimSpace(anchor.CertPEM))
+		return err == nil && bytes.Contains([]byte(cm.Data[sds.DefaultBundleKey]), bytes.TrimSpace(anchor.CertPEM)), err
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
 	if err != nil {
@@ -120,16 +126,5 @@ func TestRunWithIdentity(t *testing.T) {
 	}
 	if status.Code(err) != codes.Unauthenticated {
 		t.Errorf("stream without a token ended with %v, want Unauthenticated", err)
-	}
-}
-
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
