@@ -36,9 +36,7 @@ func TestMain(m *testing.M) { os.Exit(testenv.MainUnlessShort(m, testenv.Options
 // chains to the anchor, the leader writes the missing trust bundle, and a
 // stream without a token is refused.
 func TestRunWithIdentity(t *testing.T) {
-	if env == nil {
-		t.Skip("needs the testenv cluster (not started with -short)")
-	}
+	testenv.RequireEnv(t, env)
 	ctx := t.Context()
 	cs := env.Clientset
 	const ns = "weft-system"
