@@ -15,7 +15,7 @@ import (
 )
 
 // snapshotTypes are the per-node types. EDS is not among them: it lives in
-// one LinearCache shared by every node.
+// one endpointCache shared by every node.
 var snapshotTypes = []string{
 	resourcev3.ListenerType,
 	resourcev3.RouteType,
