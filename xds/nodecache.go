@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -133,20 +132,18 @@ func (c *nodeCache) respond(w *nodeWatch, snap *nodeSnapshot, opening bool) bool
 	}
 	// SotW answers carry every subscribed resource at the set's version:
 	// LDS and CDS must (full state), and RDS/SDS lose nothing by it.
-	var out []*encoded
-	if w.sub.IsWildcard() {
-		out = make([]*encoded, 0, len(set.encoded))
-		for _, e := range set.encoded {
-			out = append(out, e)
-		}
-	} else {
+	// A wildcard answer shares the set's sorted slice (responses only
+	// read it).
+	out := set.sorted
+	if !w.sub.IsWildcard() {
+		out = nil
 		for name := range w.sub.SubscribedResources() {
 			if e := set.encoded[name]; e != nil {
 				out = append(out, e)
 			}
 		}
+		slices.SortFunc(out, func(a, b *encoded) int { return strings.Compare(a.name, b.name) })
 	}
-	slices.SortFunc(out, func(a, b *encoded) int { return strings.Compare(a.name, b.name) })
 	var returned map[string]string
 	if w.sub.IsWildcard() {
 		// A wildcard stream was sent the whole set: one entry says so,
@@ -202,8 +199,9 @@ func (c *nodeCache) respondDelta(w *nodeWatch, set *typeSet) bool {
 	var removed []string
 	var next map[string]string
 	if w.sub.IsWildcard() {
-		next = maps.Clone(set.versionMap)
+		next = make(map[string]string, len(set.encoded))
 		for name, e := range set.encoded {
+			next[name] = e.hash
 			if v, ok := known[name]; !ok || v != e.hash {
 				changed = append(changed, e)
 			}

@@ -15,7 +15,7 @@ import (
 )
 
 // snapshotTypes are the per-node types. EDS is not among them: it lives in
-// one LinearCache shared by every node.
+// one endpointCache shared by every node.
 var snapshotTypes = []string{
 	resourcev3.ListenerType,
 	resourcev3.RouteType,
@@ -27,12 +27,15 @@ func isSnapshotType(typeURL string) bool { return slices.Contains(snapshotTypes,
 
 // typeSet is one resource type of a node snapshot.
 type typeSet struct {
-	version    string
-	plain      map[string]types.Resource
-	versionMap map[string]string // name -> content hash, for delta xDS
+	version string
+	plain   map[string]types.Resource
 	// encoded holds what is sent, by name: marshalled once per resource
-	// and shared by every response of every node carrying it.
+	// and shared by every response of every node carrying it. Its hashes
+	// are the delta versions.
 	encoded map[string]*encoded
+	// sorted is encoded's values by name: a wildcard SotW response's
+	// resources, ordered once per set rather than once per push.
+	sorted []*encoded
 }
 
 // nodeSnapshot is what nodeCache serves a node. It is immutable once built,
@@ -159,15 +162,15 @@ func buildSnapshot(hashes *resourceHashes, shared *typeSets, res map[string][]ty
 			continue
 		}
 		set := &typeSet{
-			version:    version,
-			plain:      make(map[string]types.Resource, len(named)),
-			versionMap: make(map[string]string, len(named)),
-			encoded:    make(map[string]*encoded, len(named)),
+			version: version,
+			plain:   make(map[string]types.Resource, len(named)),
+			encoded: make(map[string]*encoded, len(named)),
+			sorted:  make([]*encoded, 0, len(named)),
 		}
 		for _, n := range named {
 			set.plain[n.name] = n.res
-			set.versionMap[n.name] = n.hash
 			set.encoded[n.name] = n.enc
+			set.sorted = append(set.sorted, n.enc)
 		}
 		snap.sets[typeURL] = shared.put(typeURL, set)
 	}
@@ -187,13 +190,6 @@ func (s *nodeSnapshot) GetVersion(typeURL string) string {
 func (s *nodeSnapshot) GetResources(typeURL string) map[string]types.Resource {
 	if set := s.sets[typeURL]; set != nil {
 		return set.plain
-	}
-	return nil
-}
-
-func (s *nodeSnapshot) GetVersionMap(typeURL string) map[string]string {
-	if set := s.sets[typeURL]; set != nil {
-		return set.versionMap
 	}
 	return nil
 }

@@ -45,7 +45,7 @@ type streamState struct {
 	// claimed is the node id the stream's first request named, counted in
 	// Server.claims from before validation until the stream closes.
 	claimed string
-	// nodeMsg is the Node of the stream's first request (see streamNode).
+	// nodeMsg is the Node of the stream's first request (see request).
 	nodeMsg *corev3.Node
 }
 
@@ -139,41 +139,21 @@ func (c callbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
 }
 
 func (c callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
-	key := streamKey{false, id}
-	if err := c.s.request(key, req.GetNode(), req.GetTypeUrl(), req.GetVersionInfo(), req.GetResponseNonce(), req.GetErrorDetail(), req.GetResourceNames()); err != nil {
+	node, err := c.s.request(streamKey{false, id}, req.GetNode(), req.GetTypeUrl(), req.GetVersionInfo(), req.GetResponseNonce(), req.GetErrorDetail(), req.GetResourceNames())
+	if err != nil {
 		return err
 	}
-	req.Node = c.s.streamNode(key, req.GetNode())
+	req.Node = node
 	return nil
 }
 
 func (c callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
-	key := streamKey{true, id}
-	if err := c.s.request(key, req.GetNode(), req.GetTypeUrl(), "", req.GetResponseNonce(), req.GetErrorDetail(), req.GetResourceNamesSubscribe()); err != nil {
+	node, err := c.s.request(streamKey{true, id}, req.GetNode(), req.GetTypeUrl(), "", req.GetResponseNonce(), req.GetErrorDetail(), req.GetResourceNamesSubscribe())
+	if err != nil {
 		return err
 	}
-	req.Node = c.s.streamNode(key, req.GetNode())
+	req.Node = node
 	return nil
-}
-
-// streamNode returns the Node message of the stream's first request, so
-// that every request of a stream carries the same one, whether or not the
-// proxy repeats its node (Envoy may): the endpoint cache knows a stream by
-// it. request has already refused a node id that changed.
-func (s *Server) streamNode(key streamKey, n *corev3.Node) *corev3.Node {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st := s.streams[key]
-	if st == nil {
-		return n
-	}
-	if st.nodeMsg == nil {
-		st.nodeMsg = n
-	}
-	if st.nodeMsg == nil {
-		return n
-	}
-	return st.nodeMsg
 }
 
 func (c callbacks) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
@@ -279,26 +259,37 @@ func (s *Server) streamClosed(key streamKey) {
 // it: the first one binds the stream to a validated node; later ones are
 // ACKs or NACKs of earlier responses. names are the request's (subscribed)
 // resource names; see canonicalNames.
-func (s *Server) request(key streamKey, reqNode *corev3.Node, typeURL, versionInfo, nonce string, errDetail *rpcstatus.Status, names []string) error {
+//
+// It returns the Node message of the stream's first request, for the
+// request to carry in place of its own: every request of a stream then
+// carries the same one, whether or not the proxy repeats its node (Envoy
+// may), and the endpoint cache knows a stream by it. A node id that
+// changed is refused here.
+func (s *Server) request(key streamKey, reqNode *corev3.Node, typeURL, versionInfo, nonce string, errDetail *rpcstatus.Status, names []string) (*corev3.Node, error) {
 	s.mu.Lock()
 	st := s.streams[key]
 	var bound *nodeState
+	var streamNode *corev3.Node
 	if st != nil {
 		bound = st.node
+		if st.nodeMsg == nil {
+			st.nodeMsg = reqNode
+		}
+		streamNode = st.nodeMsg
 	}
 	s.mu.Unlock()
 	if st == nil {
-		return status.Error(codes.Internal, "xDS request on an unknown stream")
+		return nil, status.Error(codes.Internal, "xDS request on an unknown stream")
 	}
 
 	if bound == nil {
 		if err := s.bind(key, st, nodeOf(reqNode)); err != nil {
-			return err
+			return nil, err
 		}
 	} else if n := nodeOf(reqNode); n != nil && n.GetId() != bound.info.ID {
 		err := status.Errorf(codes.PermissionDenied, "stream bound to node %s sent a request as node %s", bound.info.ID, n.GetId())
 		s.refused(err, bound.info.ID, "node id changed on the stream")
-		return err
+		return nil, err
 	}
 
 	now := time.Now()
@@ -309,7 +300,7 @@ func (s *Server) request(key streamKey, reqNode *corev3.Node, typeURL, versionIn
 	n := st.node
 	if n == nil { // closed meanwhile
 		s.mu.Unlock()
-		return nil
+		return streamNode, nil
 	}
 	ts := n.typ(typeURL)
 	stt := st.typ(typeURL)
@@ -363,7 +354,7 @@ func (s *Server) request(key streamKey, reqNode *corev3.Node, typeURL, versionIn
 	if nack != nil {
 		s.nacked(nack)
 	}
-	return nil
+	return streamNode, nil
 }
 
 func (s *Server) nacked(n *Nack) {

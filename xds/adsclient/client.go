@@ -92,7 +92,7 @@ func Dial(ctx context.Context, addr, nodeID string, opts ...Option) (*Client, er
 		c.types[t] = &typeState{resources: map[string]types.Resource{}}
 	}
 	// The node goes on the first request only, as Envoy sends it by default.
-	node := &corev3.Node{Id: nodeID, Cluster: nodeID, UserAgentName: "envoy"}
+	node := nodeFor(nodeID)
 	for _, o := range opts {
 		o(c, node)
 	}

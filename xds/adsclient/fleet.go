@@ -332,7 +332,9 @@ type sessionState struct {
 
 func (st *sessionState) synced() bool {
 	for _, t := range typeOrder {
-		if names, ok := st.subs[t]; ok && len(names) == 0 && (t == resourcev3.RouteType || t == resourcev3.EndpointType) {
+		// Only RDS and EDS have subscriptions: one naming nothing is never
+		// requested, so never ACKed.
+		if names, ok := st.subs[t]; ok && len(names) == 0 {
 			continue
 		}
 		if !st.acked[t] {
