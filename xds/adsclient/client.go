@@ -12,7 +12,9 @@ package adsclient
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"sync"
@@ -100,7 +102,14 @@ func Dial(ctx context.Context, addr, nodeID string, opts ...Option) (*Client, er
 		{Node: node, TypeUrl: resourcev3.ListenerType},
 		{TypeUrl: resourcev3.ClusterType},
 	} {
-		if err := stream.Send(req); err != nil {
+		err := stream.Send(req)
+		if errors.Is(err, io.EOF) {
+			// The server already ended the stream (it refused the node):
+			// gRPC reports why through Recv, which the receive loop reads
+			// and WaitSynced returns.
+			break
+		}
+		if err != nil {
 			cancel()
 			conn.Close()
 			return nil, fmt.Errorf("subscribing to %s as %s (request %d): %w", addr, nodeID, i, err)
