@@ -106,9 +106,12 @@ type ConfigErrorSink interface {
 // are followed right there:
 //   - a Service needs its Namespace; its endpoints need the Service; splits
 //     in its namespace need to know whether it exists;
-//   - endpoints carry pod identity, so a Pod change re-derives the endpoints
-//     of every service whose slices target it;
-//   - a Namespace change re-derives its services and proxies.
+//   - endpoints carry pod identity and whether the pod is meshed, so a Pod
+//     change re-derives the endpoints of every service whose slices target
+//     it;
+//   - a Namespace change re-derives its services and proxies, and the
+//     endpoints of services backed by its pods (meshed-ness can come from
+//     the namespace).
 type Store struct {
 	domain string
 	conv   converters

@@ -113,17 +113,12 @@ func isProxyPort(port uint32) bool {
 // is an error; one inherited from the namespace says so in its field.
 func podPortLists(pod *corev1.Pod, ns *corev1.Namespace) (opaque, skipIn, skipOut *PortSet, errs field.ErrorList) {
 	list := func(allowNames bool, names ...string) *PortSet {
-		set, err := portListAnnotation(pod.Annotations, allowNames, names...)
+		set, err := podOrNamespace(pod, ns, func(annotations map[string]string) (*PortSet, bool, *field.Error) {
+			set, err := portListAnnotation(annotations, allowNames, names...)
+			return set, set != nil || err != nil, err
+		})
 		if err != nil {
 			errs = append(errs, err)
-			return nil
-		}
-		if set == nil && ns != nil {
-			set, err = portListAnnotation(ns.Annotations, allowNames, names...)
-			if err != nil {
-				err.Field = "namespace " + ns.Name + " " + err.Field
-				errs = append(errs, err)
-			}
 		}
 		return set
 	}
@@ -138,14 +133,29 @@ func podPortLists(pod *corev1.Pod, ns *corev1.Namespace) (opaque, skipIn, skipOu
 // (prefixed with the namespace when it is the namespace's), which
 // ProxyFromPod refuses like any other malformed annotation.
 func podMTLSMode(pod *corev1.Pod, ns *corev1.Namespace) (MTLSMode, *field.Error) {
-	if _, ok := pod.Annotations[AnnotationMTLSMode]; ok || ns == nil {
-		return mtlsModeAnnotation(pod.Annotations)
+	return podOrNamespace(pod, ns, func(annotations map[string]string) (MTLSMode, bool, *field.Error) {
+		_, found := annotations[AnnotationMTLSMode]
+		mode, err := mtlsModeAnnotation(annotations)
+		return mode, found, err
+	})
+}
+
+// podOrNamespace is the rule every pod annotation a namespace may also
+// carry follows: the pod's value when the pod has the annotation (a bad one
+// is an error, not a reason to inherit), else the namespace's, whose error
+// names the namespace so that the pod's error points at the right object.
+// parse reports whether the annotations hold the value at all; without a
+// namespace (nil) the pod's answer stands.
+func podOrNamespace[T any](pod *corev1.Pod, ns *corev1.Namespace, parse func(annotations map[string]string) (v T, found bool, err *field.Error)) (T, *field.Error) {
+	v, found, err := parse(pod.Annotations)
+	if found || ns == nil {
+		return v, err
 	}
-	mode, err := mtlsModeAnnotation(ns.Annotations)
+	v, _, err = parse(ns.Annotations)
 	if err != nil {
 		err.Field = "namespace " + ns.Name + " " + err.Field
 	}
-	return mode, err
+	return v, err
 }
 
 // mtlsModeAnnotation parses AnnotationMTLSMode; absent is permissive.
@@ -169,15 +179,11 @@ func PodMeshed(pod *corev1.Pod, ns *corev1.Namespace) bool {
 	if pod.Annotations[AnnotationProxyKind] == ProxyKindValueGRPC {
 		return true
 	}
-	if v, _, ok := annotationWithFallback(pod.Annotations, AnnotationInject, LinkerdAnnotationInject); ok {
-		return v == InjectEnabled
-	}
-	if ns != nil {
-		if v, _, ok := annotationWithFallback(ns.Annotations, AnnotationInject, LinkerdAnnotationInject); ok {
-			return v == InjectEnabled
-		}
-	}
-	return false
+	meshed, _ := podOrNamespace(pod, ns, func(annotations map[string]string) (bool, bool, *field.Error) {
+		v, _, ok := annotationWithFallback(annotations, AnnotationInject, LinkerdAnnotationInject)
+		return v == InjectEnabled, ok, nil
+	})
+	return meshed
 }
 
 // PodTerminatesMTLS says whether connections to the pod can be mTLS: it is

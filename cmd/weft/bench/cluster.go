@@ -18,6 +18,7 @@ import (
 	"github.com/weftmesh/weft/controller"
 	"github.com/weftmesh/weft/deploy/crds"
 	"github.com/weftmesh/weft/mesh"
+	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/testenv"
 	"github.com/weftmesh/weft/translate"
 )
@@ -78,8 +79,10 @@ func (c *cluster) serviceKey(j int) mesh.ServiceKey {
 	return mesh.ServiceKey{Namespace: nsName(j % c.namespaces), Name: fmt.Sprintf("svc-%d", j)}
 }
 
+func podName(i int) string { return fmt.Sprintf("p-%d", i) }
+
 func (c *cluster) podNode(i int) string {
-	return fmt.Sprintf("p-%d.%s", i, nsName(i%c.namespaces))
+	return proxy.NodeID(podName(i), nsName(i%c.namespaces))
 }
 
 // edsName and rdsName are the xDS names a service's endpoints and routes
@@ -228,7 +231,7 @@ func (c *cluster) ensurePods(ctx context.Context, n int) error {
 	from := c.pods
 	err := parallel(ctx, n-from, func(ctx context.Context, i int) error {
 		i += from
-		return c.createPod(ctx, nsName(i%c.namespaces), fmt.Sprintf("p-%d", i), ipFrom("10.244", i))
+		return c.createPod(ctx, nsName(i%c.namespaces), podName(i), ipFrom("10.244", i))
 	})
 	if err != nil {
 		return err

@@ -80,22 +80,14 @@ func (c *controlPlane) start(ctx context.Context) error {
 		logf.Close()
 		close(exited)
 	}()
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		if ok, _ := c.get(ctx, "/readyz"); ok {
-			return nil
-		}
+	return testenv.WaitFor(ctx, 3*time.Minute, "the control plane to be ready (log: "+c.logPath+")", func(ctx context.Context) (bool, error) {
 		select {
 		case <-exited:
-			return fmt.Errorf("the control plane exited while starting; see %s", c.logPath)
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for the control plane to be ready: %w", ctx.Err())
-		case <-time.After(100 * time.Millisecond):
+			return false, testenv.Permanent(errors.New("the control plane exited while starting"))
+		default:
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the control plane was not ready within 3 minutes; see %s", c.logPath)
-		}
-	}
+		return c.get(ctx, "/readyz")
+	})
 }
 
 func (c *controlPlane) get(ctx context.Context, path string) (bool, error) {

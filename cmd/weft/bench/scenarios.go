@@ -9,6 +9,7 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/weftmesh/weft/mesh"
+	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/xds/adsclient"
 )
 
@@ -237,13 +238,13 @@ func (r *run) namespaceAdd(ctx context.Context) ([]Change, error) {
 				return err
 			}
 			return parallel(ctx, addedPods, func(ctx context.Context, p int) error {
-				return r.cluster.createPod(ctx, ns, fmt.Sprintf("p-%d", p), ipFrom("10.249", (r.proxies+i)*addedPods+p))
+				return r.cluster.createPod(ctx, ns, podName(p), ipFrom("10.249", (r.proxies+i)*addedPods+p))
 			})
 		}
 		joined := func(ctx context.Context, t0 time.Time) ([]time.Duration, int, error) {
 			var streams []*adsclient.Stream
 			for p := range addedPods {
-				s, err := r.fleet.Add(r.fleetCx, fmt.Sprintf("p-%d.%s", p, ns))
+				s, err := r.fleet.Add(r.fleetCx, proxy.NodeID(podName(p), ns))
 				if err != nil {
 					return nil, addedPods, err
 				}
