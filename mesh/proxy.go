@@ -105,7 +105,7 @@ func ProxyFromPod(pod *corev1.Pod, ns *corev1.Namespace) (*Proxy, error) {
 }
 
 func isProxyPort(port uint32) bool {
-	return port == ProxyInboundPort || port == ProxyOutboundPort || port == ProxyAdminPort
+	return port == ProxyInboundPort || port == ProxyOutboundPort || port == ProxyAdminPort || port == ProxyHealthPort
 }
 
 // podPortLists parses the port lists ProxyFromPod reads, each the pod's,
