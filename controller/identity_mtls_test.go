@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -25,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 	grpcxds "google.golang.org/grpc/xds"
 	xdsbootstrap "google.golang.org/grpc/xds/bootstrap"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/weftmesh/weft/mesh"
@@ -171,8 +173,7 @@ func writeFiles(t *testing.T, dir string, files map[string][]byte) map[string]st
 // authenticated stream, and requires a client certificate, as the
 // sidecar's inbound TLS chain does. Strict and permissive inbound are that
 // Envoy listener's behaviour (golden cases mtls-strict and mtls-permissive);
-// grpc-go's own xDS server is not fed by Weft (docs/identity.md), so they are
-// not exercised by grpc-go here.
+// TestIdentityMTLSGRPCGoServer runs them with grpc-go's own xDS server.
 func TestIdentityMTLSGRPCGo(t *testing.T) {
 	requireEnv(t)
 	netns.Require(t)
@@ -326,7 +327,17 @@ func tlsFailure(err error) bool {
 // files given.
 func grpcGoMTLSClient(t *testing.T, xdsAddr, node string, files map[string]string) testgrpc.TestServiceClient {
 	t.Helper()
-	bootstrap, err := json.Marshal(map[string]any{
+	return grpcGoXDSClient(t, "xds:///backend.mtls:8080", grpcGoBootstrap(t, xdsAddr, node, files, nil))
+}
+
+// grpcGoBootstrap is the xDS bootstrap of a proxyless grpc-go pod: our
+// control plane over TLS with the pod's token (files "anchor.pem",
+// "token"), its node id, and the certificate provider instance our
+// clusters and server listeners name, a file_watcher of "cert.pem",
+// "key.pem" and "bundle.pem". extra adds top-level fields.
+func grpcGoBootstrap(t *testing.T, xdsAddr, node string, files map[string]string, extra map[string]any) []byte {
+	t.Helper()
+	doc := map[string]any{
 		"xds_servers": []any{map[string]any{
 			"server_uri": xdsAddr,
 			"channel_creds": []any{map[string]any{"type": tokenTLSCreds{}.Name(), "config": tokenTLSConfig{
@@ -342,10 +353,20 @@ func grpcGoMTLSClient(t *testing.T, xdsAddr, node string, files map[string]strin
 				"ca_certificate_file": files["bundle.pem"], "refresh_interval": "1s",
 			},
 		}},
-	})
+	}
+	maps.Copy(doc, extra)
+	bootstrap, err := json.Marshal(doc)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return bootstrap
+}
+
+// grpcGoXDSClient dials target through grpc-go's xDS resolver with
+// bootstrap, with xDS client credentials: the security config of our
+// clusters, plaintext where they have none.
+func grpcGoXDSClient(t *testing.T, target string, bootstrap []byte) testgrpc.TestServiceClient {
+	t.Helper()
 	resolver, err := grpcxds.NewXDSResolverWithConfigForTesting(bootstrap)
 	if err != nil {
 		t.Fatal(err)
@@ -354,7 +375,7 @@ func grpcGoMTLSClient(t *testing.T, xdsAddr, node string, files map[string]strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := grpc.NewClient("xds:///backend.mtls:8080", grpc.WithResolvers(resolver), grpc.WithTransportCredentials(creds))
+	conn, err := grpc.NewClient(target, grpc.WithResolvers(resolver), grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -382,9 +403,15 @@ func startOutsideCA(t *testing.T) *sds.CA {
 
 func podTokenByName(t *testing.T, ns, name string) string {
 	t.Helper()
+	return podToken(t, podByName(t, ns, name))
+}
+
+// podByName is the pod as the apiserver has it now.
+func podByName(t *testing.T, ns, name string) *corev1.Pod {
+	t.Helper()
 	pod, err := env.Clientset.CoreV1().Pods(ns).Get(t.Context(), name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return podToken(t, pod)
+	return pod
 }
