@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"crypto/x509"
+	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -20,7 +21,6 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	grpcxds "google.golang.org/grpc/xds"
-	xdsbootstrap "google.golang.org/grpc/xds/bootstrap"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/weftmesh/weft/mesh"
@@ -32,66 +32,10 @@ import (
 // grpcServerApp: the same proxyless gRPC server (pod annotation
 // weft.io/proxy: grpc) in a strict namespace and in a permissive one, and a
 // proxyless client in the strict one.
-const grpcServerApp = `
-apiVersion: v1
-kind: Namespace
-metadata: {name: gsrv-strict, annotations: {weft.io/inject: enabled, config.weft.io/mtls-mode: strict}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: gsrv-open, annotations: {weft.io/inject: enabled}}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: greeter, namespace: gsrv-strict}
----
+var grpcServerApp = greeterApp("gsrv-strict", ", config.weft.io/mtls-mode: strict") + greeterApp("gsrv-open", "") + `
 apiVersion: v1
 kind: ServiceAccount
 metadata: {name: client, namespace: gsrv-strict}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: greeter, namespace: gsrv-open}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: greeter, namespace: gsrv-strict}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: greeter}}
-  template:
-    metadata: {labels: {app: greeter}, annotations: {weft.io/proxy: grpc}}
-    spec:
-      serviceAccountName: greeter
-      containers:
-      - {name: greeter, image: example.invalid/greeter:1, ports: [{name: grpc, containerPort: 8080}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: greeter, namespace: gsrv-strict}
-spec:
-  selector: {app: greeter}
-  ports: [{name: grpc, port: 8080, targetPort: 8080, appProtocol: grpc}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: greeter, namespace: gsrv-open}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: greeter}}
-  template:
-    metadata: {labels: {app: greeter}, annotations: {weft.io/proxy: grpc}}
-    spec:
-      serviceAccountName: greeter
-      containers:
-      - {name: greeter, image: example.invalid/greeter:1, ports: [{name: grpc, containerPort: 8080}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: greeter, namespace: gsrv-open}
-spec:
-  selector: {app: greeter}
-  ports: [{name: grpc, port: 8080, targetPort: 8080, appProtocol: grpc}]
 ---
 apiVersion: v1
 kind: Pod
@@ -104,6 +48,42 @@ spec:
   containers:
   - {name: client, image: example.invalid/client:1}
 `
+
+// greeterApp is a meshed namespace (more annotations after a comma) holding a
+// proxyless gRPC server: Deployment greeter of one pod serving 8080, as
+// ServiceAccount greeter, behind Service greeter.
+func greeterApp(ns, annotations string) string {
+	return fmt.Sprintf(`
+apiVersion: v1
+kind: Namespace
+metadata: {name: %[1]s, annotations: {weft.io/inject: enabled%[2]s}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: greeter, namespace: %[1]s}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: greeter, namespace: %[1]s}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: greeter}}
+  template:
+    metadata: {labels: {app: greeter}, annotations: {weft.io/proxy: grpc}}
+    spec:
+      serviceAccountName: greeter
+      containers:
+      - {name: greeter, image: example.invalid/greeter:1, ports: [{name: grpc, containerPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: greeter, namespace: %[1]s}
+spec:
+  selector: {app: greeter}
+  ports: [{name: grpc, port: 8080, targetPort: 8080, appProtocol: grpc}]
+---
+`, ns, annotations)
+}
 
 // TestIdentityMTLSGRPCGoServer: grpc-go's own xDS-enabled server
 // (xds.NewGRPCServer), on a kwok pod IP in a network namespace, gets its
@@ -127,16 +107,8 @@ spec:
 // from files this test writes from leaves of our CA: the agent that would
 // make the keys in the pod is not built (docs/identity.md).
 func TestIdentityMTLSGRPCGoServer(t *testing.T) {
-	requireEnv(t)
-	netns.Require(t)
+	nsn, tr := setupGRPCGoMTLS(t, "gsrv-sys", grpcServerApp)
 	ctx := t.Context()
-	registerTokenTLS.Do(func() { xdsbootstrap.RegisterChannelCredentials(tokenTLSCreds{}) })
-
-	nsn := podNetwork(t)
-	tr := startTestIdentity(t, "gsrv-sys", time.Hour)
-	if _, err := env.Apply(ctx, []byte(grpcServerApp)); err != nil {
-		t.Fatal(err)
-	}
 	strictPod := runningPods(t, "gsrv-strict", "app=greeter", 1)[0]
 	openPod := runningPods(t, "gsrv-open", "app=greeter", 1)[0]
 	for _, p := range []corev1.Pod{strictPod, openPod} {
@@ -144,15 +116,7 @@ func TestIdentityMTLSGRPCGoServer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// grpc-go's xDS channel verifies the name it dials; serving
-	// certificates carry DNS names only.
-	tr.identity.ServingDNSNames = append(tr.identity.ServingDNSNames, "localhost")
-	rc := startController(t, withIdentity(tr.identity), func(c *Config) { c.MTLS = true })
-	_, xdsPort, err := net.SplitHostPort(rc.XDSAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	xdsAddr := net.JoinHostPort("localhost", xdsPort)
+	rc, xdsAddr := startMTLSController(t, tr)
 	for _, ns := range []string{"gsrv-strict", "gsrv-open"} {
 		apex := translate.OutboundClusterName(mesh.ServiceKey{Namespace: ns, Name: "greeter"}, 8080, "cluster.local")
 		waitUntil(t, time.Minute, "the greeter pod of "+ns+" in the endpoints", func() bool {
@@ -273,6 +237,7 @@ func TestIdentityMTLSGRPCGoServer(t *testing.T) {
 			// every connection while it is not, which would pass for a
 			// refusal).
 			deadline := time.Now().Add(5 * time.Second)
+			var err error
 			for time.Now().Before(deadline) {
 				if _, _, err = call(); err == nil {
 					t.Fatal("call succeeded; want it refused")

@@ -175,26 +175,11 @@ func writeFiles(t *testing.T, dir string, files map[string][]byte) map[string]st
 // Envoy listener's behaviour (golden cases mtls-strict and mtls-permissive);
 // TestIdentityMTLSGRPCGoServer runs them with grpc-go's own xDS server.
 func TestIdentityMTLSGRPCGo(t *testing.T) {
-	requireEnv(t)
-	netns.Require(t)
+	nsn, tr := setupGRPCGoMTLS(t, "mtls-sys", mtlsApp)
 	ctx := t.Context()
-	registerTokenTLS.Do(func() { xdsbootstrap.RegisterChannelCredentials(tokenTLSCreds{}) })
-
-	nsn := podNetwork(t)
-	tr := startTestIdentity(t, "mtls-sys", time.Hour)
-	if _, err := env.Apply(ctx, []byte(mtlsApp)); err != nil {
-		t.Fatal(err)
-	}
 	backendPod := runningPods(t, "mtls", "app=backend", 1)[0]
-	// grpc-go's xDS channel verifies the name it dials; serving
-	// certificates carry DNS names only.
-	tr.identity.ServingDNSNames = append(tr.identity.ServingDNSNames, "localhost")
-	rc := startController(t, withIdentity(tr.identity), func(c *Config) { c.MTLS = true })
+	rc, grpcXDSAddr := startMTLSController(t, tr)
 	xdsAddr := rc.XDSAddr().String()
-	_, xdsPort, err := net.SplitHostPort(xdsAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	// The backend's sidecar stand-in: certificate and bundle from our SDS,
 	// on the stream the backend pod's token authenticated.
@@ -265,7 +250,7 @@ func TestIdentityMTLSGRPCGo(t *testing.T) {
 				"anchor.pem": tr.anchor.CertPEM, "token": []byte(clientToken),
 				"cert.pem": c.client.CertChainPEM, "key.pem": c.client.KeyPEM, "bundle.pem": tr.ca.Bundle(),
 			})
-			client := grpcGoMTLSClient(t, net.JoinHostPort("localhost", xdsPort), "client.mtls", files)
+			client := grpcGoMTLSClient(t, grpcXDSAddr, "client.mtls", files)
 			before := b.calls.Load()
 			call := func() (string, error) {
 				cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -304,6 +289,37 @@ func TestIdentityMTLSGRPCGo(t *testing.T) {
 			}
 		})
 	}
+}
+
+// setupGRPCGoMTLS is what the grpc-go mTLS tests start from: a network
+// namespace for the pod IPs, the control plane's identity (its system
+// namespace sysNS) and app applied.
+func setupGRPCGoMTLS(t *testing.T, sysNS, app string) (*netns.Namespace, *trust) {
+	t.Helper()
+	requireEnv(t)
+	netns.Require(t)
+	registerTokenTLS.Do(func() { xdsbootstrap.RegisterChannelCredentials(tokenTLSCreds{}) })
+	nsn := podNetwork(t)
+	tr := startTestIdentity(t, sysNS, time.Hour)
+	if _, err := env.Apply(t.Context(), []byte(app)); err != nil {
+		t.Fatal(err)
+	}
+	return nsn, tr
+}
+
+// startMTLSController runs the controller with identity and mTLS on, and
+// returns it with the address grpc-go's xDS channel dials: localhost, since
+// grpc-go verifies the name it dials and serving certificates carry DNS
+// names only.
+func startMTLSController(t *testing.T, tr *trust) (*runningController, string) {
+	t.Helper()
+	tr.identity.ServingDNSNames = append(tr.identity.ServingDNSNames, "localhost")
+	rc := startController(t, withIdentity(tr.identity), func(c *Config) { c.MTLS = true })
+	_, port, err := net.SplitHostPort(rc.XDSAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rc, net.JoinHostPort("localhost", port)
 }
 
 // tlsFailure tells a refused TLS handshake with the backend from any other

@@ -46,24 +46,8 @@ func grpcServerListener(ip string, p inboundPort, ft *featureTable, base feature
 
 // grpcServerHCM routes every RPC to the server's own handlers: grpc-go
 // fails an RPC whose route is anything but a non-forwarding action
-// (internal/xds/server/routing.go). The route configuration is inline, as
-// it is private to this pod.
+// (internal/xds/server/routing.go).
 func grpcServerHCM(name string, ft *featureTable, in featureInputs) *hcmv3.HttpConnectionManager {
-	return &hcmv3.HttpConnectionManager{
-		StatPrefix: InboundListenerName,
-		CodecType:  hcmv3.HttpConnectionManager_AUTO,
-		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
-			Name: name,
-			VirtualHosts: []*routev3.VirtualHost{{
-				Name:    name,
-				Domains: []string{"*"},
-				Routes: []*routev3.Route{{
-					Name:   InboundListenerName,
-					Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-					Action: &routev3.Route_NonForwardingAction{NonForwardingAction: &routev3.NonForwardingAction{}},
-				}},
-			}},
-		}},
-		HttpFilters: ft.httpFilters(onInboundChain, in),
-	}
+	return localHCM(name, &routev3.Route{Action: &routev3.Route_NonForwardingAction{NonForwardingAction: &routev3.NonForwardingAction{}}},
+		ft.httpFilters(onInboundChain, in))
 }
