@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -25,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 	grpcxds "google.golang.org/grpc/xds"
 	xdsbootstrap "google.golang.org/grpc/xds/bootstrap"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/weftmesh/weft/mesh"
@@ -171,29 +173,13 @@ func writeFiles(t *testing.T, dir string, files map[string][]byte) map[string]st
 // authenticated stream, and requires a client certificate, as the
 // sidecar's inbound TLS chain does. Strict and permissive inbound are that
 // Envoy listener's behaviour (golden cases mtls-strict and mtls-permissive);
-// grpc-go's own xDS server is not fed by Weft (docs/identity.md), so they are
-// not exercised by grpc-go here.
+// TestIdentityMTLSGRPCGoServer runs them with grpc-go's own xDS server.
 func TestIdentityMTLSGRPCGo(t *testing.T) {
-	requireEnv(t)
-	netns.Require(t)
+	nsn, tr := setupGRPCGoMTLS(t, "mtls-sys", mtlsApp)
 	ctx := t.Context()
-	registerTokenTLS.Do(func() { xdsbootstrap.RegisterChannelCredentials(tokenTLSCreds{}) })
-
-	nsn := podNetwork(t)
-	tr := startTestIdentity(t, "mtls-sys", time.Hour)
-	if _, err := env.Apply(ctx, []byte(mtlsApp)); err != nil {
-		t.Fatal(err)
-	}
 	backendPod := runningPods(t, "mtls", "app=backend", 1)[0]
-	// grpc-go's xDS channel verifies the name it dials; serving
-	// certificates carry DNS names only.
-	tr.identity.ServingDNSNames = append(tr.identity.ServingDNSNames, "localhost")
-	rc := startController(t, withIdentity(tr.identity), func(c *Config) { c.MTLS = true })
+	rc, grpcXDSAddr := startMTLSController(t, tr)
 	xdsAddr := rc.XDSAddr().String()
-	_, xdsPort, err := net.SplitHostPort(xdsAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	// The backend's sidecar stand-in: certificate and bundle from our SDS,
 	// on the stream the backend pod's token authenticated.
@@ -264,7 +250,7 @@ func TestIdentityMTLSGRPCGo(t *testing.T) {
 				"anchor.pem": tr.anchor.CertPEM, "token": []byte(clientToken),
 				"cert.pem": c.client.CertChainPEM, "key.pem": c.client.KeyPEM, "bundle.pem": tr.ca.Bundle(),
 			})
-			client := grpcGoMTLSClient(t, net.JoinHostPort("localhost", xdsPort), "client.mtls", files)
+			client := grpcGoMTLSClient(t, grpcXDSAddr, "client.mtls", files)
 			before := b.calls.Load()
 			call := func() (string, error) {
 				cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -305,6 +291,37 @@ func TestIdentityMTLSGRPCGo(t *testing.T) {
 	}
 }
 
+// setupGRPCGoMTLS is what the grpc-go mTLS tests start from: a network
+// namespace for the pod IPs, the control plane's identity (its system
+// namespace sysNS) and app applied.
+func setupGRPCGoMTLS(t *testing.T, sysNS, app string) (*netns.Namespace, *trust) {
+	t.Helper()
+	requireEnv(t)
+	netns.Require(t)
+	registerTokenTLS.Do(func() { xdsbootstrap.RegisterChannelCredentials(tokenTLSCreds{}) })
+	nsn := podNetwork(t)
+	tr := startTestIdentity(t, sysNS, time.Hour)
+	if _, err := env.Apply(t.Context(), []byte(app)); err != nil {
+		t.Fatal(err)
+	}
+	return nsn, tr
+}
+
+// startMTLSController runs the controller with identity and mTLS on, and
+// returns it with the address grpc-go's xDS channel dials: localhost, since
+// grpc-go verifies the name it dials and serving certificates carry DNS
+// names only.
+func startMTLSController(t *testing.T, tr *trust) (*runningController, string) {
+	t.Helper()
+	tr.identity.ServingDNSNames = append(tr.identity.ServingDNSNames, "localhost")
+	rc := startController(t, withIdentity(tr.identity), func(c *Config) { c.MTLS = true })
+	_, port, err := net.SplitHostPort(rc.XDSAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rc, net.JoinHostPort("localhost", port)
+}
+
 // tlsFailure tells a refused TLS handshake with the backend from any other
 // failure (the xDS channel's own included).
 func tlsFailure(err error) bool {
@@ -326,7 +343,17 @@ func tlsFailure(err error) bool {
 // files given.
 func grpcGoMTLSClient(t *testing.T, xdsAddr, node string, files map[string]string) testgrpc.TestServiceClient {
 	t.Helper()
-	bootstrap, err := json.Marshal(map[string]any{
+	return grpcGoXDSClient(t, "xds:///backend.mtls:8080", grpcGoBootstrap(t, xdsAddr, node, files, nil))
+}
+
+// grpcGoBootstrap is the xDS bootstrap of a proxyless grpc-go pod: our
+// control plane over TLS with the pod's token (files "anchor.pem",
+// "token"), its node id, and the certificate provider instance our
+// clusters and server listeners name, a file_watcher of "cert.pem",
+// "key.pem" and "bundle.pem". extra adds top-level fields.
+func grpcGoBootstrap(t *testing.T, xdsAddr, node string, files map[string]string, extra map[string]any) []byte {
+	t.Helper()
+	doc := map[string]any{
 		"xds_servers": []any{map[string]any{
 			"server_uri": xdsAddr,
 			"channel_creds": []any{map[string]any{"type": tokenTLSCreds{}.Name(), "config": tokenTLSConfig{
@@ -342,10 +369,20 @@ func grpcGoMTLSClient(t *testing.T, xdsAddr, node string, files map[string]strin
 				"ca_certificate_file": files["bundle.pem"], "refresh_interval": "1s",
 			},
 		}},
-	})
+	}
+	maps.Copy(doc, extra)
+	bootstrap, err := json.Marshal(doc)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return bootstrap
+}
+
+// grpcGoXDSClient dials target through grpc-go's xDS resolver with
+// bootstrap, with xDS client credentials: the security config of our
+// clusters, plaintext where they have none.
+func grpcGoXDSClient(t *testing.T, target string, bootstrap []byte) testgrpc.TestServiceClient {
+	t.Helper()
 	resolver, err := grpcxds.NewXDSResolverWithConfigForTesting(bootstrap)
 	if err != nil {
 		t.Fatal(err)
@@ -354,7 +391,7 @@ func grpcGoMTLSClient(t *testing.T, xdsAddr, node string, files map[string]strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := grpc.NewClient("xds:///backend.mtls:8080", grpc.WithResolvers(resolver), grpc.WithTransportCredentials(creds))
+	conn, err := grpc.NewClient(target, grpc.WithResolvers(resolver), grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -382,9 +419,15 @@ func startOutsideCA(t *testing.T) *sds.CA {
 
 func podTokenByName(t *testing.T, ns, name string) string {
 	t.Helper()
+	return podToken(t, podByName(t, ns, name))
+}
+
+// podByName is the pod as the apiserver has it now.
+func podByName(t *testing.T, ns, name string) *corev1.Pod {
+	t.Helper()
 	pod, err := env.Clientset.CoreV1().Pods(ns).Get(t.Context(), name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return podToken(t, pod)
+	return pod
 }

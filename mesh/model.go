@@ -111,8 +111,8 @@ type ServiceEndpoints struct {
 
 // Peers is what a client's TLS must know of a service's endpoints.
 type Peers struct {
-	// Meshed: the service has endpoints and every one is a pod whose Weft
-	// sidecar terminates mTLS (Endpoint.Meshed), so a client can require
+	// Meshed: the service has endpoints and every one is a pod that
+	// terminates mTLS (Endpoint.Meshed), so a client can require
 	// mTLS of every connection it opens to the service.
 	Meshed bool
 	// Identities of the endpoints' pods, sorted and without repeats. Every
@@ -158,8 +158,8 @@ type Endpoint struct {
 	// Identity also while the pod is not known.
 	Pod      string
 	Identity Identity
-	// Meshed: the pod is meshed with a Weft sidecar (PodTerminatesMTLS),
-	// which accepts mTLS on every port it serves.
+	// Meshed: the pod terminates mTLS on every port it serves
+	// (PodTerminatesMTLS): a Weft sidecar's, or a strict proxyless pod's.
 	Meshed bool
 }
 

@@ -79,13 +79,20 @@ func TestValidateNamespaceAnnotationsMTLSMode(t *testing.T) {
 }
 
 // TestEndpointsMeshed: an endpoint is meshed when its pod is meshed with a
-// sidecar, by its own inject annotation or its namespace's; a proxyless
-// pod, an unmeshed pod and an unknown pod are not. The peers summarise it.
+// sidecar, by its own inject annotation or its namespace's, or is a
+// proxyless pod in strict mode (its grpc-go server listener is TLS only);
+// a permissive proxyless pod, an unmeshed pod and an unknown pod are not.
+// The peers summarise it.
 func TestEndpointsMeshed(t *testing.T) {
 	svc := ServiceFrom(service("ns", "web", nil, svcPort("http", 80, intstr.FromInt32(8080))), nil)
 	inject := map[string]string{AnnotationInject: InjectEnabled}
 	meshedNS := namespace("meshed", inject)
 	plainNS := namespace("ns", nil)
+	strictNS := namespace("ns", map[string]string{AnnotationMTLSMode: MTLSModeValueStrict})
+	proxyless := map[string]string{AnnotationProxyKind: ProxyKindValueGRPC}
+	withMode := func(mode string) map[string]string {
+		return map[string]string{AnnotationProxyKind: ProxyKindValueGRPC, AnnotationMTLSMode: mode}
+	}
 	type podInfo struct {
 		pod *corev1.Pod
 		ns  *corev1.Namespace
@@ -95,7 +102,11 @@ func TestEndpointsMeshed(t *testing.T) {
 		"by-pod":       {pod("ns", "by-pod", "b", "", inject), plainNS},
 		"linkerd":      {pod("ns", "linkerd", "a", "", map[string]string{LinkerdAnnotationInject: InjectEnabled}), plainNS},
 		"opted-out":    {pod("ns", "opted-out", "a", "", map[string]string{AnnotationInject: InjectDisabled}), meshedNS},
-		"proxyless":    {pod("ns", "proxyless", "c", "", map[string]string{AnnotationProxyKind: ProxyKindValueGRPC}), meshedNS},
+		"proxyless":    {pod("ns", "proxyless", "c", "", proxyless), meshedNS},
+		"strict-pod":   {pod("ns", "strict-pod", "c", "", withMode(MTLSModeValueStrict)), plainNS},
+		"strict-ns":    {pod("ns", "strict-ns", "c", "", proxyless), strictNS},
+		"permissive":   {pod("ns", "permissive", "c", "", withMode(MTLSModeValuePermissive)), strictNS},
+		"bad-mode":     {pod("ns", "bad-mode", "c", "", withMode("Strict")), plainNS},
 		"plain":        {pod("ns", "plain", "d", "", nil), plainNS},
 	}
 	lookup := func(_, name string) (*corev1.Pod, *corev1.Namespace) {
@@ -111,7 +122,10 @@ func TestEndpointsMeshed(t *testing.T) {
 	}{
 		{"all meshed, two identities", []string{"by-namespace", "by-pod", "linkerd"}, []bool{true, true, true}, Peers{Meshed: true, Identities: []Identity{a, b}}},
 		{"an opted-out pod", []string{"by-namespace", "opted-out"}, []bool{true, false}, Peers{Identities: []Identity{a}}},
-		{"a proxyless server serves plaintext", []string{"proxyless"}, []bool{false}, Peers{Identities: []Identity{{"ns", "c"}}}},
+		{"a permissive proxyless server serves plaintext", []string{"proxyless"}, []bool{false}, Peers{Identities: []Identity{{"ns", "c"}}}},
+		{"a proxyless server strict by its own annotation or its namespace's serves TLS", []string{"strict-pod", "strict-ns"}, []bool{true, true}, Peers{Meshed: true, Identities: []Identity{{"ns", "c"}}}},
+		{"a proxyless pod permissive in a strict namespace serves plaintext", []string{"permissive", "strict-ns"}, []bool{false, true}, Peers{Identities: []Identity{{"ns", "c"}}}},
+		{"a proxyless pod whose mode is malformed gets no listener", []string{"bad-mode"}, []bool{false}, Peers{Identities: []Identity{{"ns", "c"}}}},
 		{"a pod nobody knows", []string{"by-pod", "unknown"}, []bool{true, false}, Peers{Identities: []Identity{b}}},
 		{"an unmeshed pod", []string{"plain"}, []bool{false}, Peers{Identities: []Identity{{"ns", "d"}}}},
 	}

@@ -186,10 +186,21 @@ func PodMeshed(pod *corev1.Pod, ns *corev1.Namespace) bool {
 	return meshed
 }
 
-// PodTerminatesMTLS says whether connections to the pod can be mTLS: it is
-// meshed with an Envoy sidecar, whose inbound listener accepts mTLS on
-// every port it serves. A proxyless gRPC pod is meshed but gets no server
-// listener from Weft, so it serves plaintext.
+// PodTerminatesMTLS says whether connections to the pod can be mTLS. A pod
+// meshed with an Envoy sidecar: its inbound listener accepts mTLS on every
+// port it serves. A proxyless gRPC pod: only when its mTLS mode is strict,
+// since grpc-go's xDS server cannot tell TLS from plaintext on one port
+// (gRFC A36 drops filter chains matching a transport protocol), so Weft
+// gives a permissive one a plaintext listener and a strict one a TLS
+// listener and nothing else. A bad mode annotation builds no proxy
+// (ProxyFromPod), hence no listener: not mTLS either.
 func PodTerminatesMTLS(pod *corev1.Pod, ns *corev1.Namespace) bool {
-	return PodMeshed(pod, ns) && pod.Annotations[AnnotationProxyKind] != ProxyKindValueGRPC
+	if !PodMeshed(pod, ns) {
+		return false
+	}
+	if pod.Annotations[AnnotationProxyKind] != ProxyKindValueGRPC {
+		return true
+	}
+	mode, err := podMTLSMode(pod, ns)
+	return err == nil && mode == MTLSStrict
 }

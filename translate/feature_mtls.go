@@ -39,7 +39,8 @@ var mtlsOrigination = feature{
 
 // mtlsTermination makes the inbound side terminate mTLS on every port,
 // requiring a client certificate from the bundle; in strict mode the port
-// accepts nothing else.
+// accepts nothing else. A proxyless grpc-go server cannot have both on one
+// port: it terminates mTLS only in strict mode (grpcServerListener).
 var mtlsTermination = feature{
 	name:             "weft.mtls.termination",
 	on:               onInboundChain,
@@ -107,21 +108,38 @@ func mtlsUpstream(in featureInputs) *corev3.TransportSocket {
 // mtlsDownstream is the server side: any client certificate that chains to
 // the bundle and names an identity of this trust domain. Who may call
 // what is authorization's business, not the handshake's.
+//
+// A proxyless grpc-go server reads its certificate and the bundle from the
+// certificate provider instance of its bootstrap, as its clients do, and
+// cannot check the client's SAN: grpc-go refuses match_subject_alt_names
+// on the server side ("not supported on the server",
+// securityConfigFromCommonTLSContext), so any certificate from the bundle
+// is accepted there.
 func mtlsDownstream(in featureInputs) inboundTLS {
 	if in.trustDomain == "" {
 		return inboundTLS{}
 	}
-	common := sdsCommonTLS(&tlsv3.CertificateValidationContext{
-		MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{
-			SanType: tlsv3.SubjectAltNameMatcher_URI,
-			Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{
-				Prefix: mesh.SPIFFEPrefix(in.trustDomain),
+	var common *tlsv3.CommonTlsContext
+	if in.kind == proxy.GRPC {
+		common = &tlsv3.CommonTlsContext{
+			TlsCertificateProviderInstance: grpcProvider(),
+			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+				CaCertificateProviderInstance: grpcProvider(),
 			}},
-		}},
-	})
-	// Offered so that HTTP clients negotiate what inboundChains sends to
-	// the HTTP connection manager.
-	common.AlpnProtocols = tlsHTTPALPN
+		}
+	} else {
+		common = sdsCommonTLS(&tlsv3.CertificateValidationContext{
+			MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{
+				SanType: tlsv3.SubjectAltNameMatcher_URI,
+				Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{
+					Prefix: mesh.SPIFFEPrefix(in.trustDomain),
+				}},
+			}},
+		})
+		// Offered so that HTTP clients negotiate what inboundChains sends
+		// to the HTTP connection manager. grpc-go negotiates h2 itself.
+		common.AlpnProtocols = tlsHTTPALPN
+	}
 	return inboundTLS{
 		socket: tlsSocket(&tlsv3.DownstreamTlsContext{
 			CommonTlsContext:         common,

@@ -302,3 +302,116 @@ func TestMTLSTermination(t *testing.T) {
 		})
 	}
 }
+
+// TestGRPCServerListeners: a proxyless pod gets, beside its API listeners,
+// the listener grpc-go's xDS server asks for on each port it serves, named
+// and bound by the pod IP; TLS (certificate provider instances, client
+// certificate required) in strict mode only, since grpc-go serves a port
+// either plaintext or TLS. A pod without an IP gets none.
+func TestGRPCServerListeners(t *testing.T) {
+	tests := []struct {
+		name        string
+		trustDomain string
+		mode        mesh.MTLSMode
+		ip          string
+		wantNames   []string
+		wantTLS     bool
+	}{
+		{
+			name: "mTLS off: plaintext even when strict", mode: mesh.MTLSStrict, ip: "10.1.0.9",
+			wantNames: []string{"grpc/server?xds.resource.listening_address=10.1.0.9:5432", "grpc/server?xds.resource.listening_address=10.1.0.9:8080"},
+		},
+		{
+			name: "permissive: plaintext", trustDomain: testTrustDomain, mode: mesh.MTLSPermissive, ip: "10.1.0.9",
+			wantNames: []string{"grpc/server?xds.resource.listening_address=10.1.0.9:5432", "grpc/server?xds.resource.listening_address=10.1.0.9:8080"},
+		},
+		{
+			name: "strict: mTLS only", trustDomain: testTrustDomain, mode: mesh.MTLSStrict, ip: "10.1.0.9",
+			wantNames: []string{"grpc/server?xds.resource.listening_address=10.1.0.9:5432", "grpc/server?xds.resource.listening_address=10.1.0.9:8080"},
+			wantTLS:   true,
+		},
+		{
+			name: "IPv6, in brackets as grpc-go writes it", trustDomain: testTrustDomain, mode: mesh.MTLSStrict, ip: "fd00::9",
+			wantNames: []string{"grpc/server?xds.resource.listening_address=[fd00::9]:5432", "grpc/server?xds.resource.listening_address=[fd00::9]:8080"},
+			wantTLS:   true,
+		},
+		{name: "no IP yet: nothing to serve", trustDomain: testTrustDomain, mode: mesh.MTLSStrict},
+	}
+	m := mtlsModel(true, []string{"web"}, "10.1.0.1")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := mtlsProxy(proxy.GRPC, tt.mode)
+			p.IP = tt.ip
+			res, errs := NewTranslator(Options{TrustDomain: tt.trustDomain}).ForProxy(m, p)
+			if len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			checkWithoutSecrets(t, proxy.GRPC, res)
+			var names []string
+			for _, l := range res.Listeners {
+				if l.ApiListener != nil {
+					continue
+				}
+				names = append(names, l.Name)
+				if a := l.GetAddress().GetSocketAddress(); a.GetAddress() != tt.ip {
+					t.Errorf("%s bound to %s, want the pod IP %s", l.Name, a.GetAddress(), tt.ip)
+				}
+				if len(l.FilterChains) != 1 {
+					t.Fatalf("%s: %d chains, want 1", l.Name, len(l.FilterChains))
+				}
+				ts := l.FilterChains[0].TransportSocket
+				if (ts != nil) != tt.wantTLS {
+					t.Fatalf("%s: transport socket %v, want TLS %v", l.Name, ts != nil, tt.wantTLS)
+				}
+				if ts == nil {
+					continue
+				}
+				var d tlsv3.DownstreamTlsContext
+				if err := ts.GetTypedConfig().UnmarshalTo(&d); err != nil {
+					t.Fatal(err)
+				}
+				ct := d.GetCommonTlsContext()
+				if !d.GetRequireClientCertificate().GetValue() ||
+					ct.GetTlsCertificateProviderInstance().GetInstanceName() != mesh.GRPCCertificateProviderInstance ||
+					ct.GetValidationContext().GetCaCertificateProviderInstance().GetInstanceName() != mesh.GRPCCertificateProviderInstance ||
+					len(ct.GetTlsCertificateSdsSecretConfigs()) > 0 {
+					t.Errorf("%s: %v, want a client certificate required, both from certificate provider %q", l.Name, &d, mesh.GRPCCertificateProviderInstance)
+				}
+			}
+			if !slices.Equal(names, tt.wantNames) {
+				t.Errorf("server listeners %q, want %q", names, tt.wantNames)
+			}
+		})
+	}
+}
+
+// TestGRPCServerListenersPerPod: replicas with the same ports share their
+// view but not their server listeners, which name their own IPs; a proxy
+// serving nothing gets its view's listener list itself.
+func TestGRPCServerListenersPerPod(t *testing.T) {
+	m := mtlsModel(true, []string{"web"}, "10.1.0.1")
+	tr := NewTranslator(Options{TrustDomain: testTrustDomain})
+	a, b := mtlsProxy(proxy.GRPC, mesh.MTLSStrict), mtlsProxy(proxy.GRPC, mesh.MTLSStrict)
+	a.IP, b.IP = "10.1.0.8", "10.1.0.9"
+	ra, _ := tr.ForProxy(m, a)
+	rb, _ := tr.ForProxy(m, b)
+	last := func(r *Resources) *listenerv3.Listener { return r.Listeners[len(r.Listeners)-1] }
+	if last(ra).Name == last(rb).Name || last(ra) == last(rb) {
+		t.Errorf("two pods share the server listener %s", last(ra).Name)
+	}
+	if &ra.Clusters[0] != &rb.Clusters[0] {
+		t.Error("two pods of one namespace do not share their view's clusters")
+	}
+	client := mtlsProxy(proxy.GRPC, mesh.MTLSStrict)
+	client.InboundPorts = nil
+	rc, _ := tr.ForProxy(m, client)
+	again, _ := tr.ForProxy(m, client)
+	if len(rc.Listeners) == 0 || &rc.Listeners[0] != &again.Listeners[0] {
+		t.Error("a proxyless client's listeners are rebuilt per call")
+	}
+	for _, l := range rc.Listeners {
+		if l.ApiListener == nil {
+			t.Errorf("a pod serving no port got listener %s", l.Name)
+		}
+	}
+}

@@ -138,30 +138,32 @@ const directResponseFilterName = "envoy.filters.network.direct_response"
 type inboundInspection struct{ tls, http bool }
 
 func inboundHCM(cluster string, ft *featureTable, in featureInputs) *hcmv3.HttpConnectionManager {
+	// Inline, the route names only the local cluster, delivered in the
+	// same CDS update.
+	h := localHCM(cluster, &routev3.Route{Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
+		// The client's proxy enforces the profile's timeout; the server
+		// side must not add Envoy's 15s default.
+		Timeout: durationpb.New(0),
+	}}}, ft.httpFilters(onInboundChain, in))
+	h.UpgradeConfigs = websocketUpgrade()
+	return h
+}
+
+// localHCM is an HCM whose route configuration, inline since it is private
+// to this pod, is one route taking every request: route brings its action,
+// its name and match are set here.
+func localHCM(name string, route *routev3.Route, filters []*hcmv3.HttpFilter) *hcmv3.HttpConnectionManager {
+	route.Name = InboundListenerName
+	route.Match = &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
 	return &hcmv3.HttpConnectionManager{
 		StatPrefix: InboundListenerName,
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
-		// Inline: the route is private to this pod and names only the
-		// local cluster, delivered in the same CDS update.
 		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
-			Name: cluster,
-			VirtualHosts: []*routev3.VirtualHost{{
-				Name:    cluster,
-				Domains: []string{"*"},
-				Routes: []*routev3.Route{{
-					Name:  InboundListenerName,
-					Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-					Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-						ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
-						// The client's proxy enforces the profile's timeout;
-						// the server side must not add Envoy's 15s default.
-						Timeout: durationpb.New(0),
-					}},
-				}},
-			}},
+			Name:         name,
+			VirtualHosts: []*routev3.VirtualHost{{Name: name, Domains: []string{"*"}, Routes: []*routev3.Route{route}}},
 		}},
-		HttpFilters:    ft.httpFilters(onInboundChain, in),
-		UpgradeConfigs: websocketUpgrade(),
+		HttpFilters: filters,
 	}
 }
 

@@ -40,7 +40,8 @@ const (
 	// otherwise.
 	InputHeadlessEndpoints
 	// InputProxy is the proxy itself: its namespace and kind (which view it
-	// gets), its ports and skip lists, its mTLS mode.
+	// gets), its ports and skip lists, its mTLS mode, and for a proxyless
+	// server its IP (its listeners are named by and bound to it).
 	InputProxy
 	// InputEndpointIdentities are m.Endpoints[S].Peers: whether every
 	// endpoint of S is a meshed pod, and the sorted set of their
@@ -110,7 +111,7 @@ const (
 	ServiceEndpoints
 	// ProxyOwn is what belongs to one proxy: its inbound listener and
 	// clusters, its outbound listener (which skips the proxy's skipped
-	// ports), and the choice of view.
+	// ports), a proxyless server's listeners, and the choice of view.
 	ProxyOwn
 
 	// NumProducts is the number of products.
@@ -165,7 +166,7 @@ var productInputs = [NumProducts]Inputs{
 	ServiceFrontend: InputsOf(InputService, InputProfile, InputSplit, InputBackendServices, InputHeadlessEndpoints),
 	// One assignment per service port.
 	ServiceEndpoints: InputsOf(InputService, InputEndpoints),
-	// Ports, skip lists, namespace and kind.
+	// Ports, skip lists, namespace and kind; a proxyless server's IP.
 	ProxyOwn: InputsOf(InputProxy),
 }
 

@@ -10,6 +10,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 
 	"github.com/weftmesh/weft/mesh"
+	"github.com/weftmesh/weft/proxy"
 )
 
 // Per-proxy assembly: a sidecar's inbound side, its outbound listener (its
@@ -29,15 +30,24 @@ type assembly struct {
 	clusters  []*clusterv3.Cluster
 }
 
-// assemble returns the listener and cluster lists of a sidecar. The
-// replicas of a deployment have the same ports: their lists are one pair
-// of slices, not a copy each.
+// assemble returns the listener and cluster lists of a sidecar, or of a
+// proxyless client (out nil: its view's API listeners plus the server
+// listeners of its inbound side). The replicas of a deployment have the
+// same ports: their lists are one pair of slices, not a copy each; a
+// proxyless pod that serves nothing shares its view's lists as they are.
 func (t *Translator) assemble(v *viewEntry, in *inboundEntry, out *listenerv3.Listener) *assembly {
 	ak := assemblyKey{view: v, inbound: in, outbound: out}
 	t.mu.Lock()
 	a := entryLocked(t.assemblies, ak)
 	t.mu.Unlock()
 	a.once.Do(func() {
+		if out == nil {
+			a.listeners, a.clusters = v.apiListeners, v.clusters
+			if len(in.servers) > 0 {
+				a.listeners = append(slices.Clip(v.apiListeners), in.servers...)
+			}
+			return
+		}
 		a.listeners = []*listenerv3.Listener{in.listener, out}
 		a.clusters = make([]*clusterv3.Cluster, 0, len(in.clusters)+len(v.clusters)+1)
 		a.clusters = append(a.clusters, in.clusters...)
@@ -96,22 +106,31 @@ func (t *Translator) outboundFor(v *viewEntry, p *mesh.Proxy) *listenerv3.Listen
 }
 
 type inboundEntry struct {
-	once       sync.Once
-	listener   *listenerv3.Listener
-	clusters   []*clusterv3.Cluster
+	once     sync.Once
+	listener *listenerv3.Listener
+	clusters []*clusterv3.Cluster
+	// servers are a proxyless server's listeners, one per served port
+	// (a proxyless pod has no listener or clusters of the sidecar kind).
+	servers    []*listenerv3.Listener
 	generation uint64
 }
 
 // inboundFor returns the inbound side of p, keyed by its ports and mTLS
-// mode: what the ProxyOwn product and the features placed on inbound
-// chains may read of it.
+// mode, and for a proxyless pod its kind and IP, which its listeners are
+// named by and bound to: what the ProxyOwn product and the features placed
+// on inbound chains may read of it.
 func (t *Translator) inboundFor(p *mesh.Proxy) (*inboundEntry, []error) {
 	ports, errs := inboundPorts(p)
 	// The key is built on every call, for every proxy: sized once, no fmt.
 	var b strings.Builder
-	b.Grow(4 + 16*len(ports))
+	b.Grow(4 + len(p.IP) + 16*len(ports))
 	b.WriteString(strconv.FormatUint(uint64(p.MTLSMode), 10))
 	b.WriteByte(';')
+	if p.Kind == proxy.GRPC {
+		b.WriteString("grpc@")
+		b.WriteString(p.IP)
+		b.WriteByte(';')
+	}
 	for _, ip := range ports {
 		b.WriteString(strconv.FormatUint(uint64(ip.port), 10))
 		b.WriteByte('/')
@@ -124,7 +143,17 @@ func (t *Translator) inboundFor(p *mesh.Proxy) (*inboundEntry, []error) {
 	e.generation = t.generation
 	t.mu.Unlock()
 	e.once.Do(func() {
-		e.listener = inboundListener(ports, t.features, featureInputs{mode: p.MTLSMode, trustDomain: t.opts.TrustDomain})
+		in := featureInputs{mode: p.MTLSMode, trustDomain: t.opts.TrustDomain, kind: p.Kind}
+		if p.Kind == proxy.GRPC {
+			// A pod without an IP yet serves nothing anyone can reach.
+			if p.IP != "" {
+				for _, ip := range ports {
+					e.servers = append(e.servers, grpcServerListener(p.IP, ip, t.features, in))
+				}
+			}
+			return
+		}
+		e.listener = inboundListener(ports, t.features, in)
 		for _, ip := range ports {
 			e.clusters = append(e.clusters, inboundCluster(ip.port, ip.protocol))
 		}

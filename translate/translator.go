@@ -9,6 +9,7 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 
 	"github.com/weftmesh/weft/mesh"
 	"github.com/weftmesh/weft/proxy"
@@ -129,17 +130,13 @@ func (t *Translator) ForProxy(m *mesh.Model, p *mesh.Proxy) (res *Resources, err
 	}
 	v := t.viewFor(m, p.Namespace, kind)
 	errs = slices.Clone(v.errs)
-	if kind == proxy.GRPC {
-		return &Resources{
-			Listeners: v.apiListeners,
-			Routes:    v.routes,
-			Clusters:  v.clusters,
-			Endpoints: v.endpoints,
-		}, errs
-	}
 	in, inErrs := t.inboundFor(p)
 	errs = append(errs, inErrs...)
-	a := t.assemble(v, in, t.outboundFor(v, p))
+	var out *listenerv3.Listener
+	if kind != proxy.GRPC {
+		out = t.outboundFor(v, p)
+	}
+	a := t.assemble(v, in, out)
 	return &Resources{
 		Listeners: a.listeners,
 		Routes:    v.routes,

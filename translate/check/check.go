@@ -219,7 +219,7 @@ func (c *checker) checkLocal(typeURL string, r types.Resource) {
 			c.cross(func(c *checker) { c.checkDuplicate(c.seenIn(resource.RouteType), name, "RouteConfiguration") })
 			c.checkRouteConfig(rc, false)
 			if c.peer == proxy.GRPC {
-				c.grpcRouteConfig(rc)
+				c.grpcRouteConfig(rc, grpcEitherSide)
 			}
 		}
 	case resource.ClusterType:

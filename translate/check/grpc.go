@@ -99,7 +99,7 @@ func (c *checker) grpcClientListener(l *listenerv3.Listener) {
 		}
 	case *hcmv3.HttpConnectionManager_RouteConfig:
 		c.push("route_config")
-		c.grpcRouteConfig(rs.RouteConfig)
+		c.grpcRouteConfig(rs.RouteConfig, grpcClientSide)
 		c.pop()
 	case nil:
 		c.errorf("no RouteSpecifier")
@@ -378,7 +378,7 @@ func (c *checker) grpcServerHCM(h *hcmv3.HttpConnectionManager) {
 		}
 	case *hcmv3.HttpConnectionManager_RouteConfig:
 		c.push("route_config")
-		c.grpcRouteConfig(rs.RouteConfig)
+		c.grpcRouteConfig(rs.RouteConfig, grpcServerSide)
 		c.pop()
 	case nil:
 		c.errorf("no RouteSpecifier")
@@ -706,14 +706,23 @@ func (c *checker) grpcLBPolicy(lbp *clusterv3.LoadBalancingPolicy) {
 	c.errorf("error converting LoadBalancingPolicy: no supported policy found in the list")
 }
 
+// grpcRouteSide is who routes with a route configuration: an RDS resource may serve either.
+type grpcRouteSide uint8
+
+const (
+	grpcEitherSide grpcRouteSide = iota
+	grpcClientSide
+	grpcServerSide
+)
+
 // grpcRouteConfig applies generateRDSUpdateFromRouteConfiguration (the route configuration's
 // path is current).
-func (c *checker) grpcRouteConfig(rc *routev3.RouteConfiguration) {
+func (c *checker) grpcRouteConfig(rc *routev3.RouteConfiguration, side grpcRouteSide) {
 	for i, vh := range rc.GetVirtualHosts() {
 		c.pushIndex("virtual_hosts", i)
 		for j, r := range vh.GetRoutes() {
 			c.pushIndex("routes", j)
-			c.grpcRoute(r)
+			c.grpcRoute(r, side)
 			c.pop()
 		}
 		if rp := vh.GetRetryPolicy(); rp != nil {
@@ -726,7 +735,7 @@ func (c *checker) grpcRouteConfig(rc *routev3.RouteConfiguration) {
 	}
 }
 
-func (c *checker) grpcRoute(r *routev3.Route) {
+func (c *checker) grpcRoute(r *routev3.Route, side grpcRouteSide) {
 	m := r.GetMatch()
 	if m == nil {
 		c.errorf("route doesn't have a match")
@@ -782,12 +791,20 @@ func (c *checker) grpcRoute(r *routev3.Route) {
 			c.pop()
 		}
 	}
+	// Each side fails, UNAVAILABLE, every RPC matching a route with the other side's action:
+	// internal/xds/server/routing.go (gRFC A36) and internal/xds/resolver/serviceconfig.go.
 	switch a := r.GetAction().(type) {
 	case *routev3.Route_Route:
+		if side == grpcServerSide {
+			c.warnAt("route", "grpc-go's server fails every RPC matching a route whose action is not non_forwarding_action: \"the incoming RPC matched to a route that was not of action type non forwarding\"")
+		}
 		c.push("route")
 		c.grpcRouteAction(a.Route)
 		c.pop()
 	case *routev3.Route_NonForwardingAction:
+		if side == grpcClientSide {
+			c.warnAt("non_forwarding_action", "grpc-go's client fails every RPC matching a route with non_forwarding_action: \"matched route does not have a supported route action type\"")
+		}
 	default:
 		c.warnf("grpc-go fails every RPC matching a route whose action is %T", a)
 	}

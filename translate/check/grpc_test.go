@@ -450,6 +450,30 @@ func TestGRPCListenerRules(t *testing.T) {
 			msg:  "grpc-go drops a filter chain that matches on server_names", warning: true,
 		},
 		{
+			name: "server route forwarding to a cluster", peer: proxy.GRPC,
+			bad: grpcServerWith(func(l *listenerv3.Listener) {
+				l.FilterChains[0] = httpChain("http", hcmInline(routeConfig("in", vhost("in", []string{"*"}, routeTo("c")))))
+			}),
+			good: grpcServerWith(func(l *listenerv3.Listener) {
+				l.FilterChains[0] = httpChain("http", hcmInline(routeConfig("in", vhost("in", []string{"*"}, nonForwarding()))))
+			}),
+			typeURL: resource.ListenerType, resName: "srv",
+			path: "filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[0].route",
+			msg:  "the incoming RPC matched to a route that was not of action type non forwarding", warning: true,
+		},
+		{
+			name: "client route with the server's non-forwarding action", peer: proxy.GRPC,
+			bad: grpcWith(func(n *node) {
+				n.listeners[0] = apiListener("svc", hcmInline(routeConfig("rc", vhost("vh", []string{"svc"}, nonForwarding()))))
+			}),
+			good: grpcWith(func(n *node) {
+				n.listeners[0] = apiListener("svc", hcmInline(routeConfig("rc", vhost("vh", []string{"svc"}, routeTo("c")))))
+			}),
+			typeURL: resource.ListenerType, resName: "svc",
+			path: apiHCM + ".route_config.virtual_hosts[0].routes[0].non_forwarding_action",
+			msg:  "matched route does not have a supported route action type", warning: true,
+		},
+		{
 			name: "server TLS without an identity provider", peer: proxy.GRPC,
 			bad: grpcServerWith(func(l *listenerv3.Listener) {
 				ct := providerTLS(true)
@@ -574,5 +598,13 @@ func TestGRPCRulesOnlyForGRPCPeers(t *testing.T) {
 	}
 	if err := Resources(proxy.GRPC, n.res()); err == nil {
 		t.Fatal("GRPC: want errors")
+	}
+}
+
+// nonForwarding is the route of a grpc-go server: to its own handlers.
+func nonForwarding() *routev3.Route {
+	return &routev3.Route{
+		Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action: &routev3.Route_NonForwardingAction{NonForwardingAction: &routev3.NonForwardingAction{}},
 	}
 }
