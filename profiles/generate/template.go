@@ -12,7 +12,7 @@ import (
 // decodes strictly and validates as printed); commented-out lines show the
 // rest of the schema.
 var templateText = template.Must(template.New("profile").Parse(`# ServiceProfile for {{.Service}}.{{.Namespace}}: how Weft's proxies treat requests to it.
-# Apply with kubectl apply -f; weft profile validate checks it first.
+# Edit the routes to match the service, then kubectl apply -f this file.
 apiVersion: linkerd.io/v1alpha2
 kind: ServiceProfile
 metadata:
