@@ -149,6 +149,8 @@ func TestProfileSubcommandsAreReached(t *testing.T) {
 		{[]string{"validate", "a.yaml", "b.yaml"}, []string{"validate a.yaml b.yaml"}, false},
 		{[]string{"explain", "a.yaml"}, []string{"explain a.yaml"}, false},
 		{[]string{"--template", "web", "-n", "shop"}, nil, true},
+		// A service named like a subcommand comes after --.
+		{[]string{"--template", "-n", "shop", "--", "validate"}, nil, true},
 		{[]string{"-n", "shop", "--open-api", generateTestdata + "bookstore.swagger.json", "web"}, nil, true},
 	} {
 		ran = nil
