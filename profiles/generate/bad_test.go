@@ -2,7 +2,6 @@ package generate_test
 
 import (
 	"errors"
-	"os"
 	"strings"
 	"testing"
 
@@ -15,13 +14,7 @@ var shop = generate.Target{Service: "notes", Namespace: "shop", ClusterDomain: "
 // error naming the file, the line and what was expected, and no profile.
 func TestBadInput(t *testing.T) {
 	openAPI := func(file string) func(t *testing.T) (*generate.Result, error) {
-		return func(t *testing.T) (*generate.Result, error) {
-			data, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return generate.FromOpenAPI(file, data, shop)
-		}
+		return func(t *testing.T) (*generate.Result, error) { return openAPIFile(t, file, shop) }
 	}
 	proto := func(file string, services ...string) func(t *testing.T) (*generate.Result, error) {
 		return func(t *testing.T) (*generate.Result, error) {
@@ -89,11 +82,7 @@ func TestBadInput(t *testing.T) {
 // the document still becomes routes.
 func TestOpenAPILeavesOutRegexesEnvoyRefuses(t *testing.T) {
 	const file = "testdata/long-path.openapi.yaml"
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := generate.FromOpenAPI(file, data, shop)
+	res, err := openAPIFile(t, file, shop)
 	if err != nil {
 		t.Fatal(err)
 	}

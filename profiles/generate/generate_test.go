@@ -42,14 +42,20 @@ type goldenCase struct {
 	warnings []string
 }
 
+// openAPIFile generates from a file in testdata.
+func openAPIFile(t *testing.T, file string, target generate.Target) (*generate.Result, error) {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return generate.FromOpenAPI(file, data, target)
+}
+
 func fromOpenAPI(file string) func(*testing.T, generate.Target) (*generate.Result, []byte) {
 	return func(t *testing.T, target generate.Target) (*generate.Result, []byte) {
 		t.Helper()
-		data, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := generate.FromOpenAPI(file, data, target)
+		res, err := openAPIFile(t, file, target)
 		if err != nil {
 			t.Fatal(err)
 		}
