@@ -13,8 +13,8 @@ import (
 	"github.com/getkin/kin-openapi/openapi2"
 	"github.com/getkin/kin-openapi/openapi2conv"
 	"github.com/getkin/kin-openapi/openapi3"
-	"sigs.k8s.io/yaml"
 	yamlv4 "go.yaml.in/yaml/v4"
+	"sigs.k8s.io/yaml"
 
 	"github.com/weftmesh/weft/profiles"
 )
