@@ -45,8 +45,9 @@ spec:
     # class, 5xx (or a gRPC status other than OK) is a failure.
     responseClasses:
     - condition:
-        # An inclusive range of HTTP statuses; min alone or max alone is
-        # one status. Combine with all, any and not like request conditions.
+        # An inclusive range of HTTP statuses; a bound left out is open
+        # (min: 500 alone is 500 and above), so one status is min = max.
+        # Combine with all, any and not like request conditions.
         status:
           min: 500
           max: 599
@@ -57,10 +58,12 @@ spec:
     # The most the whole request may take, retries included (a Go duration).
     # There is no timeout unless one is set.
     timeout: 2s
-  # Caps retries to a share of the requests, for all retryable routes
-  # together: retries may add retryRatio x requests, and at least
-  # minRetriesPerSecond per second. All three fields are needed when set;
-  # these are the defaults that apply without a profile.
+  # Caps retries for all retryable routes together: at most retryRatio
+  # retries per request, and always at least minRetriesPerSecond. Envoy
+  # counts retries in flight rather than per second (Weft's
+  # docs/retry-budgets.md); ttl is checked but has no Envoy equivalent.
+  # All three fields are needed when set; these are the defaults that apply
+  # without a profile.
   retryBudget:
     retryRatio: 0.2
     minRetriesPerSecond: 10
