@@ -95,7 +95,7 @@ func FromOpenAPI(file string, data []byte, t Target) (*Result, error) {
 		}
 	}
 	if len(sp.Spec.Routes) == 0 {
-		g.warnings = append(g.warnings, fmt.Sprintf("%s: no operations under paths: the profile has no routes", file))
+		g.warnings = append(g.warnings, fmt.Sprintf("%s: the profile has no routes: no operation under paths could become one", file))
 	}
 	sp, err = validated(sp, t)
 	if err != nil {
