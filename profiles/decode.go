@@ -43,16 +43,9 @@ func ServiceProfileFromUnstructured(u *unstructured.Unstructured) (*ServiceProfi
 }
 
 func decodeServiceProfileJSON(j []byte) (*ServiceProfile, error) {
-	tm, raw, err := readHeader(j)
+	raw, what, err := serviceProfileHeader(j)
 	if err != nil {
-		return nil, fmt.Errorf("decoding ServiceProfile: %w", err)
-	}
-	what := fmt.Sprintf("ServiceProfile %s", describeObject(raw))
-	if tm.Kind != "ServiceProfile" {
-		return nil, fmt.Errorf("decoding %s: kind is %q, want ServiceProfile", what, tm.Kind)
-	}
-	if tm.APIVersion != ServiceProfileGroupVersion.String() && tm.APIVersion != ServiceProfileV1alpha1.String() {
-		return nil, fmt.Errorf("decoding %s: apiVersion is %q, want %s (or the deprecated %s)", what, tm.APIVersion, ServiceProfileGroupVersion, ServiceProfileV1alpha1)
+		return nil, err
 	}
 	// Quantities are checked first: their own parse error names no field.
 	if errs := quantitiesParse(raw, "dstOverrides", "weight"); len(errs) > 0 {
