@@ -91,7 +91,7 @@ func (h *Handler) Review(r *admissionv1.AdmissionRequest) *admissionv1.Admission
 	if v.Name == "" {
 		v.Name = r.Name
 	}
-	if !v.Checked() {
+	if !v.Checked() && v.Err == nil {
 		h.log().Warn("admission request for an object this webhook does not check: allowed; narrow the webhook's rules",
 			"kind", r.Kind.Kind, "namespace", r.Namespace, "name", r.Name)
 		return allow
