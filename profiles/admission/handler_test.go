@@ -65,7 +65,7 @@ func TestReview(t *testing.T) {
 	}{
 		{name: "valid profile", op: admissionv1.Create, obj: profile("", good), allowed: true},
 		{name: "every error at once", op: admissionv1.Create,
-			obj: profile("web.ns.svc.example.org", "  routes:\n  - name: books\n    condition: {pathRegex: '/api/(?=books)'}\n    timeot: 1s\n    timeout: 0s\n  retryBudget: {retryRatio: 0.2, minRetriesPerSecond: 10}\n"),
+			obj:    profile("web.ns.svc.example.org", "  routes:\n  - name: books\n    condition: {pathRegex: '/api/(?=books)'}\n    timeot: 1s\n    timeout: 0s\n  retryBudget: {retryRatio: 0.2, minRetriesPerSecond: 10}\n"),
 			causes: []string{"spec.retryBudget.ttl", "spec.routes[0].timeot", "metadata.name", "spec.routes[0].condition.pathRegex", "spec.routes[0].timeout"},
 			inMessage: []string{`ServiceProfile.linkerd.io "web.ns.svc.example.org" is invalid`, "unknown field", "must be <service>.<namespace>.svc.cluster.local",
 				"not a valid RE2 regular expression", "must be positive"}},
