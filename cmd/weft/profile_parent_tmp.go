@@ -6,6 +6,6 @@ import "github.com/spf13/cobra"
 // the profile generation branch owns; it is replaced when the two merge.
 func newProfileCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "profile", Short: "Check and explain ServiceProfiles"}
-	cmd.AddCommand(newProfileValidateCommand())
+	cmd.AddCommand(newProfileValidateCommand(), newProfileExplainCommand())
 	return cmd
 }

@@ -36,14 +36,44 @@ if there is any; other kinds of objects are skipped. Nothing is sent anywhere.`,
 
 // validateDocuments prints every problem, one per line, or one OK line.
 func validateDocuments(w io.Writer, docs []manifestDocument, v admission.Validator) error {
-	checked, invalid, skipped := map[string]int{}, 0, 0
+	t := reportProblems(w, docs, v)
+	switch {
+	case t.invalid > 0:
+		return fmt.Errorf("%d of %d objects invalid", t.invalid, t.checked())
+	case t.checked() == 0:
+		return fmt.Errorf("no ServiceProfile or TrafficSplit found (%s of other kinds)", plural(t.other, "object"))
+	}
+	summary := fmt.Sprintf("OK: %s, %s", plural(t.profiles, "ServiceProfile"), plural(t.splits, "TrafficSplit"))
+	if t.other > 0 {
+		summary += fmt.Sprintf(" (%s of other kinds skipped)", plural(t.other, "object"))
+	}
+	_, err := fmt.Fprintln(w, summary)
+	return err
+}
+
+// tally counts the documents reportProblems saw.
+type tally struct {
+	profiles, splits, other, invalid int
+}
+
+func (t tally) checked() int { return t.profiles + t.splits }
+
+// reportProblems checks every ServiceProfile and TrafficSplit and writes
+// each error and warning on a line of its own, naming the file, the
+// document, the object and the field.
+func reportProblems(w io.Writer, docs []manifestDocument, v admission.Validator) tally {
+	var t tally
 	for _, d := range docs {
 		verdict := v.Check(d.json)
-		if !verdict.Checked() && verdict.Err == nil {
-			skipped++
+		switch {
+		case verdict.Kind == "ServiceProfile":
+			t.profiles++
+		case verdict.Kind == "TrafficSplit":
+			t.splits++
+		case verdict.Err == nil:
+			t.other++
 			continue
 		}
-		checked[verdict.Kind]++
 		where := fmt.Sprintf("%s (%s %s)", d.where(), verdict.Kind, verdict.Name)
 		for _, warning := range verdict.Warnings {
 			fmt.Fprintf(w, "%s: warning: %s\n", where, warning)
@@ -51,7 +81,7 @@ func validateDocuments(w io.Writer, docs []manifestDocument, v admission.Validat
 		if verdict.OK() {
 			continue
 		}
-		invalid++
+		t.invalid++
 		if verdict.Err != nil {
 			fmt.Fprintf(w, "%s: %v\n", where, verdict.Err)
 		}
@@ -59,19 +89,7 @@ func validateDocuments(w io.Writer, docs []manifestDocument, v admission.Validat
 			fmt.Fprintf(w, "%s: %v\n", where, e)
 		}
 	}
-	total := checked["ServiceProfile"] + checked["TrafficSplit"]
-	if invalid > 0 {
-		return fmt.Errorf("%d of %d objects invalid", invalid, total)
-	}
-	summary := fmt.Sprintf("OK: %s, %s", plural(checked["ServiceProfile"], "ServiceProfile"), plural(checked["TrafficSplit"], "TrafficSplit"))
-	if skipped > 0 {
-		summary += fmt.Sprintf(" (%s of other kinds skipped)", plural(skipped, "object"))
-	}
-	if total == 0 {
-		return fmt.Errorf("no ServiceProfile or TrafficSplit found (%s of other kinds)", plural(skipped, "object"))
-	}
-	_, err := fmt.Fprintln(w, summary)
-	return err
+	return t
 }
 
 func plural(n int, noun string) string {
