@@ -1,0 +1,64 @@
+package profiles
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+)
+
+func TestCheckServiceProfile(t *testing.T) {
+	const fqdn = "web.ns.svc.cluster.local"
+	tests := []struct {
+		name    string
+		yaml    []byte
+		want    []string // "path type" of each field error, in order
+		wantErr string   // a document that cannot be decoded at all
+	}{
+		{name: "valid", yaml: profileYAML(fqdn, okRoute)},
+		{name: "decoding and validation errors together",
+			yaml: profileYAML("web", "  routes:\n  - name: r\n    condition: {pathRegex: '(?=a)', Method: GET}\n    timeout: soon\n    timeout: 1s\n"),
+			want: []string{"spec.routes[0].condition.Method FieldValueForbidden", "metadata.name FieldValueInvalid", "spec.routes[0].condition.pathRegex FieldValueInvalid"}},
+		{name: "duplicate key in JSON",
+			yaml: []byte(`{"apiVersion": "linkerd.io/v1alpha2", "kind": "ServiceProfile", "metadata": {"name": "web.ns.svc.cluster.local"},
+ "spec": {"routes": [{"name": "r", "condition": {"method": "GET"}, "timeout": "0s", "timeout": "1s"}]}}`),
+			want: []string{"spec.routes[0].timeout FieldValueDuplicate"}},
+		{name: "missing required fields reported once",
+			yaml: profileYAML(fqdn, "  routes:\n  - condition: {method: GET}\n  retryBudget: {retryRatio: 0.2}\n"),
+			want: []string{"spec.retryBudget.minRetriesPerSecond FieldValueRequired", "spec.retryBudget.ttl FieldValueRequired", "spec.routes[0].name FieldValueRequired"}},
+		{name: "bad quantity stops before the typed decode",
+			yaml: profileYAML(fqdn, "  dstOverrides:\n  - {authority: a.ns.svc.cluster.local, weight: lots}\n  - {authority: b.ns.svc.cluster.local}\n"),
+			want: []string{"spec.dstOverrides[0].weight FieldValueInvalid", "spec.dstOverrides[1].weight FieldValueRequired"}},
+		{name: "wrong type", yaml: profileYAML(fqdn, "  routes: {}\n"), wantErr: `ServiceProfile "web.ns.svc.cluster.local" in namespace "ns"`},
+		{name: "another kind", yaml: []byte("apiVersion: v1\nkind: Service\nmetadata: {name: web}\n"), wantErr: `kind is "Service", want ServiceProfile`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := tt.yaml
+			if j[0] != '{' {
+				var err error
+				if j, err = yaml.YAMLToJSON(tt.yaml); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sp, errs, err := CheckServiceProfile(j, clusterDomain)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || sp != nil {
+					t.Fatalf("err = %v (profile %v), want one containing %q and no profile", err, sp != nil, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range errs {
+				got = append(got, e.Field+" "+string(e.Type))
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("errors = %q\nwant %q\n(%v)", got, tt.want, errs)
+			}
+		})
+	}
+}
