@@ -33,8 +33,8 @@ func CheckServiceProfile(j []byte, clusterDomain string) (sp *ServiceProfile, er
 		return nil, errs, nil
 	}
 	sp = &ServiceProfile{}
-	strictErrs, err := sigsjson.UnmarshalStrict(j, sp)
-	if err != nil {
+	var strictErrs []error
+	if err := unmarshalCollecting(j, sp, &strictErrs); err != nil {
 		return nil, nil, fmt.Errorf("decoding %s: %w", what, err)
 	}
 	for _, se := range strictErrs {
@@ -54,6 +54,21 @@ func CheckServiceProfile(j []byte, clusterDomain string) (sp *ServiceProfile, er
 		}
 	}
 	return sp, errs, nil
+}
+
+// CheckTrafficSplit is CheckServiceProfile for a TrafficSplit of either
+// version: unknown and duplicate fields and ValidateTrafficSplit's errors
+// together. Other decoding problems (a missing field, a weight that is not
+// a number) are err, as DecodeTrafficSplit reports them.
+func CheckTrafficSplit(j []byte) (ts *TrafficSplit, errs field.ErrorList, err error) {
+	var strictErrs []error
+	if ts, err = decodeTrafficSplitJSON(j, &strictErrs); err != nil {
+		return nil, nil, err
+	}
+	for _, se := range strictErrs {
+		errs = append(errs, strictFieldError(se, "TrafficSplit"))
+	}
+	return ts, append(errs, ValidateTrafficSplit(ts)...), nil
 }
 
 func hasInvalidQuantity(errs field.ErrorList) bool {

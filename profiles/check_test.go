@@ -62,3 +62,40 @@ func TestCheckServiceProfile(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckTrafficSplit(t *testing.T) {
+	tests := []struct {
+		name, json string
+		want       []string
+		wantErr    string
+	}{
+		{name: "valid v1alpha1", json: `{"apiVersion": "split.smi-spec.io/v1alpha1", "kind": "TrafficSplit", "metadata": {"name": "s"},
+ "spec": {"service": "web", "backends": [{"service": "a", "weight": "500m"}, {"service": "b", "weight": "500m"}]}}`},
+		{name: "unknown fields and values together", json: `{"apiVersion": "split.smi-spec.io/v1alpha2", "kind": "TrafficSplit", "metadata": {"name": "s"},
+ "spec": {"service": "web", "matches": [], "backends": [{"service": "a", "weight": -1}, {"service": "a", "weight": 2}]}}`,
+			want: []string{"spec.matches FieldValueForbidden", "spec.backends[0].weight FieldValueInvalid", "spec.backends[1].service FieldValueDuplicate"}},
+		{name: "missing field", json: `{"apiVersion": "split.smi-spec.io/v1alpha2", "kind": "TrafficSplit", "metadata": {"name": "s"}, "spec": {"service": "web"}}`,
+			wantErr: "spec.backends: Required value"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts, errs, err := CheckTrafficSplit([]byte(tt.json))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || ts != nil {
+					t.Fatalf("err = %v, want one containing %q and no split", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range errs {
+				got = append(got, e.Field+" "+string(e.Type))
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("errors = %q\nwant %q\n(%v)", got, tt.want, errs)
+			}
+		})
+	}
+}

@@ -93,9 +93,12 @@ func TestReview(t *testing.T) {
 		{name: "traffic split whose weights sum to 0", op: admissionv1.Create,
 			obj:    "apiVersion: split.smi-spec.io/v1alpha1\nkind: TrafficSplit\nmetadata: {name: s, namespace: ns}\nspec:\n  service: web\n  backends:\n  - {service: web-v1, weight: 0}\n",
 			causes: []string{"spec.backends"}},
+		{name: "traffic split: unknown field and bad weight together", op: admissionv1.Create,
+			obj:    "apiVersion: split.smi-spec.io/v1alpha2\nkind: TrafficSplit\nmetadata: {name: s, namespace: ns}\nspec:\n  service: web\n  backends:\n  - {service: web-v1, weight: -1, extra: true}\n  - {service: web-v2, weight: 1}\n",
+			causes: []string{"spec.backends[0].extra", "spec.backends[0].weight"}},
 		{name: "traffic split that does not decode", op: admissionv1.Create,
-			obj:       "apiVersion: split.smi-spec.io/v1alpha2\nkind: TrafficSplit\nmetadata: {name: s, namespace: ns}\nspec:\n  service: web\n  backends:\n  - {service: web-v1, weight: 1, extra: true}\n",
-			inMessage: []string{`unknown field "spec.backends[0].extra"`}},
+			obj:       "apiVersion: split.smi-spec.io/v1alpha2\nkind: TrafficSplit\nmetadata: {name: s, namespace: ns}\nspec:\n  service: web\n  backends:\n  - {service: web-v1, weight: true}\n",
+			inMessage: []string{`decoding TrafficSplit "s" in namespace "ns"`, "weight must be an integer"}},
 	}
 	h := &Handler{Validator: Validator{ClusterDomain: "cluster.local"}}
 	for _, tt := range tests {

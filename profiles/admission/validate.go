@@ -74,12 +74,7 @@ func (val Validator) Check(j []byte) Verdict {
 		val.checkServiceProfile(j, &v)
 	case gv.Group == profiles.TrafficSplitV1alpha2.Group && head.Kind == "TrafficSplit":
 		v.Kind = head.Kind
-		ts, err := profiles.DecodeTrafficSplit(j)
-		if err != nil {
-			v.Err = err
-			return v
-		}
-		v.Errors = profiles.ValidateTrafficSplit(ts)
+		_, v.Errors, v.Err = profiles.CheckTrafficSplit(j)
 	}
 	return v
 }
