@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/yaml"
 )
 
@@ -43,22 +44,7 @@ func TestCheckServiceProfile(t *testing.T) {
 				}
 			}
 			sp, errs, err := CheckServiceProfile(j, clusterDomain)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || sp != nil {
-					t.Fatalf("err = %v (profile %v), want one containing %q and no profile", err, sp != nil, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []string
-			for _, e := range errs {
-				got = append(got, e.Field+" "+string(e.Type))
-			}
-			if !slices.Equal(got, tt.want) {
-				t.Errorf("errors = %q\nwant %q\n(%v)", got, tt.want, errs)
-			}
+			checkResult(t, sp != nil, errs, err, tt.want, tt.wantErr)
 		})
 	}
 }
@@ -80,22 +66,29 @@ func TestCheckTrafficSplit(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ts, errs, err := CheckTrafficSplit([]byte(tt.json))
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || ts != nil {
-					t.Fatalf("err = %v, want one containing %q and no split", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []string
-			for _, e := range errs {
-				got = append(got, e.Field+" "+string(e.Type))
-			}
-			if !slices.Equal(got, tt.want) {
-				t.Errorf("errors = %q\nwant %q\n(%v)", got, tt.want, errs)
-			}
+			checkResult(t, ts != nil, errs, err, tt.want, tt.wantErr)
 		})
+	}
+}
+
+// checkResult compares what a Check function returned with the field
+// errors wanted ("path type", in order), or with a decoding error.
+func checkResult(t *testing.T, decoded bool, errs field.ErrorList, err error, want []string, wantErr string) {
+	t.Helper()
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) || decoded {
+			t.Fatalf("err = %v (decoded %v), want one containing %q and nothing decoded", err, decoded, wantErr)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range errs {
+		got = append(got, e.Field+" "+string(e.Type))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("errors = %q\nwant %q\n(%v)", got, want, errs)
 	}
 }
