@@ -43,16 +43,9 @@ func ServiceProfileFromUnstructured(u *unstructured.Unstructured) (*ServiceProfi
 }
 
 func decodeServiceProfileJSON(j []byte) (*ServiceProfile, error) {
-	tm, raw, err := readHeader(j)
+	raw, what, err := serviceProfileHeader(j)
 	if err != nil {
-		return nil, fmt.Errorf("decoding ServiceProfile: %w", err)
-	}
-	what := fmt.Sprintf("ServiceProfile %s", describeObject(raw))
-	if tm.Kind != "ServiceProfile" {
-		return nil, fmt.Errorf("decoding %s: kind is %q, want ServiceProfile", what, tm.Kind)
-	}
-	if tm.APIVersion != ServiceProfileGroupVersion.String() && tm.APIVersion != ServiceProfileV1alpha1.String() {
-		return nil, fmt.Errorf("decoding %s: apiVersion is %q, want %s (or the deprecated %s)", what, tm.APIVersion, ServiceProfileGroupVersion, ServiceProfileV1alpha1)
+		return nil, err
 	}
 	// Quantities are checked first: their own parse error names no field.
 	if errs := quantitiesParse(raw, "dstOverrides", "weight"); len(errs) > 0 {
@@ -77,7 +70,7 @@ func DecodeTrafficSplit(data []byte) (*TrafficSplit, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decoding TrafficSplit%s: %w", nameForYAMLError(data), err)
 	}
-	return decodeTrafficSplitJSON(j)
+	return decodeTrafficSplitJSON(j, nil)
 }
 
 // TrafficSplitFromUnstructured converts what a dynamic informer delivers
@@ -87,10 +80,13 @@ func TrafficSplitFromUnstructured(u *unstructured.Unstructured) (*TrafficSplit, 
 	if err != nil {
 		return nil, fmt.Errorf("decoding TrafficSplit %s/%s: %w", u.GetNamespace(), u.GetName(), err)
 	}
-	return decodeTrafficSplitJSON(j)
+	return decodeTrafficSplitJSON(j, nil)
 }
 
-func decodeTrafficSplitJSON(j []byte) (*TrafficSplit, error) {
+// decodeTrafficSplitJSON decodes either version. With collect non-nil,
+// unknown and duplicate fields are appended to it instead of failing the
+// decode (see CheckTrafficSplit).
+func decodeTrafficSplitJSON(j []byte, collect *[]error) (*TrafficSplit, error) {
 	tm, raw, err := readHeader(j)
 	if err != nil {
 		return nil, fmt.Errorf("decoding TrafficSplit: %w", err)
@@ -107,7 +103,7 @@ func decodeTrafficSplitJSON(j []byte) (*TrafficSplit, error) {
 			return nil, fmt.Errorf("decoding %s: %w", what, errs.ToAggregate())
 		}
 		var ts TrafficSplitV1
-		if err := strictUnmarshal(j, &ts); err != nil {
+		if err := unmarshalCollecting(j, &ts, collect); err != nil {
 			return nil, fmt.Errorf("decoding %s: %w", what, err)
 		}
 		if errs := trafficSplitRequired(raw); len(errs) > 0 {
@@ -128,7 +124,7 @@ func decodeTrafficSplitJSON(j []byte) (*TrafficSplit, error) {
 		}
 	case TrafficSplitV1alpha2.String():
 		var ts trafficSplitV2Wire
-		if err := strictUnmarshal(j, &ts); err != nil {
+		if err := unmarshalCollecting(j, &ts, collect); err != nil {
 			return nil, fmt.Errorf("decoding %s: %w", what, err)
 		}
 		if errs := trafficSplitRequired(raw); len(errs) > 0 {
@@ -229,10 +225,19 @@ func describeObject(raw map[string]any) string {
 	return fmt.Sprintf("%q in namespace %q", name, ns)
 }
 
-func strictUnmarshal(j []byte, into any) error {
+func strictUnmarshal(j []byte, into any) error { return unmarshalCollecting(j, into, nil) }
+
+// unmarshalCollecting is strictUnmarshal, except that with collect
+// non-nil the unknown and duplicate fields are appended to it and the
+// decode counts as successful.
+func unmarshalCollecting(j []byte, into any, collect *[]error) error {
 	strictErrs, err := sigsjson.UnmarshalStrict(j, into)
 	if err != nil {
 		return err
+	}
+	if collect != nil {
+		*collect = append(*collect, strictErrs...)
+		return nil
 	}
 	return errors.Join(strictErrs...)
 }

@@ -83,6 +83,7 @@ error nothing is written to stdout and the exit code is 1.`,
 	fl.StringSliceVar(&f.protoServices, "proto-service", nil, "only this service of the --proto file (name or package.Name; repeatable)")
 	cmd.MarkFlagsMutuallyExclusive("template", "open-api", "proto")
 	cmd.MarkFlagsOneRequired("template", "open-api", "proto")
+	cmd.AddCommand(newProfileValidateCommand(), newProfileExplainCommand())
 	return cmd
 }
 

@@ -210,16 +210,21 @@ func thresholds(t *clusterv3.CircuitBreakers_Thresholds) string {
 		parts = append(parts, "conn "+limit(conn), "pending "+limit(pending), "req "+limit(req))
 	}
 	if rb := t.GetRetryBudget(); rb != nil {
-		pct := defaultBudgetPercent
-		if p := rb.GetBudgetPercent(); p != nil {
-			pct = p.GetValue()
-		}
-		parts = append(parts, fmt.Sprintf("retry budget %s%% (min %d)",
-			strconv.FormatFloat(pct, 'f', -1, 64), u32Or(rb.GetMinRetryConcurrency(), defaultMinRetryConc)))
+		parts = append(parts, "retry budget "+retryBudget(rb))
 	} else {
 		parts = append(parts, "retries "+limit(u32Or(t.GetMaxRetries(), defaultMaxRetries)))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// retryBudget prints "20% (min 10)": the share of active requests that may
+// be retries, and the concurrency always allowed.
+func retryBudget(rb *clusterv3.CircuitBreakers_Thresholds_RetryBudget) string {
+	pct := defaultBudgetPercent
+	if p := rb.GetBudgetPercent(); p != nil {
+		pct = p.GetValue()
+	}
+	return fmt.Sprintf("%s%% (min %d)", strconv.FormatFloat(pct, 'f', -1, 64), u32Or(rb.GetMinRetryConcurrency(), defaultMinRetryConc))
 }
 
 func limit(n uint32) string {
