@@ -49,7 +49,8 @@ func DefaultConfig() Config {
 	return Config{InboundPort: mesh.ProxyInboundPort, OutboundPort: mesh.ProxyOutboundPort, ProxyUID: mesh.ProxyUID}
 }
 
-func (c Config) validate() error {
+// Validate says what is wrong with c, if anything.
+func (c Config) Validate() error {
 	var errs []error
 	for _, p := range []struct {
 		name string
@@ -109,7 +110,7 @@ func (j jump) rule() string {
 // exactly Weft's rules for c, given the table as iptables-save -t nat printed it now
 // (saved; "" for a table that has nothing of Weft's).
 func Restore(c Config, saved string) (string, error) {
-	if err := c.validate(); err != nil {
+	if err := c.Validate(); err != nil {
 		return "", err
 	}
 	var b strings.Builder
