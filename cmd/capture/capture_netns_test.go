@@ -203,30 +203,18 @@ func normalise(saved string) string {
 // (SO_ORIGINAL_DST) for a stand-in proxy, else the address it was accepted on.
 func serve(t *testing.T, l net.Listener, name string, origDst bool) {
 	t.Helper()
-	done := make(chan struct{})
-	t.Cleanup(func() {
-		l.Close()
-		<-done
-	})
-	go func() {
-		defer close(done)
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
+	netns.Serve(t, l, func(c net.Conn) {
+		where := c.LocalAddr().String()
+		if origDst {
+			if d, err := originalDst(c.(*net.TCPConn)); err != nil {
+				where = "error: " + err.Error()
+			} else {
+				where = d.String()
 			}
-			where := c.LocalAddr().String()
-			if origDst {
-				if d, err := originalDst(c.(*net.TCPConn)); err != nil {
-					where = "error: " + err.Error()
-				} else {
-					where = d.String()
-				}
-			}
-			fmt.Fprintf(c, "%s %s\n", name, where)
-			c.Close()
 		}
-	}()
+		fmt.Fprintf(c, "%s %s\n", name, where)
+		c.Close()
+	})
 }
 
 // originalDst reads where a redirected connection was going: netfilter keeps it in the

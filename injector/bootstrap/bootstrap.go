@@ -104,6 +104,11 @@ func Envoy(c Config) (*bootstrapv3.Bootstrap, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
+	if c.ServerName != "" {
+		if err := checkBundle(c.TrustBundlePEM); err != nil {
+			return nil, fmt.Errorf("bootstrap: invalid Config: TrustBundlePEM: %w", err)
+		}
+	}
 	adminPort := c.adminPort()
 	b := &bootstrapv3.Bootstrap{
 		Admin: &bootstrapv3.Admin{Address: socketAddress("127.0.0.1", adminPort)},
@@ -180,7 +185,8 @@ func (c Config) identityDir() string {
 	return c.IdentityDir
 }
 
-// validate checks what both bootstraps need.
+// validate checks what both bootstraps need; Envoy also needs TrustBundlePEM, grpc-go
+// TrustBundleFile.
 func (c Config) validate() error {
 	var errs []error
 	if _, _, err := splitHostPort(c.ControlPlaneAddress); err != nil {
@@ -197,11 +203,7 @@ func (c Config) validate() error {
 	if c.TokenPath != "" && !path.IsAbs(c.TokenPath) {
 		errs = append(errs, fmt.Errorf("TokenPath: %q is not an absolute path", c.TokenPath))
 	}
-	if c.ServerName != "" {
-		if err := checkBundle(c.TrustBundlePEM); err != nil {
-			errs = append(errs, fmt.Errorf("TrustBundlePEM: %w", err))
-		}
-	} else if c.TokenPath != "" {
+	if c.ServerName == "" && c.TokenPath != "" {
 		// gRPC refuses to send call credentials over a channel without transport security.
 		errs = append(errs, errors.New("TokenPath: a token needs TLS to the control plane (ServerName is empty)"))
 	}

@@ -2,6 +2,7 @@ package netns
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"testing"
@@ -19,4 +20,25 @@ func RequireTools(t testing.TB, tools ...string) {
 			return
 		}
 	}
+}
+
+// Serve hands every connection accepted on l to handle, one at a time, until the test ends:
+// then it closes l and waits for the accept loop to return. handle closes the connection.
+func Serve(t testing.TB, l net.Listener, handle func(net.Conn)) {
+	t.Helper()
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+	})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			handle(c)
+		}
+	}()
 }
