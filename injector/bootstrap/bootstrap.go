@@ -43,6 +43,7 @@ import (
 
 	"github.com/weftmesh/weft/mesh"
 	"github.com/weftmesh/weft/proxy"
+	"github.com/weftmesh/weft/sds/tokenauth"
 )
 
 // Config says where the control plane is and how a pod proves itself to it.
@@ -278,7 +279,7 @@ func (c Config) googleGRPC() (*corev3.GrpcService_GoogleGrpc, error) {
 	}
 	plugin, err := anypb.New(&grpccredv3.FileBasedMetadataConfig{
 		SecretData:   &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: c.TokenPath}},
-		HeaderKey:    "authorization",
+		HeaderKey:    tokenauth.Header,
 		HeaderPrefix: "Bearer ",
 	})
 	if err != nil {
