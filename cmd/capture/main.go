@@ -96,6 +96,9 @@ func (o options) config() (capture.Config, error) {
 		if err != nil {
 			return c, fmt.Errorf("--skip-subnets %q: %w", s, err)
 		}
+		if !p.Addr().Is4() {
+			return c, fmt.Errorf("--skip-subnets %q: not an IPv4 CIDR (only IPv4 is captured)", s)
+		}
 		c.SkipSubnets = append(c.SkipSubnets, p)
 	}
 	return c, nil

@@ -76,7 +76,7 @@ func TestRunRefusesBadValues(t *testing.T) {
 		wantErr string
 	}{
 		{"backend", func(o *options) { o.backend = "ebpf" }, `--backend: backend "ebpf"`},
-		{"ipv6 subnet", func(o *options) { o.skipSubnets = []string{"fd00::/8"} }, "not an IPv4 CIDR"},
+		{"ipv6 subnet", func(o *options) { o.skipSubnets = []string{"fd00::/8"} }, `--skip-subnets "fd00::/8": not an IPv4 CIDR`},
 		{"same ports", func(o *options) { o.outboundPort = o.inboundPort }, "both 4143"},
 	}
 	for _, tc := range cases {

@@ -172,8 +172,9 @@ func Remove(saved string) string {
 			b.WriteString("-D " + j.from + " " + r + "\n")
 		}
 	}
+	nat := natLines(saved)
 	for _, chain := range []string{InboundChain, OutboundChain} {
-		if strings.Contains(saved, "\n:"+chain+" ") || strings.HasPrefix(saved, ":"+chain+" ") {
+		if slices.ContainsFunc(nat, func(line string) bool { return strings.HasPrefix(line, ":"+chain+" ") }) {
 			fmt.Fprintf(&b, "-F %s\n-X %s\n", chain, chain)
 		}
 	}
@@ -183,25 +184,33 @@ func Remove(saved string) string {
 	return "*nat\n" + b.String() + "COMMIT\n"
 }
 
-// jumpsIn finds, in iptables-save output, the rules of each built-in chain that jump to a
-// chain of Weft's, as printed after "-A <chain> ". Only the nat table is looked at.
+// jumpsIn finds, in iptables-save output, the rules of each built-in chain of the nat table
+// that jump to a chain of Weft's, as printed after "-A <chain> ".
 func jumpsIn(saved string) map[jump][]string {
 	out := map[jump][]string{}
-	inNat := false
-	for _, line := range strings.Split(saved, "\n") {
-		line = strings.TrimSpace(line)
-		switch {
-		case strings.HasPrefix(line, "*"):
-			inNat = line == "*nat"
-			continue
-		case !inNat:
-			continue
-		}
+	for _, line := range natLines(saved) {
 		for _, j := range jumps {
 			prefix := "-A " + j.from + " "
 			if strings.HasPrefix(line, prefix) && (strings.HasSuffix(line, " -j "+j.to) || strings.Contains(line, " -j "+j.to+" ")) {
 				out[j] = append(out[j], strings.TrimPrefix(line, prefix))
 			}
+		}
+	}
+	return out
+}
+
+// natLines are the lines of iptables-save output between "*nat" and the next table.
+func natLines(saved string) []string {
+	var out []string
+	inNat := false
+	for _, line := range strings.Split(saved, "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "*") {
+			inNat = line == "*nat"
+			continue
+		}
+		if inNat {
+			out = append(out, line)
 		}
 	}
 	return out

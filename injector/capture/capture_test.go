@@ -91,8 +91,14 @@ func TestRemoveGolden(t *testing.T) {
 			golden(t, name+".remove", capture.Remove(saved(t, name+".saved")))
 		})
 	}
-	if got := capture.Remove("*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n"); got != "" {
-		t.Errorf("Remove of a table without Weft's rules = %q, want nothing", got)
+	// Chains and jumps of the same names in other tables are not Weft's.
+	other := "*mangle\n:WEFT-OUTBOUND - [0:0]\n-A OUTPUT -p tcp -m comment --comment \"weft: outbound TCP to the proxy\" -j WEFT-OUTBOUND\nCOMMIT\n" +
+		"*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n"
+	if got := capture.Remove(other); got != "" {
+		t.Errorf("Remove of a nat table without Weft's rules = %q, want nothing", got)
+	}
+	if got, err := capture.Restore(capture.DefaultConfig(), other); err != nil || !strings.Contains(got, "-A OUTPUT ") {
+		t.Errorf("Restore took a mangle rule for the nat jump (err %v):\n%s", err, got)
 	}
 }
 
