@@ -109,7 +109,9 @@ func dialAsEnvoy(t *testing.T, ads *corev3.ApiConfigSource) *grpc.ClientConn {
 
 // fileBasedMetadata does what Envoy's FileBasedMetadataAuthenticator::GetMetadata does:
 // header_key (default "authorization") = header_prefix + the file's content, read per call.
-type fileBasedMetadata struct{ cfg *grpccredv3.FileBasedMetadataConfig }
+type fileBasedMetadata struct {
+	cfg *grpccredv3.FileBasedMetadataConfig
+}
 
 func (f fileBasedMetadata) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
 	data, err := os.ReadFile(f.cfg.GetSecretData().GetFilename())
