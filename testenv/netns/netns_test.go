@@ -45,23 +45,11 @@ func newNS(t *testing.T) *netns.Namespace {
 // listener served it.
 func serveEcho(t *testing.T, l net.Listener) {
 	t.Helper()
-	done := make(chan struct{})
-	t.Cleanup(func() {
-		l.Close()
-		<-done
+	netns.Serve(t, l, func(c net.Conn) {
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		fmt.Fprintf(c, "%s %s %s", c.LocalAddr(), c.RemoteAddr().(*net.TCPAddr).IP, line)
+		c.Close()
 	})
-	go func() {
-		defer close(done)
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			line, _ := bufio.NewReader(c).ReadString('\n')
-			fmt.Fprintf(c, "%s %s %s", c.LocalAddr(), c.RemoteAddr().(*net.TCPAddr).IP, line)
-			c.Close()
-		}
-	}()
 }
 
 func TestListenInNamespaceDialFromHost(t *testing.T) {

@@ -1,0 +1,104 @@
+package bootstrap
+
+import (
+	"regexp"
+
+	metricsv3 "github.com/envoyproxy/go-control-plane/envoy/config/metrics/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// The stats configuration lives here and nowhere else: the metrics work reads tag names
+// from StatTags and the families kept from StatsInclusion, and this is the only place that
+// decides them. docs/capture.md lists them.
+//
+// Envoy's default tag rules assume cluster names without dots; Weft's outbound clusters are
+// outbound|<port>|<service FQDN>, so the defaults would cut a name at the service's first
+// dot and the rest would stay in the metric name, one metric per service. Weft therefore
+// turns the defaults off and tags only what it names itself.
+
+// Tag names Envoy attaches to the stats Weft keeps (Prometheus labels on /stats/prometheus).
+const (
+	TagCluster           = "weft_cluster"
+	TagVirtualHost       = "weft_vhost"
+	TagRoute             = "weft_route"
+	TagHTTPPrefix        = "weft_http_prefix"
+	TagTCPPrefix         = "weft_tcp_prefix"
+	TagResponseCodeClass = "weft_response_code_class"
+)
+
+// StatTag is one tag rule: Envoy removes the regex's first capture group from the stat
+// name and uses the second (or, without one, the first) as the tag's value.
+type StatTag struct {
+	Name  string
+	Regex string
+}
+
+// StatTags are the tag rules for a cluster domain, in the order Envoy applies them.
+func StatTags(clusterDomain string) []StatTag {
+	fqdn := `.+?\.svc\.` + regexp.QuoteMeta(clusterDomain)
+	return []StatTag{
+		// cluster.outbound|80|web.shop.svc.cluster.local.upstream_rq_2xx,
+		// cluster.inbound|8080.upstream_cx_active, cluster.passthrough.upstream_cx_total
+		{TagCluster, `^cluster\.((outbound\|\d+\|` + fqdn + `|inbound\|\d+|passthrough)\.)`},
+		// vhost.web.shop.svc.cluster.local:80.route.GET /items.upstream_rq_2xx: per-route
+		// stats exist only for profile routes, which carry a stat_prefix.
+		{TagVirtualHost, `^vhost\.((` + fqdn + `:\d+)\.)route\.`},
+		{TagRoute, `^vhost\.` + fqdn + `:\d+\.route\.((.+?)\.)upstream_`},
+		// http.inbound.downstream_rq_2xx, tcp.outbound.downstream_cx_total
+		{TagHTTPPrefix, `^http\.((inbound|outbound)\.)`},
+		{TagTCPPrefix, `^tcp\.((inbound|outbound)\.)`},
+		{TagResponseCodeClass, `_rq(_([1-5]xx))$`},
+	}
+}
+
+// StatsInclusion lists what Envoy keeps; every other stat is never created. Prefixes keep
+// the proxy's own health; suffixes keep, for every cluster, route, HTTP and TCP prefix,
+// the few series golden metrics need (success rate, request rate, latency, retries,
+// connections), so that the count grows with services, not with services times Envoy's
+// hundreds of stats per cluster.
+var StatsInclusion = struct {
+	Prefixes, Suffixes, Regexes []string
+}{
+	Prefixes: []string{"server.", "cluster_manager.", "listener_manager.", "control_plane."},
+	Suffixes: []string{
+		".upstream_rq_total", ".upstream_rq_time", ".upstream_rq_retry", ".upstream_rq_timeout",
+		".upstream_rq_per_try_timeout", ".upstream_rq_retry_overflow",
+		".upstream_cx_active", ".upstream_cx_connect_fail",
+		".membership_healthy", ".outlier_detection.ejections_active",
+		".downstream_rq_total", ".downstream_rq_time", ".downstream_cx_active", ".downstream_cx_total",
+		".downstream_cx_rx_bytes_total", ".downstream_cx_tx_bytes_total",
+	},
+	// A safe_regex must match the whole name (RE2::FullMatch).
+	Regexes: []string{`.*\.(?:up|down)stream_rq_[1-5]xx`},
+}
+
+func statsConfig(clusterDomain string) *metricsv3.StatsConfig {
+	sc := &metricsv3.StatsConfig{UseAllDefaultTags: wrapperspb.Bool(false)}
+	for _, t := range StatTags(clusterDomain) {
+		sc.StatsTags = append(sc.StatsTags, &metricsv3.TagSpecifier{
+			TagName:  t.Name,
+			TagValue: &metricsv3.TagSpecifier_Regex{Regex: t.Regex},
+		})
+	}
+	var patterns []*matcherv3.StringMatcher
+	for _, p := range StatsInclusion.Prefixes {
+		patterns = append(patterns, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: p}})
+	}
+	for _, s := range StatsInclusion.Suffixes {
+		patterns = append(patterns, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Suffix{Suffix: s}})
+	}
+	for _, r := range StatsInclusion.Regexes {
+		patterns = append(patterns, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{
+			SafeRegex: &matcherv3.RegexMatcher{Regex: r},
+		}})
+	}
+	sc.StatsMatcher = &metricsv3.StatsMatcher{StatsMatcher: &metricsv3.StatsMatcher_InclusionList{
+		InclusionList: &matcherv3.ListStringMatcher{Patterns: patterns},
+	}}
+	return sc
+}
+
+func exact(s string) *matcherv3.StringMatcher {
+	return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: s}}
+}
