@@ -24,6 +24,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/weftmesh/weft/mesh"
+	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/sds"
 	"github.com/weftmesh/weft/testenv/netns"
 	"github.com/weftmesh/weft/translate"
@@ -213,7 +214,7 @@ func TestIdentityMTLSGRPCGoServer(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			srv := startGRPCGoXDSServer(t, nsn, c.pod, grpcGoBootstrap(t, xdsAddr, c.pod.Name+"."+c.pod.Namespace, files(t, &c.pod, c.server),
-				map[string]any{"server_listener_resource_name_template": translate.GRPCServerListenerTemplate}))
+				map[string]any{"server_listener_resource_name_template": proxy.GRPCServerListenerTemplate}))
 			client := c.client(t)
 			call := func() (clientSeen, serverSeen string, err error) {
 				cctx, cancel := context.WithTimeout(ctx, 2*time.Second)

@@ -64,3 +64,10 @@ func KindOfUserAgent(userAgent string) Kind {
 	}
 	return Envoy
 }
+
+// GRPCServerListenerTemplate is the server_listener_resource_name_template
+// a proxyless grpc-go server's xDS bootstrap must carry. grpc-go requires
+// one (xds.NewGRPCServer refuses a bootstrap without it), replaces %s with
+// the address it listens on, host:port as net.JoinHostPort writes it
+// (xds/server.go, Serve), and subscribes to the listener of that name.
+const GRPCServerListenerTemplate = "grpc/server?xds.resource.listening_address=%s"

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/weftmesh/weft/mesh"
+	"github.com/weftmesh/weft/proxy"
 )
 
 // Resource names. They are stable functions of the service and port, so a
@@ -52,20 +53,13 @@ func InboundClusterName(port uint32) string {
 	return "inbound|" + strconv.FormatUint(uint64(port), 10)
 }
 
-// GRPCServerListenerTemplate is the server_listener_resource_name_template
-// a proxyless grpc-go server's xDS bootstrap must carry. grpc-go requires
-// one (xds.NewGRPCServer refuses a bootstrap without it), replaces %s with
-// the address it listens on, host:port as net.JoinHostPort writes it
-// (xds/server.go, Serve), and subscribes to the listener of that name.
-const GRPCServerListenerTemplate = "grpc/server?xds.resource.listening_address=%s"
-
 // GRPCServerListenerName is the listener a proxyless grpc-go server
-// listening on ip:port asks for under GRPCServerListenerTemplate. The
+// listening on ip:port asks for under proxy.GRPCServerListenerTemplate. The
 // server must listen on its pod IP, not on 0.0.0.0: grpc-go also refuses
 // to serve when the listener's address differs from the one it listens on
 // (internal/xds/server/listener_wrapper.go).
 func GRPCServerListenerName(ip string, port uint32) string {
-	return strings.Replace(GRPCServerListenerTemplate, "%s", net.JoinHostPort(ip, strconv.FormatUint(uint64(port), 10)), 1)
+	return strings.Replace(proxy.GRPCServerListenerTemplate, "%s", net.JoinHostPort(ip, strconv.FormatUint(uint64(port), 10)), 1)
 }
 
 // ProxylessListenerNames are the LDS names a grpc-go client asks for: the

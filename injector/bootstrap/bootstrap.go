@@ -401,10 +401,6 @@ func mustAny(m proto.Message) *anypb.Any {
 	return a
 }
 
-// ServerListenerNameTemplate is the LDS name a proxyless grpc-go server asks for its
-// listening address (%s); grpc-go documents this form and Weft's translation serves it.
-const ServerListenerNameTemplate = "grpc/server?xds.resource.listening_address=%s"
-
 // GRPC is the xDS bootstrap JSON of a proxyless grpc-go application whose node id is
 // nodeID ("<pod>.<namespace>", see package proxy): the control plane over TLS with the
 // token as gRFC A97 jwt_token_file call credentials (honoured by grpc-go when
@@ -468,7 +464,7 @@ func GRPC(c Config, nodeID string) ([]byte, error) {
 				},
 			},
 		},
-		"server_listener_resource_name_template": ServerListenerNameTemplate,
+		"server_listener_resource_name_template": proxy.GRPCServerListenerTemplate,
 	}
 	out, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
