@@ -47,9 +47,13 @@ type Config struct {
 	// ServerName is the xDS server's TLS name; empty means plaintext xDS
 	// (cp without --identity).
 	ServerName string
-	// TrustBundlePEM verifies the xDS server; inlined into every bootstrap.
-	// The webhook replaces it as the bundle ConfigMap changes (SetTrustBundle).
+	// TrustBundlePEM verifies the xDS server; inlined into every bootstrap,
+	// as Linkerd inlines its trust anchors.
 	TrustBundlePEM []byte
+	// TrustBundleSource, when set, is asked for the bundle at every
+	// injection instead (the control plane's CA, which follows the bundle
+	// ConfigMap), so a rotated anchor reaches the next pods at once.
+	TrustBundleSource func() []byte
 	// TokenAudience and TokenExpirySeconds shape the projected token. Kubelet
 	// rotates it at 80 % of its life; Envoy re-reads it on every stream.
 	TokenAudience      string

@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,8 +16,7 @@ import (
 
 // Injector mutates pods for one Config. It is safe for concurrent use.
 type Injector struct {
-	cfg    Config
-	bundle atomic.Pointer[[]byte]
+	cfg Config
 }
 
 // New checks cfg and returns an Injector for it.
@@ -26,15 +24,14 @@ func New(cfg Config) (*Injector, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	in := &Injector{cfg: cfg}
-	in.SetTrustBundle(cfg.TrustBundlePEM)
-	return in, nil
+	return &Injector{cfg: cfg}, nil
 }
 
-// SetTrustBundle replaces the anchors inlined into bootstraps from now on.
-func (in *Injector) SetTrustBundle(pem []byte) {
-	b := slices.Clone(pem)
-	in.bundle.Store(&b)
+func (in *Injector) trustBundle() []byte {
+	if in.cfg.TrustBundleSource != nil {
+		return in.cfg.TrustBundleSource()
+	}
+	return in.cfg.TrustBundlePEM
 }
 
 // Result is what Inject decided.
@@ -89,10 +86,14 @@ func (in *Injector) Inject(pod *corev1.Pod, ns *corev1.Namespace) (Result, []str
 	if settings.LogLevel != "" {
 		logLevel = settings.LogLevel
 	}
+	bundle := in.trustBundle()
+	if in.cfg.ServerName != "" && len(bundle) == 0 {
+		warnings = append(warnings, "the control plane has no trust bundle yet: this proxy cannot verify it and gets no config until the pod is recreated")
+	}
 	boot, err := envoyBootstrapYAML(bootstrapConfig{
 		ControlPlaneAddress: in.cfg.ControlPlaneAddress,
 		ServerName:          in.cfg.ServerName,
-		TrustBundlePEM:      *in.bundle.Load(),
+		TrustBundlePEM:      bundle,
 		TokenPath:           TokenPath,
 		AdminPort:           mesh.ProxyAdminPort,
 	})
