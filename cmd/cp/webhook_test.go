@@ -27,6 +27,28 @@ import (
 	"github.com/weftmesh/weft/testenv"
 )
 
+// runCommand runs cp with args until the test ends, then stops it and
+// fails the test if it did not stop cleanly.
+func runCommand(t *testing.T, args ...string) {
+	t.Helper()
+	cmd := newCommand()
+	cmd.SetArgs(args)
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(runCtx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("cp: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("cp did not stop within 30s")
+		}
+	})
+}
+
 // selfSignedPEM makes a certificate for 127.0.0.1 that is its own CA, so
 // the same PEM is the webhook's certificate and its caBundle.
 func selfSignedPEM(t *testing.T, serial int64) (certPEM, keyPEM []byte) {
@@ -143,24 +165,9 @@ func TestRunServesTheInjectionWebhook(t *testing.T) {
 		return l.Addr().String()
 	}
 	whAddr := free()
-	cmd := newCommand()
-	cmd.SetArgs([]string{"--kubeconfig", env.Kubeconfig, "--xds-addr", free(), "--admin-addr", "", "--log-level", "warn",
+	runCommand(t, "--kubeconfig", env.Kubeconfig, "--xds-addr", free(), "--admin-addr", "", "--log-level", "warn",
 		"--webhook-listen", whAddr, "--webhook-cert", certFile, "--webhook-key", keyFile,
-		"--proxy-xds-address", "xds.example:15010", "--proxy-image", "registry.example/envoy:v1.40.0"})
-	runCtx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- cmd.ExecuteContext(runCtx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("cp: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("cp did not stop within 30s")
-		}
-	})
+		"--proxy-xds-address", "xds.example:15010", "--proxy-image", "registry.example/envoy:v1.40.0")
 	err := env.WaitFor(ctx, 30*time.Second, "the webhook port", func(context.Context) (bool, error) {
 		conn, err := tls.Dial("tcp", whAddr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // only probing that it listens
 		if err != nil {
