@@ -14,6 +14,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -93,7 +95,8 @@ func startWebhook(ctx context.Context, cfg *rest.Config, o webhookOptions, injCf
 		return nil, fmt.Errorf("webhook: listening on %s: %w", o.listen, err)
 	}
 
-	// Namespaces come from a cache: an admission must not wait on a GET.
+	// Namespaces come from a cache: an admission waits on a GET only for a
+	// namespace the cache has not seen yet.
 	factory := informers.NewSharedInformerFactory(client, 0)
 	namespaces := factory.Core().V1().Namespaces()
 	nsLister := namespaces.Lister()
@@ -104,7 +107,15 @@ func startWebhook(ctx context.Context, cfg *rest.Config, o webhookOptions, injCf
 	mux := http.NewServeMux()
 	mux.Handle(injector.InjectPath, &injector.Handler{
 		Injector:  in,
-		Namespace: func(_ context.Context, name string) (*corev1.Namespace, error) { return nsLister.Get(name) },
+		Namespace: func(ctx context.Context, name string) (*corev1.Namespace, error) {
+			ns, err := nsLister.Get(name)
+			if apierrors.IsNotFound(err) {
+				// Created a moment ago (a manifest with the Namespace and its
+				// pods): the cache may not have it yet, the apiserver has.
+				return client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+			}
+			return ns, err
+		},
 		Events:    broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "weft-injector"}),
 		Log:       log,
 	})
