@@ -260,8 +260,11 @@ func TestWebhookInjectsThroughTheAPIServer(t *testing.T) {
 		if nodeID != pods[0].Name+".inj-on" {
 			t.Fatalf("injected node id %q", nodeID)
 		}
-		// A stand-in for the injected Envoy (none runs here): an ADS client
-		// subscribing as Envoy does, with the node id the injected args give.
+		// A stand-in for the injected Envoy (no Envoy binary here): xds/adsclient
+		// speaks ADS with Envoy's v3 messages (the envoy API module v1.40.0 in
+		// go.mod, Envoy 1.40) and subscribes as Envoy's GrpcMuxImpl does
+		// (source/extensions/config_subscription/grpc), under the node id the
+		// injected --service-node expands to, as Envoy sets node.id from it.
 		ads, err := adsclient.Dial(ctx, xl.Addr().String(), nodeID)
 		if err != nil {
 			t.Fatal(err)

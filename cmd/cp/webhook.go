@@ -106,7 +106,7 @@ func startWebhook(ctx context.Context, cfg *rest.Config, o webhookOptions, injCf
 
 	mux := http.NewServeMux()
 	mux.Handle(injector.InjectPath, &injector.Handler{
-		Injector:  in,
+		Injector: in,
 		Namespace: func(ctx context.Context, name string) (*corev1.Namespace, error) {
 			ns, err := nsLister.Get(name)
 			if apierrors.IsNotFound(err) {
@@ -116,8 +116,8 @@ func startWebhook(ctx context.Context, cfg *rest.Config, o webhookOptions, injCf
 			}
 			return ns, err
 		},
-		Events:    broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "weft-injector"}),
-		Log:       log,
+		Events: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "weft-injector"}),
+		Log:    log,
 	})
 	// The ServiceProfile/TrafficSplit validating handler is mounted here on
 	// "/validate", beside injection, so one certificate and one Service serve

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -148,6 +149,14 @@ func TestCertReloaderFollowsTheFiles(t *testing.T) {
 // bootstrap pointing at the xDS address the flags give.
 func TestRunServesTheInjectionWebhook(t *testing.T) {
 	testenv.RequireEnv(t, env)
+	// Registered first, so it runs after cp has stopped: the webhook server,
+	// its informer and its event broadcaster must all have ended.
+	baseline := goleak.IgnoreCurrent()
+	t.Cleanup(func() {
+		goleak.VerifyNone(t, baseline,
+			goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+			goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"))
+	})
 	ctx := t.Context()
 	const ns = "cp-inject"
 	if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
