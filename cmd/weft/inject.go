@@ -52,15 +52,12 @@ keeps its order and comments.
 
   kubectl get deploy -n emojivoto -o yaml | weft inject - | kubectl apply -f -`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var in *injector.Injector
-			if o.manual {
-				var err error
-				if in, err = o.injector(); err != nil {
-					return err
-				}
+			in, err := o.injector()
+			if err != nil {
+				return err
 			}
 			return transformInputs(cmd, args, transformer{
-				template:  func(t *podTemplate) (string, []string) { return injectTemplate(t, in) },
+				template:  func(t *podTemplate) (string, []string) { return injectTemplate(t, in, o.manual) },
 				namespace: annotateNamespace,
 			})
 		},
@@ -104,7 +101,7 @@ func newUninjectCommand() *cobra.Command {
 		Short: "Remove Weft's sidecar and injection annotation from Kubernetes YAML",
 		Long: `uninject reads YAML as inject does and removes what inject (with or without
 --manual) or the webhook added: the proxy and capture containers, the token
-volume, the annotations recording the injection and weft.io/inject.`,
+volume, the annotations recording the injection and weft.io/inject: enabled.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return transformInputs(cmd, args, transformer{template: uninjectTemplate, namespace: unannotateNamespace})
 		},
@@ -129,7 +126,7 @@ func annotateNamespace(meta *metav1.ObjectMeta) string {
 }
 
 func unannotateNamespace(meta *metav1.ObjectMeta) string {
-	if _, ok := meta.Annotations[mesh.AnnotationInject]; !ok {
+	if meta.Annotations[mesh.AnnotationInject] != mesh.InjectEnabled {
 		return "skipped: not annotated"
 	}
 	delete(meta.Annotations, mesh.AnnotationInject)
@@ -139,16 +136,18 @@ func unannotateNamespace(meta *metav1.ObjectMeta) string {
 	return "uninjected"
 }
 
-// podTemplate is one pod (template) found in a document: its YAML node and
-// its decoded value, which the transform changes.
+// podTemplate is one pod (template) found in a document, decoded; the
+// transform changes it and the YAML node follows.
 type podTemplate struct {
-	node     *yaml.Node
 	template corev1.PodTemplateSpec
 	// namespace is the resource's namespace, for the injector's decisions.
 	namespace string
 }
 
-func injectTemplate(t *podTemplate, in *injector.Injector) (string, []string) {
+// injectTemplate annotates the template, or with manual injects it; both
+// are decided, and warned about, by the webhook's Inject, so a template the
+// webhook would skip is reported skipped either way.
+func injectTemplate(t *podTemplate, in *injector.Injector, manual bool) (string, []string) {
 	meta := &t.template.ObjectMeta
 	if meta.Annotations[mesh.AnnotationInject] == mesh.InjectDisabled || meta.Annotations[mesh.LinkerdAnnotationInject] == mesh.InjectDisabled {
 		return "skipped: " + injector.SkipDisabled, nil
@@ -159,19 +158,13 @@ func injectTemplate(t *podTemplate, in *injector.Injector) (string, []string) {
 		pod.Annotations = map[string]string{}
 	}
 	pod.Annotations[mesh.AnnotationInject] = mesh.InjectEnabled
-	if in == nil {
-		switch {
-		case pod.Spec.HostNetwork:
-			return "skipped: " + injector.SkipHostNetwork, nil
-		case injector.Injected(pod):
-			return "skipped: " + injector.SkipAlreadyInjected, nil
-		}
-		t.template.Annotations = pod.Annotations
-		return "injected", nil
-	}
 	res, warnings := in.Inject(pod, nil)
 	if res.Pod == nil {
 		return "skipped: " + res.Skipped, warnings
+	}
+	if !manual {
+		t.template.Annotations = pod.Annotations
+		return "injected", warnings
 	}
 	res.Pod.Namespace = meta.Namespace
 	t.template.ObjectMeta, t.template.Spec = res.Pod.ObjectMeta, res.Pod.Spec
@@ -181,7 +174,8 @@ func injectTemplate(t *podTemplate, in *injector.Injector) (string, []string) {
 func uninjectTemplate(t *podTemplate) (string, []string) {
 	pod := &corev1.Pod{ObjectMeta: t.template.ObjectMeta, Spec: t.template.Spec}
 	changed := injector.Uninject(pod)
-	if _, ok := pod.Annotations[mesh.AnnotationInject]; ok {
+	// "disabled" is the user's, not something inject wrote.
+	if pod.Annotations[mesh.AnnotationInject] == mesh.InjectEnabled {
 		delete(pod.Annotations, mesh.AnnotationInject)
 		changed = true
 	}
@@ -337,7 +331,7 @@ func transformResource(res *yaml.Node, report io.Writer, transform transformer) 
 			return fmt.Errorf("no pod template at %s", strings.Join(path, "."))
 		}
 	}
-	t := &podTemplate{node: node, namespace: meta.Namespace}
+	t := &podTemplate{namespace: meta.Namespace}
 	if err := decodeNode(node, &t.template); err != nil {
 		return fmt.Errorf("%s: %w", strings.Join(append(path, ""), "."), err)
 	}
