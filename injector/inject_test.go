@@ -270,3 +270,24 @@ func expandArg(c corev1.Container, flag string, pod *corev1.Pod) string {
 	}
 	return v
 }
+
+// The control plane sees an injected pod as it saw the original: the
+// sidecar's own ports (a restartable init container's, which mesh counts)
+// are not taken for the app's.
+func TestInjectedPodMeshesLikeTheOriginal(t *testing.T) {
+	in := testInjector(t)
+	original := testPod("app", enabled)
+	original.Status.PodIP = "10.0.0.7"
+	res, _ := in.Inject(original, nil)
+	want, err := mesh.ProxyFromPod(original, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := mesh.ProxyFromPod(res.Pod, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equality.Semantic.DeepEqual(got, want) {
+		t.Errorf("injected pod's proxy\n%+v\nwant the original's\n%+v", got, want)
+	}
+}
