@@ -1,7 +1,8 @@
 // Command weft is the operator's tool for a Weft mesh: what a proxy is
 // served (proxy-config), which proxies are connected and in sync (proxies),
-// and its own version. It talks to the control plane's admin address
-// (cp --admin-addr), not to Kubernetes.
+// and its own version, through the control plane's admin address
+// (cp --admin-addr), not Kubernetes; and inject/uninject, which rewrite
+// YAML offline.
 package main
 
 import (
