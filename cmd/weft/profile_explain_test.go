@@ -1,14 +1,12 @@
 package main
 
 import (
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
 
-var updateExplain = flag.Bool("update", false, "rewrite testdata/explain/*.txt and *.envoy.yaml from the command's output")
 
 // TestProfileExplainGolden runs `weft profile explain` on every
 // testdata/explain/<case>.in.yaml and compares its output with <case>.txt,
@@ -22,12 +20,12 @@ func TestProfileExplainGolden(t *testing.T) {
 		name := strings.TrimSuffix(filepath.Base(in), ".in.yaml")
 		for _, format := range []struct{ flag, ext string }{{"text", ".txt"}, {"envoy", ".envoy.yaml"}} {
 			t.Run(name+"/"+format.flag, func(t *testing.T) {
-				out, err := runStdin(t, "", "profile", "explain", "-o", format.flag, in)
+				out, _, err := runStdin(t, "", "profile", "explain", "-o", format.flag, in)
 				if err != nil {
 					t.Fatalf("explain %s: %v", in, err)
 				}
 				path := filepath.Join("testdata", "explain", name+format.ext)
-				if *updateExplain {
+				if *update {
 					if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
 						t.Fatal(err)
 					}
@@ -60,7 +58,7 @@ func TestProfileExplainRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, err := runStdin(t, tt.stdin, append([]string{"profile", "explain"}, tt.args...)...)
+			out, _, err := runStdin(t, tt.stdin, append([]string{"profile", "explain"}, tt.args...)...)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
 			}

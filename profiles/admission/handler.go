@@ -19,6 +19,10 @@ import (
 // most about 1.5 MiB, so two of them fit with room to spare.
 const maxReviewBytes = 8 << 20
 
+// Path is where the control plane's webhook server serves Handler, beside the
+// injection webhook.
+const Path = "/validate"
+
 // Handler is a validating admission webhook (AdmissionReview v1) for
 // ServiceProfiles and TrafficSplits.
 //
