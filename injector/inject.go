@@ -1,10 +1,12 @@
 package injector
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,6 +20,12 @@ import (
 // Injector mutates pods for one Config. It is safe for concurrent use.
 type Injector struct {
 	cfg Config
+
+	// The bootstrap depends only on cfg and the trust bundle, and rendering
+	// it is most of an admission's cost: the last one is kept per bundle.
+	bootMu     sync.Mutex
+	bootBundle []byte
+	bootYAML   []byte
 }
 
 // New checks cfg and returns an Injector for it.
@@ -91,19 +99,7 @@ func (in *Injector) Inject(pod *corev1.Pod, ns *corev1.Namespace) (Result, []str
 	if in.cfg.ServerName != "" && len(bundle) == 0 {
 		warnings = append(warnings, "the control plane has no trust bundle yet: this proxy cannot verify it and gets no config until the pod is recreated")
 	}
-	bootCfg := bootstrap.Config{
-		ClusterDomain:       in.cfg.ClusterDomain,
-		ControlPlaneAddress: in.cfg.ControlPlaneAddress,
-		ServerName:          in.cfg.ServerName,
-		TrustBundlePEM:      bundle,
-		AdminPort:           mesh.ProxyAdminPort,
-	}
-	if in.cfg.ServerName != "" {
-		// The token is sent only inside TLS: a control plane without identity
-		// (plaintext xDS) asks for none, and sending it in clear would leak it.
-		bootCfg.TokenPath = TokenPath
-	}
-	boot, err := bootstrap.EnvoyYAML(bootCfg)
+	boot, err := in.envoyBootstrap(bundle)
 	if err != nil {
 		// The config was validated: this is a bug, and a pod without a
 		// working proxy is worse than one without any.
@@ -384,4 +380,32 @@ func imageTagOf(image string) string {
 		return image[i+1:]
 	}
 	return "latest"
+}
+
+// envoyBootstrap renders the Envoy bootstrap for bundle, or returns the
+// last rendering when the bundle is the same.
+func (in *Injector) envoyBootstrap(bundle []byte) ([]byte, error) {
+	in.bootMu.Lock()
+	defer in.bootMu.Unlock()
+	if in.bootYAML != nil && bytes.Equal(in.bootBundle, bundle) {
+		return in.bootYAML, nil
+	}
+	bootCfg := bootstrap.Config{
+		ClusterDomain:       in.cfg.ClusterDomain,
+		ControlPlaneAddress: in.cfg.ControlPlaneAddress,
+		ServerName:          in.cfg.ServerName,
+		TrustBundlePEM:      bundle,
+		AdminPort:           mesh.ProxyAdminPort,
+	}
+	if in.cfg.ServerName != "" {
+		// The token is sent only inside TLS: a control plane without identity
+		// (plaintext xDS) asks for none, and sending it in clear would leak it.
+		bootCfg.TokenPath = TokenPath
+	}
+	boot, err := bootstrap.EnvoyYAML(bootCfg)
+	if err != nil {
+		return nil, err
+	}
+	in.bootBundle, in.bootYAML = bytes.Clone(bundle), boot
+	return boot, nil
 }

@@ -297,3 +297,46 @@ func TestInjectedPodMeshesLikeTheOriginal(t *testing.T) {
 		t.Errorf("injected pod's proxy\n%+v\nwant the original's\n%+v", got, want)
 	}
 }
+
+// The bootstrap is rendered once per trust bundle: a rotated bundle reaches
+// the next pod injected, an unchanged one is not rendered again.
+func TestBootstrapFollowsTheTrustBundle(t *testing.T) {
+	var bundles [][]byte
+	for range 2 {
+		anchor, err := sds.NewAnchor("cluster.local", time.Now(), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bundles = append(bundles, anchor.CertPEM)
+	}
+	current := bundles[0]
+	cfg := DefaultConfig()
+	cfg.ServerName = "weft-cp.weft-system.svc"
+	cfg.TrustBundleSource = func() []byte { return current }
+	in, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bootOf := func() string {
+		t.Helper()
+		res, _ := in.Inject(testPod("shop", map[string]string{mesh.AnnotationInject: mesh.InjectEnabled}), nil)
+		if res.Pod == nil {
+			t.Fatalf("not injected: %s", res.Skipped)
+		}
+		return argAfter(res.Pod.Spec.InitContainers[1].Args, "--config-yaml")
+	}
+	// The bundle is inlined as the gRPC channel's root certificates, in PEM.
+	pemLine := func(b []byte) string { return strings.Split(string(b), "\n")[1] }
+	first := bootOf()
+	if !strings.Contains(first, pemLine(bundles[0])) {
+		t.Fatal("the bootstrap does not carry the first bundle")
+	}
+	if again := bootOf(); again != first {
+		t.Error("the same bundle gave another bootstrap")
+	}
+	current = bundles[1]
+	second := bootOf()
+	if !strings.Contains(second, pemLine(bundles[1])) || strings.Contains(second, pemLine(bundles[0])) {
+		t.Error("after the bundle changed, the bootstrap does not carry the new bundle alone")
+	}
+}
