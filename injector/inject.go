@@ -232,8 +232,20 @@ func (in *Injector) proxyContainer(image, logLevel, bootstrap string, resources 
 			PeriodSeconds:    2,
 			FailureThreshold: 3,
 		},
-		// Native sidecar: starts before the app containers (which wait for
-		// its readiness), stops after them, and does not keep a Job alive.
+		// Kubelet starts the next container once a native sidecar has
+		// started, and "started" is the startup probe's success (without one,
+		// the moment the process runs): probing /ready here makes the app
+		// start only after Envoy has its configuration. Two minutes, then
+		// kubelet restarts the proxy.
+		StartupProbe: &corev1.Probe{
+			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+				Path: "/ready", Port: intstr.FromInt32(int32(mesh.ProxyHealthPort)),
+			}},
+			PeriodSeconds:    1,
+			FailureThreshold: 120,
+		},
+		// Native sidecar: starts before the app containers, stops after them,
+		// and does not keep a Job alive.
 		RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways),
 		Lifecycle: &corev1.Lifecycle{
 			PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: in.cfg.DrainSeconds}},

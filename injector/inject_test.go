@@ -124,6 +124,10 @@ func TestInjectedPod(t *testing.T) {
 	if rp := proxy.ReadinessProbe; rp == nil || rp.HTTPGet.Path != "/ready" || rp.HTTPGet.Port.IntVal != int32(mesh.ProxyHealthPort) {
 		t.Errorf("readiness probe %+v", rp)
 	}
+	// The app containers start when the sidecar has started: that must mean ready.
+	if sp := proxy.StartupProbe; sp == nil || sp.HTTPGet.Path != "/ready" || sp.HTTPGet.Port.IntVal != int32(mesh.ProxyHealthPort) {
+		t.Errorf("startup probe %+v", sp)
+	}
 	if proxy.Lifecycle == nil || proxy.Lifecycle.PreStop == nil || proxy.Lifecycle.PreStop.Sleep == nil {
 		t.Errorf("no preStop drain: %+v", proxy.Lifecycle)
 	}
