@@ -32,7 +32,9 @@ func (ca *CA) IssueLeaf(_ context.Context, w Workload) (*Leaf, error) { return c
 //
 // Re-issuing on an issuer change does not wait: at thousands of issuances
 // per second a mesh of ten thousand identities re-keys in seconds.
-func (ca *CA) Rotate(ctx context.Context, w Workload, push func(*Leaf)) { ca.RotateFrom(ctx, ca, w, push) }
+func (ca *CA) Rotate(ctx context.Context, w Workload, push func(*Leaf)) {
+	ca.RotateFrom(ctx, ca, w, push)
+}
 
 // RotateFrom is Rotate with leaves from src (cert-manager, say); the timing,
 // the retries and the re-issue on a change of the CA's issuer or bundle are
