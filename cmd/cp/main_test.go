@@ -17,6 +17,10 @@ func TestCommandRefusesBadFlags(t *testing.T) {
 		{[]string{"--mtls"}, "--mtls requires --identity"},
 		{[]string{"--identity", "--leaf-ttl", "10s"}, "--leaf-ttl 10s"},
 		{[]string{"--identity", "--issuer-secret", ""}, "--issuer-secret: required"},
+		{[]string{"--external-issuer", "ClusterIssuer/weft"}, "--external-issuer requires --identity"},
+		{[]string{"--identity", "--external-issuer", "weft"}, "--external-issuer: issuer \"weft\": want <Kind>[.<group>]/<name>"},
+		{[]string{"--identity", "--external-issuer", "Certificate/weft"}, `kind "Certificate" of group cert-manager.io is neither Issuer nor ClusterIssuer`},
+		{[]string{"--identity", "--external-issuer", "Issuer/weft", "--external-issuer-timeout", "0s"}, "--external-issuer-timeout 0s"},
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -40,6 +44,7 @@ func TestCommandDefaults(t *testing.T) {
 		"identity": "false", "mtls": "false", "identity-namespace": "weft-system",
 		"issuer-secret": "weft-identity-issuer", "trust-bundle": "weft-trust-bundle",
 		"leaf-ttl": "24h0m0s", "token-audience": "weft", "service-account": "weft-cp",
+		"external-issuer": "", "external-issuer-timeout": "30s",
 	} {
 		if got := cmd.Flags().Lookup(flag).DefValue; got != want {
 			t.Errorf("--%s defaults to %q, want %q", flag, got, want)
