@@ -36,6 +36,10 @@ import (
 // the leaf in use.
 const DefaultRequestTimeout = 30 * time.Second
 
+// apiTimeout bounds the create and the delete of a request, which run to
+// completion even when the caller has given up.
+const apiTimeout = 10 * time.Second
+
 // Labels and annotations on the CertificateRequests Weft creates, so an
 // operator (or an approver-policy) can tell them apart and see whose leaf
 // each one is.
@@ -166,7 +170,11 @@ func (r *CertificateRequests) issue(ctx context.Context, w Workload) (*Leaf, err
 	if err != nil {
 		return nil, fmt.Errorf("requesting a leaf for %s: %w", id, err)
 	}
-	created, err := r.cfg.Client.CertmanagerV1().CertificateRequests(r.cfg.Namespace).Create(ctx, r.request(w, csrPEM), metav1.CreateOptions{FieldManager: "weft-identity"})
+	// Created whatever the caller does meanwhile: a create cancelled in
+	// flight may still land, and its name would be lost to the cleanup.
+	createCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), apiTimeout)
+	created, err := r.cfg.Client.CertmanagerV1().CertificateRequests(r.cfg.Namespace).Create(createCtx, r.request(w, csrPEM), metav1.CreateOptions{FieldManager: "weft-identity"})
+	cancel()
 	if err != nil {
 		return nil, &RequestError{Reason: "api", Err: fmt.Errorf("creating a request in %s for %s: %w", r.cfg.Namespace, id, err)}
 	}
@@ -174,6 +182,9 @@ func (r *CertificateRequests) issue(ctx context.Context, w Workload) (*Leaf, err
 	// Requests are cleaned up after use, whatever the outcome: they hold no
 	// key, but they would pile up at one per leaf and renewal.
 	defer r.delete(ctx, created.Name)
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("CertificateRequest %s: %w", name, ctx.Err())
+	}
 
 	done, err := r.wait(ctx, created)
 	if err != nil {
@@ -231,8 +242,8 @@ func svidCSR(id string) (*ecdsa.PrivateKey, []byte, error) {
 
 // wait watches the request until it is Approved and Ready with a
 // certificate, or denied, failed, deleted, or still pending at the timeout.
-func (r *CertificateRequests) wait(ctx context.Context, cr *cmapi.CertificateRequest) (*cmapi.CertificateRequest, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+func (r *CertificateRequests) wait(parent context.Context, cr *cmapi.CertificateRequest) (*cmapi.CertificateRequest, error) {
+	ctx, cancel := context.WithTimeout(parent, r.cfg.Timeout)
 	defer cancel()
 	crs := r.cfg.Client.CertmanagerV1().CertificateRequests(cr.Namespace)
 	byName := fields.OneTermEqualSelector("metadata.name", cr.Name).String()
@@ -263,7 +274,12 @@ func (r *CertificateRequests) wait(ctx context.Context, cr *cmapi.CertificateReq
 		if errors.As(err, &re) {
 			return nil, err
 		}
-		if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+		// The caller giving up (its proxy left) is no issuance failure: no
+		// metric, no Event.
+		if parent.Err() != nil {
+			return nil, fmt.Errorf("CertificateRequest %s/%s: %w", cr.Namespace, cr.Name, parent.Err())
+		}
+		if ctx.Err() != nil {
 			return nil, &RequestError{Reason: "timeout", Err: fmt.Errorf("still pending after %s (%s)", r.cfg.Timeout, pendingState(last))}
 		}
 		return nil, &RequestError{Reason: "api", Err: fmt.Errorf("watching: %w", err)}
@@ -349,10 +365,17 @@ func (r *CertificateRequests) verify(id spiffeid.ID, key *ecdsa.PrivateKey, cr *
 		return nil, fmt.Errorf("status.certificate does not chain to the trust bundle: %w", err)
 	}
 	// The chain sent with the leaf is the verified path without its anchor,
-	// as for leaves the in-process CA signs.
+	// as for leaves the in-process CA signs. cert-manager does not cut a
+	// leaf's life to its issuer's (pkg/util/pki/certificatetemplate.go), so
+	// the leaf is taken to end with the first certificate of its path to
+	// expire, and renewed before that.
 	var chain bytes.Buffer
+	notAfter := leaf.NotAfter
 	for _, c := range chains[0][:len(chains[0])-1] {
 		_ = pem.Encode(&chain, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+		if c.NotAfter.Before(notAfter) {
+			notAfter = c.NotAfter
+		}
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
@@ -361,8 +384,8 @@ func (r *CertificateRequests) verify(id spiffeid.ID, key *ecdsa.PrivateKey, cr *
 	return &Leaf{
 		ID: id, CertChainPEM: chain.Bytes(), CertDER: leaf.Raw,
 		Key: key, KeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
-		NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter,
-		RenewAt: RenewAt(now, leaf.NotAfter, jitter()),
+		NotBefore: leaf.NotBefore, NotAfter: notAfter,
+		RenewAt: RenewAt(now, notAfter, jitter()),
 	}, nil
 }
 
@@ -386,7 +409,7 @@ func sanList(c *x509.Certificate) []string {
 // delete removes the request even when ctx has ended (the proxy went away
 // mid-issuance): cleaning up is not the caller's to cancel.
 func (r *CertificateRequests) delete(ctx context.Context, name string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), apiTimeout)
 	defer cancel()
 	err := r.cfg.Client.CertmanagerV1().CertificateRequests(r.cfg.Namespace).Delete(ctx, name, metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {

@@ -331,11 +331,10 @@ func counter(t *testing.T, reg *prometheus.Registry, name, value string) float64
 	return sum
 }
 
-// TestCertificateRequestRefusals covers requests that give no leaf. No
-// cert-manager runs in this test's namespace: the test acts on each request
-// the way the real actors do, and says which one it stands in for.
-func TestCertificateRequestRefusals(t *testing.T) {
-	requireEnv(t)
+// heldRequests is a namespace where no cert-manager runs, act standing in
+// for it on every new request, and a CertificateRequests whose CA holds tr.
+func heldRequests(t *testing.T, cm cmclient.Interface, tr trust, act func(context.Context, *cmapi.CertificateRequest)) (string, *CertificateRequests, *prometheus.Registry, *seenRequests) {
+	t.Helper()
 	crds, err := testenv.CertManagerCRDs()
 	if err != nil {
 		t.Fatal(err)
@@ -343,6 +342,75 @@ func TestCertificateRequestRefusals(t *testing.T) {
 	if _, err := env.InstallCRDs(t.Context(), crds); err != nil {
 		t.Fatal(err)
 	}
+	ns := createNamespace(t)
+	seen := watchRequests(t, cm, ns, act)
+	reg := prometheus.NewRegistry()
+	ca, err := New(Config{TrustDomain: td, LeafTTL: time.Hour, Registry: reg, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca.SetMaterial(tr.material(t, time.Now()), nil)
+	crs, err := NewCertificateRequests(CertificateRequestConfig{
+		Client: cm, Namespace: ns, CA: ca, Timeout: 2 * time.Second,
+		IssuerRef: cmmeta.IssuerReference{Kind: cmapi.ClusterIssuerKind, Group: "cert-manager.io", Name: "weft"},
+		Recorder:  newRecorder(t), Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ns, crs, reg, seen
+}
+
+// standInApprove is what cert-manager's approver does
+// (pkg/controller/certificaterequests/approver/sync.go).
+func standInApprove(cr *cmapi.CertificateRequest) {
+	apiutil.SetCertificateRequestCondition(cr, cmapi.CertificateRequestConditionApproved, cmmeta.ConditionTrue, "cert-manager.io", "Certificate request has been approved by cert-manager.io")
+}
+
+// approveAndSign stands in for cert-manager's approver and then its CA
+// issuer, signing for uri with tr's issuer.
+func approveAndSign(t *testing.T, cm cmclient.Interface, tr trust, uri string) func(context.Context, *cmapi.CertificateRequest) {
+	return func(ctx context.Context, cr *cmapi.CertificateRequest) {
+		standInApprove(cr)
+		standInSign(t, cr, tr, uri)
+		if _, err := cm.CertmanagerV1().CertificateRequests(cr.Namespace).UpdateStatus(ctx, cr, metav1.UpdateOptions{}); err != nil && ctx.Err() == nil {
+			t.Errorf("stand-in: updating %s: %v", cr.Name, err)
+		}
+	}
+}
+
+// TestCertificateRequestLeafEndsWithItsIssuer: cert-manager does not cut a
+// leaf's life to its issuer's; the leaf Weft hands on is taken to end with
+// its issuer, and renewed before that.
+func TestCertificateRequestLeafEndsWithItsIssuer(t *testing.T) {
+	requireEnv(t)
+	cm := cmclient.NewForConfigOrDie(env.Config)
+	tr := newTrust(t, time.Now(), 24*time.Hour, 30*time.Minute)
+	_, crs, reg, _ := heldRequests(t, cm, tr, approveAndSign(t, cm, tr, "spiffe://cluster.local/ns/x/sa/a"))
+	leaf, err := crs.IssueLeaf(t.Context(), Workload{"x", "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := verifyLeaf(t, leaf.CertChainPEM, tr.anchor.Cert, time.Now())
+	if !cert.NotAfter.After(tr.issuer.Cert.NotAfter) {
+		t.Fatalf("the stand-in signed to %s, not past the issuer's %s: the case is not exercised", cert.NotAfter, tr.issuer.Cert.NotAfter)
+	}
+	if !leaf.NotAfter.Equal(tr.issuer.Cert.NotAfter) {
+		t.Errorf("Leaf.NotAfter %s, want the issuer's %s", leaf.NotAfter, tr.issuer.Cert.NotAfter)
+	}
+	if !leaf.RenewAt.Before(tr.issuer.Cert.NotAfter) {
+		t.Errorf("RenewAt %s is not before the issuer expires (%s)", leaf.RenewAt, tr.issuer.Cert.NotAfter)
+	}
+	if got := counter(t, reg, "weft_identity_leaves_issued_total", "certificaterequest"); got != 1 {
+		t.Errorf("weft_identity_leaves_issued_total{kind=certificaterequest} = %v, want 1", got)
+	}
+}
+
+// TestCertificateRequestRefusals covers requests that give no leaf. No
+// cert-manager runs in this test's namespace: the test acts on each request
+// the way the real actors do, and says which one it stands in for.
+func TestCertificateRequestRefusals(t *testing.T) {
+	requireEnv(t)
 	cm := cmclient.NewForConfigOrDie(env.Config)
 	tr := newTrust(t, time.Now(), 24*time.Hour, 12*time.Hour)
 
@@ -350,10 +418,6 @@ func TestCertificateRequestRefusals(t *testing.T) {
 		if _, err := cm.CertmanagerV1().CertificateRequests(cr.Namespace).UpdateStatus(ctx, cr, metav1.UpdateOptions{}); err != nil && ctx.Err() == nil {
 			t.Errorf("stand-in: updating %s: %v", cr.Name, err)
 		}
-	}
-	approve := func(cr *cmapi.CertificateRequest) {
-		// cert-manager's approver (pkg/controller/certificaterequests/approver/sync.go).
-		apiutil.SetCertificateRequestCondition(cr, cmapi.CertificateRequestConditionApproved, cmmeta.ConditionTrue, "cert-manager.io", "Certificate request has been approved by cert-manager.io")
 	}
 	for _, tc := range []struct {
 		name    string
@@ -376,7 +440,7 @@ func TestCertificateRequestRefusals(t *testing.T) {
 		// Approved, then the issuer fails it (cert-manager's reporter.Failed).
 		name: "failed",
 		act: func(ctx context.Context, cr *cmapi.CertificateRequest) {
-			approve(cr)
+			standInApprove(cr)
 			apiutil.SetCertificateRequestCondition(cr, cmapi.CertificateRequestConditionReady, cmmeta.ConditionFalse, cmapi.CertificateRequestReasonFailed, "Error signing certificate: the CA certificate has expired")
 			update(ctx, cr)
 		},
@@ -392,7 +456,7 @@ func TestCertificateRequestRefusals(t *testing.T) {
 		// signed yet (Ready=False Pending, cert-manager's reporter.Pending).
 		name: "approved-never-signed",
 		act: func(ctx context.Context, cr *cmapi.CertificateRequest) {
-			approve(cr)
+			standInApprove(cr)
 			apiutil.SetCertificateRequestCondition(cr, cmapi.CertificateRequestConditionReady, cmmeta.ConditionFalse, cmapi.CertificateRequestReasonPending, "Referenced issuer does not have a Ready status condition")
 			update(ctx, cr)
 		},
@@ -400,42 +464,19 @@ func TestCertificateRequestRefusals(t *testing.T) {
 		wantErr: `^CertificateRequest %s/weft-leaf-\w+: still pending after 2s \(approved, Ready=False Pending: Referenced issuer does not have a Ready status condition\)$`,
 	}, {
 		// An issuer that signs another identity than the CSR asked for.
-		name: "another-identity",
-		act: func(ctx context.Context, cr *cmapi.CertificateRequest) {
-			approve(cr)
-			standInSign(t, cr, tr, "spiffe://cluster.local/ns/kube-system/sa/admin")
-			update(ctx, cr)
-		},
+		name:    "another-identity",
+		act:     approveAndSign(t, cm, tr, "spiffe://cluster.local/ns/kube-system/sa/admin"),
 		reason:  "invalid_certificate",
 		wantErr: `^CertificateRequest %s/weft-leaf-\w+: status.certificate: SANs \[URI:spiffe://cluster.local/ns/kube-system/sa/admin\] are not exactly spiffe://cluster.local/ns/x/sa/a$`,
 	}, {
 		// An issuer outside the trust bundle.
-		name: "foreign-ca",
-		act: func(ctx context.Context, cr *cmapi.CertificateRequest) {
-			approve(cr)
-			standInSign(t, cr, newTrust(t, time.Now(), 24*time.Hour, 12*time.Hour), "spiffe://cluster.local/ns/x/sa/a")
-			update(ctx, cr)
-		},
+		name:    "foreign-ca",
+		act:     approveAndSign(t, cm, newTrust(t, time.Now(), 24*time.Hour, 12*time.Hour), "spiffe://cluster.local/ns/x/sa/a"),
 		reason:  "invalid_certificate",
 		wantErr: `^CertificateRequest %s/weft-leaf-\w+: status.certificate does not chain to the trust bundle: x509: certificate signed by unknown authority`,
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			ns := createNamespace(t)
-			seen := watchRequests(t, cm, ns, tc.act)
-			reg := prometheus.NewRegistry()
-			ca, err := New(Config{TrustDomain: td, LeafTTL: time.Hour, Registry: reg, Logger: quiet})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ca.SetMaterial(tr.material(t, time.Now()), nil)
-			crs, err := NewCertificateRequests(CertificateRequestConfig{
-				Client: cm, Namespace: ns, CA: ca, Timeout: 2 * time.Second,
-				IssuerRef: cmmeta.IssuerReference{Kind: cmapi.ClusterIssuerKind, Group: "cert-manager.io", Name: "weft"},
-				Recorder:  newRecorder(t), Logger: quiet,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
+			ns, crs, reg, seen := heldRequests(t, cm, tr, tc.act)
 			leaf, err := crs.IssueLeaf(t.Context(), Workload{"x", "a"})
 			if leaf != nil || err == nil {
 				t.Fatalf("IssueLeaf = %v, %v; want no leaf and an error", leaf, err)
@@ -467,5 +508,33 @@ func TestCertificateRequestRefusals(t *testing.T) {
 				t.Errorf("Event message %q, want the error %q", ev.Message, err)
 			}
 		})
+	}
+}
+
+// TestCertificateRequestCallerGivesUp: a proxy that leaves mid-issuance
+// ends the wait; its request is still deleted, and nothing is reported as
+// an issuance failure.
+func TestCertificateRequestCallerGivesUp(t *testing.T) {
+	requireEnv(t)
+	cm := cmclient.NewForConfigOrDie(env.Config)
+	tr := newTrust(t, time.Now(), 24*time.Hour, 12*time.Hour)
+	created := make(chan struct{}, 1)
+	ns, crs, reg, seen := heldRequests(t, cm, tr, func(context.Context, *cmapi.CertificateRequest) { created <- struct{}{} })
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() { <-created; cancel() }()
+	leaf, err := crs.IssueLeaf(ctx, Workload{"x", "a"})
+	if leaf != nil || !errors.Is(err, context.Canceled) {
+		t.Fatalf("IssueLeaf = %v, %v; want context.Canceled", leaf, err)
+	}
+	var re *RequestError
+	if errors.As(err, &re) {
+		t.Errorf("a caller giving up is reported as a %s failure", re.Reason)
+	}
+	assertNoWeftRequests(t, cm, ns)
+	if n := seen.assertHeldNoKey(t); n != 1 {
+		t.Errorf("saw %d CertificateRequests, want 1", n)
+	}
+	if got := counter(t, reg, "weft_identity_issuance_failures_total", ""); got != 0 {
+		t.Errorf("issuance failures %v, want 0", got)
 	}
 }
