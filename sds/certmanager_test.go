@@ -419,6 +419,15 @@ func TestCertificateRequestRefusals(t *testing.T) {
 			t.Errorf("stand-in: updating %s: %v", cr.Name, err)
 		}
 	}
+	// Approved, then Ready=False as the issuer's controller reports it
+	// (cert-manager's reporter.Failed and reporter.Pending).
+	approvedNotReady := func(reason, message string) func(context.Context, *cmapi.CertificateRequest) {
+		return func(ctx context.Context, cr *cmapi.CertificateRequest) {
+			standInApprove(cr)
+			apiutil.SetCertificateRequestCondition(cr, cmapi.CertificateRequestConditionReady, cmmeta.ConditionFalse, reason, message)
+			update(ctx, cr)
+		}
+	}
 	for _, tc := range []struct {
 		name    string
 		act     func(context.Context, *cmapi.CertificateRequest)
@@ -437,13 +446,9 @@ func TestCertificateRequestRefusals(t *testing.T) {
 		reason:  "denied",
 		wantErr: `^CertificateRequest %s/weft-leaf-\w+: denied by policy.cert-manager.io: No policy approved this request$`,
 	}, {
-		// Approved, then the issuer fails it (cert-manager's reporter.Failed).
-		name: "failed",
-		act: func(ctx context.Context, cr *cmapi.CertificateRequest) {
-			standInApprove(cr)
-			apiutil.SetCertificateRequestCondition(cr, cmapi.CertificateRequestConditionReady, cmmeta.ConditionFalse, cmapi.CertificateRequestReasonFailed, "Error signing certificate: the CA certificate has expired")
-			update(ctx, cr)
-		},
+		// Approved, then the issuer fails it.
+		name:    "failed",
+		act:     approvedNotReady(cmapi.CertificateRequestReasonFailed, "Error signing certificate: the CA certificate has expired"),
 		reason:  "failed",
 		wantErr: `^CertificateRequest %s/weft-leaf-\w+: failed: Error signing certificate: the CA certificate has expired$`,
 	}, {
@@ -453,13 +458,9 @@ func TestCertificateRequestRefusals(t *testing.T) {
 		wantErr: `^CertificateRequest %s/weft-leaf-\w+: still pending after 2s \(not approved: no approver has acted on it\)$`,
 	}, {
 		// Approved, and the issuer's CertificateRequest controller has not
-		// signed yet (Ready=False Pending, cert-manager's reporter.Pending).
-		name: "approved-never-signed",
-		act: func(ctx context.Context, cr *cmapi.CertificateRequest) {
-			standInApprove(cr)
-			apiutil.SetCertificateRequestCondition(cr, cmapi.CertificateRequestConditionReady, cmmeta.ConditionFalse, cmapi.CertificateRequestReasonPending, "Referenced issuer does not have a Ready status condition")
-			update(ctx, cr)
-		},
+		// signed yet.
+		name:    "approved-never-signed",
+		act:     approvedNotReady(cmapi.CertificateRequestReasonPending, "Referenced issuer does not have a Ready status condition"),
 		reason:  "timeout",
 		wantErr: `^CertificateRequest %s/weft-leaf-\w+: still pending after 2s \(approved, Ready=False Pending: Referenced issuer does not have a Ready status condition\)$`,
 	}, {
