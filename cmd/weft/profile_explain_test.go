@@ -22,7 +22,7 @@ func TestProfileExplainGolden(t *testing.T) {
 		name := strings.TrimSuffix(filepath.Base(in), ".in.yaml")
 		for _, format := range []struct{ flag, ext string }{{"text", ".txt"}, {"envoy", ".envoy.yaml"}} {
 			t.Run(name+"/"+format.flag, func(t *testing.T) {
-				out, err := runStdin(t, "", "profile", "explain", "-o", format.flag, in)
+				out, _, err := runStdin(t, "", "profile", "explain", "-o", format.flag, in)
 				if err != nil {
 					t.Fatalf("explain %s: %v", in, err)
 				}
@@ -60,7 +60,7 @@ func TestProfileExplainRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, err := runStdin(t, tt.stdin, append([]string{"profile", "explain"}, tt.args...)...)
+			out, _, err := runStdin(t, tt.stdin, append([]string{"profile", "explain"}, tt.args...)...)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
 			}

@@ -1,28 +1,11 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
-
-// runStdin executes weft with args and stdin; it returns stdout and the
-// error cobra also prints on stderr.
-func runStdin(t *testing.T, stdin string, args ...string) (string, error) {
-	t.Helper()
-	cmd := newRootCommand(func(string) string { return "" }, time.Now)
-	var out bytes.Buffer
-	cmd.SetIn(strings.NewReader(stdin))
-	cmd.SetOut(&out)
-	cmd.SetErr(&bytes.Buffer{})
-	cmd.SetArgs(args)
-	err := cmd.ExecuteContext(context.Background())
-	return out.String(), err
-}
 
 const (
 	validProfile = `apiVersion: linkerd.io/v1alpha2
@@ -107,7 +90,7 @@ func TestProfileValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, err := runStdin(t, tt.stdin, append([]string{"profile", "validate"}, tt.args...)...)
+			out, _, err := runStdin(t, tt.stdin, append([]string{"profile", "validate"}, tt.args...)...)
 			switch {
 			case tt.wantErr == "" && err != nil:
 				t.Fatalf("error %v, want none; output:\n%s", err, out)
