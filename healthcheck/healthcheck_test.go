@@ -67,8 +67,8 @@ func TestCheckInstallation(t *testing.T) {
 	}{
 		{name: "healthy"},
 		{
-			name: "CRD missing",
-			brk:  func(t *testing.T, _ *installation) { deleteTrafficSplitCRD(t) },
+			name:  "CRD missing",
+			brk:   func(t *testing.T, _ *installation) { deleteTrafficSplitCRD(t) },
 			lines: []line{{splitCRDLine, healthcheck.StatusError, "crds", "CustomResourceDefinition trafficsplits.split.smi-spec.io is not installed"}},
 		},
 		{
@@ -204,7 +204,6 @@ func TestCheckInstallation(t *testing.T) {
 		})
 	}
 }
-
 
 // -o json is Linkerd's shape: success, and categories of checks with
 // description, result, and error and hint for a problem.
