@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,8 +16,6 @@ import (
 	"github.com/weftmesh/weft/injector"
 	"github.com/weftmesh/weft/mesh"
 )
-
-var updateInject = flag.Bool("update", false, "rewrite testdata/inject golden files")
 
 const injectInput = "testdata/inject/multi.yaml"
 
@@ -59,7 +56,7 @@ func TestInjectGolden(t *testing.T) {
 			}
 			for ext, got := range map[string]string{".yaml": stdout, ".report": stderr} {
 				path := filepath.Join("testdata", "inject", tc.golden+ext)
-				if *updateInject {
+				if *update {
 					if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 						t.Fatal(err)
 					}

@@ -1,14 +1,11 @@
 package main
 
 import (
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
-
-var updateExplain = flag.Bool("update", false, "rewrite testdata/explain/*.txt and *.envoy.yaml from the command's output")
 
 // TestProfileExplainGolden runs `weft profile explain` on every
 // testdata/explain/<case>.in.yaml and compares its output with <case>.txt,
@@ -27,7 +24,7 @@ func TestProfileExplainGolden(t *testing.T) {
 					t.Fatalf("explain %s: %v", in, err)
 				}
 				path := filepath.Join("testdata", "explain", name+format.ext)
-				if *updateExplain {
+				if *update {
 					if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
 						t.Fatal(err)
 					}
