@@ -15,10 +15,10 @@ import (
 	"k8s.io/apimachinery/pkg/util/version"
 )
 
-// The Kubernetes versions Weft supports: the oldest whose APIs it uses
-// (admissionregistration/v1 with matchConditions, discovery/v1
-// EndpointSlices, TokenRequest) and the newest it is tested against
-// (testenv's apiserver). Newer minors are a warning, not a failure.
+// The Kubernetes versions Weft supports: the oldest is a policy (Weft is
+// not tested there, and nothing older is meant to work), the newest is
+// the one its tests run against (testenv's apiserver). Newer minors are a
+// warning, not a failure.
 var (
 	MinKubernetesVersion    = version.MustParseGeneric("1.30.0")
 	NewestKubernetesVersion = version.MustParseGeneric("1.36.0")
