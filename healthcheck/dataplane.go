@@ -13,6 +13,7 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	certutil "k8s.io/client-go/util/cert"
 
 	"github.com/weftmesh/weft/mesh"
 	"github.com/weftmesh/weft/proxy"
@@ -227,7 +228,7 @@ func (r *run) proxyLeaves(ctx context.Context, node string) (map[string]*x509.Ce
 		if len(chain) == 0 {
 			continue // a validation context (the trust bundle)
 		}
-		certs, err := parsePEMCertificates(chain)
+		certs, err := certutil.ParseCertsPEM(chain)
 		if err != nil {
 			return nil, fmt.Errorf("%s secrets[%d] (%q) tls_certificate.certificate_chain: %w", node, i, s.GetName(), err)
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +16,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	certutil "k8s.io/client-go/util/cert"
 )
 
 // webhook is one of the two webhook configurations Weft registers.
@@ -248,7 +248,7 @@ func (r *run) webhookCertificate(ctx context.Context, wh webhook) error {
 		if err != nil {
 			return fmt.Errorf("the server was not reached and its Secret cannot be read: %w", err)
 		}
-		if certs, err = parsePEMCertificates(s.Data[corev1.TLSCertKey]); err != nil {
+		if certs, err = certutil.ParseCertsPEM(s.Data[corev1.TLSCertKey]); err != nil {
 			return fmt.Errorf("%s: %w", source, err)
 		}
 	}
@@ -271,27 +271,4 @@ func (r *run) webhookCertificate(ctx context.Context, wh webhook) error {
 		return warnf("%s expires at %s, in %s", source, leaf.NotAfter.UTC().Format(time.RFC3339), left.Round(time.Hour))
 	}
 	return nil
-}
-
-func parsePEMCertificates(data []byte) ([]*x509.Certificate, error) {
-	var certs []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("certificate %d: %w", len(certs), err)
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
-		return nil, errors.New("no PEM certificate")
-	}
-	return certs, nil
 }
