@@ -11,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -163,29 +164,27 @@ func TestCheckInstallation(t *testing.T) {
 			// reachable, and its certificate is read from the serving
 			// Secret instead.
 			name: "webhook Service without endpoints",
-			brk: func(t *testing.T, in *installation) {
-				ctx := t.Context()
-				svc := &corev1.Service{
-					ObjectMeta: metav1.ObjectMeta{Name: healthcheck.ControlPlaneName, Namespace: in.ns},
-					Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "webhook", Port: 8443, TargetPort: intstr.FromInt32(8443)}}},
-				}
-				if _, err := env.Clientset.CoreV1().Services(in.ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
-					t.Fatal(err)
-				}
-				secret := &corev1.Secret{
-					ObjectMeta: metav1.ObjectMeta{Name: healthcheck.WebhookServingSecret, Namespace: in.ns},
-					Type:       corev1.SecretTypeTLS,
-					Data:       map[string][]byte{corev1.TLSCertKey: in.webhookCA, corev1.TLSPrivateKeyKey: []byte("unused")},
-				}
-				if _, err := env.Clientset.CoreV1().Secrets(in.ns).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
-					t.Fatal(err)
-				}
-				registerWebhooks(t, admissionregistrationv1.WebhookClientConfig{
-					Service:  &admissionregistrationv1.ServiceReference{Namespace: in.ns, Name: healthcheck.ControlPlaneName, Path: ptr.To("/inject"), Port: ptr.To(int32(8443))},
-					CABundle: in.webhookCA,
-				}, admissionregistrationv1.WebhookClientConfig{URL: ptr.To(in.webhook.URL + "/validate"), CABundle: in.webhookCA})
-			},
+			brk:  serviceWebhook,
 			lines: []line{{injectorReach, healthcheck.StatusError, "webhook-reachable", "port 8443 has no ready endpoints"}},
+		},
+		{
+			// Ready endpoints that weft cannot dial (192.0.2.1 is
+			// TEST-NET-1, reachable nowhere): a warning, not a verdict.
+			name: "webhook endpoints out of reach",
+			brk: func(t *testing.T, in *installation) {
+				serviceWebhook(t, in)
+				slice := &discoveryv1.EndpointSlice{
+					ObjectMeta: metav1.ObjectMeta{Name: healthcheck.ControlPlaneName + "-manual", Namespace: in.ns,
+						Labels: map[string]string{discoveryv1.LabelServiceName: healthcheck.ControlPlaneName}},
+					AddressType: discoveryv1.AddressTypeIPv4,
+					Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"192.0.2.1"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+					Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("webhook"), Port: ptr.To(int32(8443))}},
+				}
+				if _, err := env.Clientset.DiscoveryV1().EndpointSlices(in.ns).Create(t.Context(), slice, metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			},
+			lines: []line{{injectorReach, healthcheck.StatusWarning, "webhook-reachable", "do not answer from here"}},
 		},
 	}
 	for _, tc := range cases {
@@ -203,6 +202,33 @@ func TestCheckInstallation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// serviceWebhook points the injector's configuration at Service weft-cp
+// port 8443 (made here, without a selector: its endpoints are up to the
+// test) and puts the serving certificate in the Secret weft-webhook-tls.
+func serviceWebhook(t *testing.T, in *installation) {
+	t.Helper()
+	ctx := t.Context()
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: healthcheck.ControlPlaneName, Namespace: in.ns},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "webhook", Port: 8443, TargetPort: intstr.FromInt32(8443)}}},
+	}
+	if _, err := env.Clientset.CoreV1().Services(in.ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: healthcheck.WebhookServingSecret, Namespace: in.ns},
+		Type:       corev1.SecretTypeTLS,
+		Data:       map[string][]byte{corev1.TLSCertKey: in.webhookCA, corev1.TLSPrivateKeyKey: []byte("unused")},
+	}
+	if _, err := env.Clientset.CoreV1().Secrets(in.ns).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	registerWebhooks(t, admissionregistrationv1.WebhookClientConfig{
+		Service:  &admissionregistrationv1.ServiceReference{Namespace: in.ns, Name: healthcheck.ControlPlaneName, Path: ptr.To("/inject"), Port: ptr.To(int32(8443))},
+		CABundle: in.webhookCA,
+	}, admissionregistrationv1.WebhookClientConfig{URL: ptr.To(in.webhook.URL + "/validate"), CABundle: in.webhookCA})
 }
 
 // -o json is Linkerd's shape: success, and categories of checks with

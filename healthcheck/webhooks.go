@@ -160,6 +160,7 @@ func (r *run) dialWebhook(ctx context.Context, wh webhook) dialed {
 			}
 		}
 		var errs []error
+		unreached := true
 		for _, a := range addrs {
 			certs, err := handshake(ctx, a, d.serverName)
 			if err == nil {
@@ -167,8 +168,15 @@ func (r *run) dialWebhook(ctx context.Context, wh webhook) dialed {
 				return d, nil
 			}
 			errs = append(errs, err)
+			var op *net.OpError
+			unreached = unreached && errors.As(err, &op) && op.Op == "dial"
 		}
 		d.err = errors.Join(errs...)
+		if unreached && c.Service != nil {
+			// Ready endpoints that do not answer here are most often
+			// out of this machine's reach, not down: a warning.
+			d.err = warnf("the Service's ready endpoints do not answer from here (run weft check inside the cluster network to tell): %w", d.err)
+		}
 		return d, nil
 	})
 	return d
