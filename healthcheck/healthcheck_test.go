@@ -163,8 +163,8 @@ func TestCheckInstallation(t *testing.T) {
 			// A webhook behind the Service with no ready endpoint: not
 			// reachable, and its certificate is read from the serving
 			// Secret instead.
-			name: "webhook Service without endpoints",
-			brk:  serviceWebhook,
+			name:  "webhook Service without endpoints",
+			brk:   serviceWebhook,
 			lines: []line{{injectorReach, healthcheck.StatusError, "webhook-reachable", "port 8443 has no ready endpoints"}},
 		},
 		{
