@@ -104,21 +104,8 @@ func install(t *testing.T, o installOptions) *installation {
 		t.Fatal(err)
 	}
 
-	labels := map[string]string{"app.kubernetes.io/name": "weft", "app.kubernetes.io/component": "control-plane"}
-	dep := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: healthcheck.ControlPlaneName, Namespace: in.ns, Labels: labels},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To(int32(1)),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "cp", Image: "weft/cp"}}},
-			},
-		},
-	}
-	if _, err := cs.AppsV1().Deployments(in.ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	runDeployment(t, in.ns, healthcheck.ControlPlaneName, 1,
+		map[string]string{"app.kubernetes.io/name": "weft", "app.kubernetes.io/component": "control-plane"})
 	if _, err := env.RunningPods(ctx, time.Minute, in.ns, healthcheck.ControlPlaneSelector, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -142,6 +129,26 @@ func install(t *testing.T, o installOptions) *installation {
 		Namespace: in.ns, CheckTimeout: 5 * time.Second,
 	}
 	return in
+}
+
+// runDeployment creates a Deployment whose pods kwok runs (the image is
+// never pulled).
+func runDeployment(t *testing.T, ns, name string, replicas int32, labels map[string]string) {
+	t.Helper()
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: name, Image: name}}},
+			},
+		},
+	}
+	if _, err := env.Clientset.AppsV1().Deployments(ns).Create(t.Context(), dep, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // startControlPlane runs the parts of cp that its admin endpoint reports
