@@ -428,7 +428,7 @@ func addrString(l net.Listener) string {
 }
 
 // AdminHandler serves /healthz, /readyz, /metrics, /debug/proxies[/<node>], /debug/config/<node>,
-// /debug/config-errors and /debug/pprof/.
+// /debug/config-errors, /debug/identity (the CA's sds.Status) and /debug/pprof/.
 func (c *Controller) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -463,6 +463,9 @@ func (c *Controller) AdminHandler() http.Handler {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(out)
 	})
+	if c.cfg.Identity != nil {
+		mux.Handle("GET /debug/identity", c.cfg.Identity.CA.StatusHandler())
+	}
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)

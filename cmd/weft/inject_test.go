@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,9 +16,6 @@ import (
 	"github.com/weftmesh/weft/injector"
 	"github.com/weftmesh/weft/mesh"
 )
-
-// update rewrites the golden files of this package (testdata/inject, testdata/explain).
-var update = flag.Bool("update", false, "rewrite testdata/inject and testdata/explain golden files from the commands' output")
 
 const injectInput = "testdata/inject/multi.yaml"
 

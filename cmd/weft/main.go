@@ -1,13 +1,14 @@
 // Command weft is the operator's tool for a Weft mesh: what a proxy is
 // served (proxy-config), which proxies are connected and in sync (proxies),
 // and its own version, through the control plane's admin address
-// (cp --admin-addr), not Kubernetes; inject/uninject, which rewrite YAML
-// offline; and profile, which writes, checks and explains ServiceProfiles
-// from files alone.
+// (cp --admin-addr); check, which reads Kubernetes too; inject/uninject,
+// which rewrite YAML offline; and profile, which writes, checks and explains
+// ServiceProfiles from files alone.
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -21,6 +22,10 @@ import (
 func main() {
 	cmd := newRootCommand(os.Getenv, time.Now)
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
+		var ee *exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
 		os.Exit(1)
 	}
 }
@@ -61,7 +66,7 @@ make demo prints the address of the control plane it starts:
 	cmd.PersistentFlags().StringVar(&g.cp, "cp", def, "control plane admin address (cp --admin-addr); env "+cpEnv)
 	cmd.PersistentFlags().DurationVar(&g.timeout, "timeout", 10*time.Second, "how long to wait for the control plane")
 	cmd.AddCommand(newProxyConfigCommand(g), newProxiesCommand(g), newVersionCommand(), newIdentityCommand(), newProfileCommand(), bench.NewCommand(),
-		newInjectCommand(), newUninjectCommand())
+		newInjectCommand(), newUninjectCommand(), newCheckCommand(g))
 	return cmd
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"io"
 	"log/slog"
 	"net"
@@ -33,6 +34,10 @@ import (
 	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/xds"
 )
+
+// update rewrites the golden files: testdata/inject, and testdata/explain's
+// *.txt and *.envoy.yaml, from the commands' output.
+var update = flag.Bool("update", false, "rewrite the golden files under testdata from the commands' output")
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)

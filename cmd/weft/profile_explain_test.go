@@ -7,7 +7,6 @@ import (
 	"testing"
 )
 
-
 // TestProfileExplainGolden runs `weft profile explain` on every
 // testdata/explain/<case>.in.yaml and compares its output with <case>.txt,
 // and `-o envoy` with <case>.envoy.yaml. go test -update rewrites them.
