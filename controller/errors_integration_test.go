@@ -292,3 +292,80 @@ spec:
 		t.Fatal(err)
 	}
 }
+
+// TestIntegrationMalformedPodAnnotationIsContained: a pod whose annotation
+// does not parse still gets its listeners and clusters, with that field at
+// its default (the injector's rule: a malformed skip-inbound-ports skips
+// nothing, and the namespace's list is not inherited instead), and the
+// annotation is reported on the pod: Event, metric.
+func TestIntegrationMalformedPodAnnotationIsContained(t *testing.T) {
+	requireEnv(t)
+	ctx := t.Context()
+	rc := startController(t)
+	_, err := env.Apply(ctx, []byte(`
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: badann
+  annotations: {weft.io/inject: enabled, config.weft.io/skip-inbound-ports: "9100"}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: odd
+  namespace: badann
+  annotations: {config.weft.io/skip-inbound-ports: abc}
+spec:
+  containers:
+  - {name: app, image: example.invalid/app:1, ports: [{containerPort: 8080}, {containerPort: 9100}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: badann}
+spec:
+  ports: [{name: http, port: 80}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runningPods(t, "badann", "", 1)
+	c, err := adsclient.Dial(ctx, rc.XDSAddr().String(), "odd.badann")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	web := translate.OutboundClusterName(mesh.ServiceKey{Namespace: "badann", Name: "web"}, 80, "cluster.local")
+	wantClusters := []string{web, translate.InboundClusterName(8080), translate.InboundClusterName(9100)}
+	v, err := waitADS(ctx, c, time.Minute, "listeners, web's cluster and both inbound ports' clusters", func(v adsclient.View) bool {
+		if v.Err != nil {
+			return true
+		}
+		for _, name := range []string{translate.OutboundListenerName, translate.InboundListenerName} {
+			if _, ok := v.Resources[resourcev3.ListenerType][name]; !ok {
+				return false
+			}
+		}
+		for _, name := range wantClusters {
+			if _, ok := v.Resources[resourcev3.ClusterType][name]; !ok {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Err != nil {
+		t.Fatalf("the pod's proxy was refused: %v", v.Err)
+	}
+
+	const field = "metadata.annotations[config.weft.io/skip-inbound-ports]"
+	evs := waitEvents(t, "badann", "Pod", "odd", ReasonInvalidProxyConfig)
+	if !strings.Contains(evs[0].Message, field) || !strings.Contains(evs[0].Message, `"abc"`) || evs[0].Type != corev1.EventTypeWarning {
+		t.Errorf("event: %s %q, want a warning naming %s and its value", evs[0].Type, evs[0].Message, field)
+	}
+	waitUntil(t, 10*time.Second, "weft_config_errors for the pod", func() bool {
+		v, ok := metricValue(rc.reg, "weft_config_errors", map[string]string{"kind": "Pod", "namespace": "badann", "name": "odd"})
+		return ok && v == 1
+	})
+}
