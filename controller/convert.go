@@ -2,6 +2,7 @@ package controller
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/weftmesh/weft/mesh"
 )
@@ -16,7 +17,7 @@ const (
 	InjectDisabled          = mesh.InjectDisabled
 )
 
-func meshedProxyFromPod(pod *corev1.Pod, ns *corev1.Namespace) (*mesh.Proxy, error) {
+func meshedProxyFromPod(pod *corev1.Pod, ns *corev1.Namespace) (*mesh.Proxy, field.ErrorList) {
 	if !mesh.PodMeshed(pod, ns) {
 		return nil, nil
 	}

@@ -79,13 +79,30 @@ func waitEvents(t testing.TB, ns, kind, name, reason string) []corev1.Event {
 	return out
 }
 
+// dialPodProxy applies objects, waits for the one pod of namespace ns to
+// run and connects an ADS client as that pod's proxy (closed at cleanup).
+func dialPodProxy(t *testing.T, rc *runningController, objects, ns, pod string, opts ...adsclient.Option) *adsclient.Client {
+	t.Helper()
+	if _, err := env.Apply(t.Context(), []byte(objects)); err != nil {
+		t.Fatalf("the apiserver refused the objects: %v", err)
+	}
+	runningPods(t, ns, "", 1)
+	c, err := adsclient.Dial(t.Context(), rc.XDSAddr().String(), pod+"."+ns, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
 // TestIntegrationNackIsVisible: a proxy rejecting config shows up as a
 // metric, a ConfigRejected Event on its pod and in the debug endpoint.
 func TestIntegrationNackIsVisible(t *testing.T) {
 	requireEnv(t)
 	ctx := t.Context()
 	rc := startController(t)
-	_, err := env.Apply(ctx, []byte(`
+	const msg = "test proxy: listener outbound is not to my taste"
+	c := dialPodProxy(t, rc, `
 apiVersion: v1
 kind: Namespace
 metadata:
@@ -98,22 +115,12 @@ metadata: {name: picky, namespace: nack}
 spec:
   containers:
   - {name: app, image: example.invalid/app:1, ports: [{containerPort: 8080}]}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runningPods(t, "nack", "", 1)
-	const msg = "test proxy: listener outbound is not to my taste"
-	c, err := adsclient.Dial(ctx, rc.XDSAddr().String(), "picky.nack", adsclient.WithNACK(func(resp *discoveryv3.DiscoveryResponse) string {
+`, "nack", "picky", adsclient.WithNACK(func(resp *discoveryv3.DiscoveryResponse) string {
 		if resp.GetTypeUrl() == resourcev3.ListenerType {
 			return msg
 		}
 		return ""
 	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	if _, err := waitADS(ctx, c, 30*time.Second, "a NACK sent", func(v adsclient.View) bool { return v.NACKs[resourcev3.ListenerType] > 0 }); err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +154,8 @@ func TestIntegrationBadInputIsContained(t *testing.T) {
 	ensureCRDs(t)
 	ctx := t.Context()
 	rc := startController(t)
-	_, err := env.Apply(ctx, []byte(`
+	// The CRD schema must let an invalid regex through.
+	c := dialPodProxy(t, rc, `
 apiVersion: v1
 kind: Namespace
 metadata:
@@ -196,19 +204,10 @@ spec:
   backends:
   - {service: good, weight: 1}
   - {service: missing, weight: 1}
-`))
-	if err != nil {
-		t.Fatalf("the apiserver refused the objects (the CRD schema must let an invalid regex through): %v", err)
-	}
-	runningPods(t, "badin", "", 1)
+`, "badin", "client")
 
 	goodRoute := translate.OutboundRouteName(mesh.ServiceKey{Namespace: "badin", Name: "good"}, 80, "cluster.local")
 	badRoute := translate.OutboundRouteName(mesh.ServiceKey{Namespace: "badin", Name: "bad"}, 80, "cluster.local")
-	c, err := adsclient.Dial(ctx, rc.XDSAddr().String(), "client.badin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	v, err := waitADS(ctx, c, time.Minute, "good's profile route and bad's default route", func(v adsclient.View) bool {
 		good, _ := v.Resources[resourcev3.RouteType][goodRoute].(*routev3.RouteConfiguration)
 		bad, _ := v.Resources[resourcev3.RouteType][badRoute].(*routev3.RouteConfiguration)
@@ -291,4 +290,72 @@ spec:
 	}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestIntegrationMalformedPodAnnotationIsContained: a pod whose annotation
+// does not parse still gets its listeners and clusters, with that field at
+// its default (the injector's rule: a malformed skip-inbound-ports skips
+// nothing, and the namespace's list is not inherited instead), and the
+// annotation is reported on the pod: Event, metric.
+func TestIntegrationMalformedPodAnnotationIsContained(t *testing.T) {
+	requireEnv(t)
+	ctx := t.Context()
+	rc := startController(t)
+	c := dialPodProxy(t, rc, `
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: badann
+  annotations: {weft.io/inject: enabled, config.weft.io/skip-inbound-ports: "9100"}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: odd
+  namespace: badann
+  annotations: {config.weft.io/skip-inbound-ports: abc}
+spec:
+  containers:
+  - {name: app, image: example.invalid/app:1, ports: [{containerPort: 8080}, {containerPort: 9100}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: badann}
+spec:
+  ports: [{name: http, port: 80}]
+`, "badann", "odd")
+	web := translate.OutboundClusterName(mesh.ServiceKey{Namespace: "badann", Name: "web"}, 80, "cluster.local")
+	wantClusters := []string{web, translate.InboundClusterName(8080), translate.InboundClusterName(9100)}
+	v, err := waitADS(ctx, c, time.Minute, "listeners, web's cluster and both inbound ports' clusters", func(v adsclient.View) bool {
+		if v.Err != nil {
+			return true
+		}
+		for _, name := range []string{translate.OutboundListenerName, translate.InboundListenerName} {
+			if _, ok := v.Resources[resourcev3.ListenerType][name]; !ok {
+				return false
+			}
+		}
+		for _, name := range wantClusters {
+			if _, ok := v.Resources[resourcev3.ClusterType][name]; !ok {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Err != nil {
+		t.Fatalf("the pod's proxy was refused: %v", v.Err)
+	}
+
+	const field = "metadata.annotations[config.weft.io/skip-inbound-ports]"
+	evs := waitEvents(t, "badann", "Pod", "odd", ReasonInvalidProxyConfig)
+	if !strings.Contains(evs[0].Message, field) || !strings.Contains(evs[0].Message, `"abc"`) || evs[0].Type != corev1.EventTypeWarning {
+		t.Errorf("event: %s %q, want a warning naming %s and its value", evs[0].Type, evs[0].Message, field)
+	}
+	waitUntil(t, 10*time.Second, "weft_config_errors for the pod", func() bool {
+		v, ok := metricValue(rc.reg, "weft_config_errors", map[string]string{"kind": "Pod", "namespace": "badann", "name": "odd"})
+		return ok && v == 1
+	})
 }

@@ -39,9 +39,10 @@ func reasonFor(kind string) string {
 	}
 }
 
-// configErrorReporter makes a skipped object visible three ways: an error
-// log naming the object and field paths, the weft_config_errors series, and
-// a Warning Event on the object itself (what `kubectl describe` shows).
+// configErrorReporter makes bad input (a skipped object, or an annotation
+// left at its default) visible three ways: an error log naming the object
+// and field paths, the weft_config_errors series, and a Warning Event on the
+// object itself (what `kubectl describe` shows).
 //
 // Problems come from two sources: the store ("model": the object did not
 // validate or convert) and translate ("translate": it converted but part of
@@ -69,7 +70,7 @@ func (r *configErrorReporter) setRecorder(rec record.EventRecorder) {
 
 func (r *configErrorReporter) set(source string, e mesh.ConfigError, ref *corev1.ObjectReference) {
 	paths, count := fieldPaths(e.Err)
-	r.log.Error("invalid configuration: skipped, everything else is still served",
+	r.log.Error("invalid configuration: the invalid part is left out, everything else is still served",
 		"kind", e.Object.Kind, "namespace", e.Object.Namespace, "name", e.Object.Name,
 		"source", source, "fields", paths, "error", e.Err.Error())
 	r.mu.Lock()

@@ -361,9 +361,6 @@ func (p *pipeline) validateNode(ctx context.Context, node *corev3.Node) (xds.Nod
 		tick.Stop()
 	}
 	if px == nil {
-		if e := p.store.configError(mesh.ObjectRef{Kind: "Pod", Namespace: ns, Name: pod}); e != nil {
-			return xds.NodeInfo{}, status.Errorf(codes.FailedPrecondition, "node %s: pod %s/%s has invalid proxy configuration: %v", id, ns, pod, e)
-		}
 		return xds.NodeInfo{}, status.Errorf(codes.FailedPrecondition,
 			"node %s: pod %s/%s is not meshed (annotate it or its namespace %s: %s, or the pod %s: %s)",
 			id, ns, pod, AnnotationInject, InjectEnabled, mesh.AnnotationProxyKind, mesh.ProxyKindValueGRPC)

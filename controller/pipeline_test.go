@@ -125,7 +125,6 @@ func TestPipelineRefusesNodes(t *testing.T) {
 	h := newHarness(t, 10*time.Millisecond)
 	feedBase(h.store)
 	h.store.SetPod(testPod("plain", "lonely", "10.3.0.1", "default", nil, 80))
-	h.store.SetPod(testPod("app", "broken", "10.1.0.9", "default", map[string]string{mesh.AnnotationSkipInboundPorts: "eighty"}, 80))
 	cases := []struct {
 		node     string
 		opts     []adsclient.Option
@@ -134,7 +133,6 @@ func TestPipelineRefusesNodes(t *testing.T) {
 	}{
 		{node: "nope.app", code: codes.NotFound, contains: "no pod nope in namespace app"},
 		{node: "lonely.plain", code: codes.FailedPrecondition, contains: "not meshed"},
-		{node: "broken.app", code: codes.FailedPrecondition, contains: "skip-inbound-ports"},
 		{node: "web-1.app", opts: []adsclient.Option{adsclient.WithUserAgent("gRPC Go")}, code: codes.FailedPrecondition, contains: mesh.AnnotationProxyKind},
 		{node: "no-dot", code: codes.InvalidArgument},
 	}

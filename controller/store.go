@@ -84,7 +84,9 @@ type converters struct {
 	endpoints       func(*mesh.Service, []*discoveryv1.EndpointSlice, mesh.PodLookup) *mesh.ServiceEndpoints
 	profile         func(*profiles.ServiceProfile, string) (*mesh.Profile, field.ErrorList)
 	split           func(*profiles.TrafficSplit, func(mesh.ServiceKey) bool) (*mesh.Split, field.ErrorList)
-	proxy           func(*corev1.Pod, *corev1.Namespace) (*mesh.Proxy, error)
+	// proxy reports bad annotations too; its proxy, with those fields at
+	// their defaults, is served all the same.
+	proxy func(*corev1.Pod, *corev1.Namespace) (*mesh.Proxy, field.ErrorList)
 }
 
 // ConfigErrorSink hears about bad input once per distinct error: when an
@@ -300,15 +302,6 @@ func (s *Store) ConfigErrors() []mesh.ConfigError {
 			cmp.Compare(a.Object.Name, b.Object.Name))
 	})
 	return out
-}
-
-func (s *Store) configError(obj mesh.ObjectRef) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if st, ok := s.configErrs[obj]; ok {
-		return st.err
-	}
-	return nil
 }
 
 // ObjectReference returns a reference (with UID) to an object the store
@@ -627,13 +620,9 @@ func (s *Store) deriveProxy(name types.NamespacedName, seen time.Time) {
 	obj := mesh.ObjectRef{Kind: "Pod", Namespace: name.Namespace, Name: name.Name}
 	var nv *mesh.Proxy
 	if pod := s.pods[name]; pod != nil && podMayRun(pod) {
-		p, err := s.conv.proxy(pod, s.namespaces[name.Namespace])
-		if err != nil {
-			s.setConfigError(obj, objectReference("v1", "Pod", pod.Namespace, pod.Name, pod.UID), err)
-		} else {
-			s.clearConfigError(obj)
-			nv = p
-		}
+		var errs field.ErrorList
+		nv, errs = s.conv.proxy(pod, s.namespaces[name.Namespace])
+		s.checkAnnotations(obj, objectReference("v1", "Pod", pod.Namespace, pod.Name, pod.UID), errs)
 	} else {
 		s.clearConfigError(obj)
 	}

@@ -426,7 +426,8 @@ func TestStoreProxies(t *testing.T) {
 		{name: "proxyless grpc", pod: map[string]string{mesh.AnnotationProxyKind: mesh.ProxyKindValueGRPC}, want: true, wantKind: proxy.GRPC},
 		{name: "not annotated"},
 		{name: "finished pod", ns: meshedNS, phase: corev1.PodSucceeded},
-		{name: "bad annotation", ns: meshedNS, pod: map[string]string{mesh.AnnotationSkipInboundPorts: "eighty"}, wantErr: true},
+		// Served with that field at its default, and reported.
+		{name: "bad annotation", ns: meshedNS, pod: map[string]string{mesh.AnnotationSkipInboundPorts: "eighty"}, want: true, wantKind: proxy.Envoy, wantErr: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -48,7 +48,8 @@ const (
 	// the pod or (for every pod without its own) on the namespace:
 	// "permissive", the default, accepts mTLS from meshed clients and
 	// plaintext from the rest (Linkerd's only behaviour, so Linkerd has no
-	// annotation to honour here); "strict" refuses plaintext.
+	// annotation to honour here); "strict" refuses plaintext. A malformed
+	// value reads as strict (podMTLSMode).
 	AnnotationMTLSMode      = "config.weft.io/mtls-mode"
 	MTLSModeValuePermissive = "permissive"
 	MTLSModeValueStrict     = "strict"

@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"maps"
 	"reflect"
 	"strings"
 	"testing"
@@ -8,6 +9,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/weftmesh/weft/proxy"
 )
 
 func TestProxyMTLSMode(t *testing.T) {
@@ -25,42 +28,76 @@ func TestProxyMTLSMode(t *testing.T) {
 		{name: "pod permissive overrides a strict namespace", podAnn: permissive, nsAnn: strict, want: MTLSPermissive},
 		{name: "pod strict overrides a permissive namespace", podAnn: strict, nsAnn: permissive, want: MTLSStrict},
 		{
-			name:    "bad pod value",
+			name:    "bad pod value reads as strict",
 			podAnn:  map[string]string{AnnotationMTLSMode: "Strict"},
-			wantErr: []string{"pod ns/web-1", "metadata.annotations[config.weft.io/mtls-mode]", `"Strict"`, "permissive", "strict"},
+			want:    MTLSStrict,
+			wantErr: []string{"metadata.annotations[config.weft.io/mtls-mode]", `"Strict"`, "permissive", "strict", "read as strict"},
 		},
 		{
-			name:    "bad namespace value, named as the namespace's",
+			name:    "bad pod value reads as strict, not as its permissive namespace",
+			podAnn:  map[string]string{AnnotationMTLSMode: "permisive"},
+			nsAnn:   permissive,
+			want:    MTLSStrict,
+			wantErr: []string{"metadata.annotations[config.weft.io/mtls-mode]", `"permisive"`},
+		},
+		{
+			name:    "bad namespace value reads as strict, named as the namespace's",
 			nsAnn:   map[string]string{AnnotationMTLSMode: "on"},
-			wantErr: []string{"pod ns/web-1", "namespace ns metadata.annotations[config.weft.io/mtls-mode]", `"on"`},
+			want:    MTLSStrict,
+			wantErr: []string{"namespace ns metadata.annotations[config.weft.io/mtls-mode]", `"on"`},
 		},
 		{
 			name:   "a good pod value hides a bad namespace value",
-			podAnn: strict, nsAnn: map[string]string{AnnotationMTLSMode: "on"},
-			want: MTLSStrict,
+			podAnn: permissive, nsAnn: map[string]string{AnnotationMTLSMode: "on"},
+			want: MTLSPermissive,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := ProxyFromPod(pod("ns", "web-1", "web", "10.0.0.5", tt.podAnn), namespace("ns", tt.nsAnn))
-			if tt.wantErr != nil {
-				if err == nil {
-					t.Fatalf("accepted (mode %v), want an error", p.MTLSMode)
-				}
-				for _, part := range tt.wantErr {
-					if !strings.Contains(err.Error(), part) {
-						t.Errorf("error %q does not contain %q", err, part)
-					}
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
+			p, errs := ProxyFromPod(pod("ns", "web-1", "web", "10.0.0.5", tt.podAnn), namespace("ns", tt.nsAnn))
 			if p.MTLSMode != tt.want {
 				t.Errorf("mode %v, want %v", p.MTLSMode, tt.want)
 			}
+			if (len(errs) > 0) != (tt.wantErr != nil) {
+				t.Fatalf("errors %v, want an error: %v", errs, tt.wantErr != nil)
+			}
+			for _, part := range tt.wantErr {
+				if !strings.Contains(errs.ToAggregate().Error(), part) {
+					t.Errorf("error %q does not contain %q", errs.ToAggregate(), part)
+				}
+			}
 		})
+	}
+}
+
+// TestPodTerminatesMTLSAgreesWithTheProxy: what clients are told about a
+// pod (PodTerminatesMTLS) is what its proxy's inbound side will be built
+// from (ProxyFromPod's kind and mode), malformed modes included: a
+// proxyless pod's listener is TLS only when its mode is strict.
+func TestPodTerminatesMTLSAgreesWithTheProxy(t *testing.T) {
+	inject := map[string]string{AnnotationInject: InjectEnabled}
+	for _, kind := range []string{"", ProxyKindValueGRPC} {
+		for _, podMode := range []string{"", MTLSModeValueStrict, MTLSModeValuePermissive, "Strict", "permisive"} {
+			for _, nsMode := range []string{"", MTLSModeValueStrict, "on"} {
+				ann, nsAnn := map[string]string{}, maps.Clone(inject)
+				if kind != "" {
+					ann[AnnotationProxyKind] = kind
+				}
+				if podMode != "" {
+					ann[AnnotationMTLSMode] = podMode
+				}
+				if nsMode != "" {
+					nsAnn[AnnotationMTLSMode] = nsMode
+				}
+				p, ns := pod("ns", "p", "sa", "10.0.0.1", ann), namespace("ns", nsAnn)
+				px, _ := ProxyFromPod(p, ns)
+				want := px.Kind == proxy.Envoy || px.MTLSMode == MTLSStrict
+				if got := PodTerminatesMTLS(p, ns); got != want {
+					t.Errorf("kind %q, pod mode %q, namespace mode %q: PodTerminatesMTLS %v, but the proxy is %s in mode %s",
+						kind, podMode, nsMode, got, px.Kind, px.MTLSMode)
+				}
+			}
+		}
 	}
 }
 
@@ -125,7 +162,7 @@ func TestEndpointsMeshed(t *testing.T) {
 		{"a permissive proxyless server serves plaintext", []string{"proxyless"}, []bool{false}, Peers{Identities: []Identity{{"ns", "c"}}}},
 		{"a proxyless server strict by its own annotation or its namespace's serves TLS", []string{"strict-pod", "strict-ns"}, []bool{true, true}, Peers{Meshed: true, Identities: []Identity{{"ns", "c"}}}},
 		{"a proxyless pod permissive in a strict namespace serves plaintext", []string{"permissive", "strict-ns"}, []bool{false, true}, Peers{Identities: []Identity{{"ns", "c"}}}},
-		{"a proxyless pod whose mode is malformed gets no listener", []string{"bad-mode"}, []bool{false}, Peers{Identities: []Identity{{"ns", "c"}}}},
+		{"a proxyless pod whose mode is malformed is strict: its listener is TLS", []string{"bad-mode"}, []bool{true}, Peers{Meshed: true, Identities: []Identity{{"ns", "c"}}}},
 		{"a pod nobody knows", []string{"by-pod", "unknown"}, []bool{true, false}, Peers{Identities: []Identity{b}}},
 		{"an unmeshed pod", []string{"plain"}, []bool{false}, Peers{Identities: []Identity{{"ns", "d"}}}},
 	}

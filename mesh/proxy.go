@@ -2,7 +2,6 @@ package mesh
 
 import (
 	"cmp"
-	"fmt"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
@@ -18,11 +17,25 @@ import (
 // ports of all containers (and of restartable init containers, which are
 // sidecars that may serve), minus the skip-inbound list and the proxy's own
 // ports. Port lists come from the pod's annotations, else the namespace's
-// (ns may be nil). Any malformed annotation is an error naming the pod and
-// the annotation: a pod's proxy config is never built on a guess.
-func ProxyFromPod(pod *corev1.Pod, ns *corev1.Namespace) (*Proxy, error) {
+// (ns may be nil).
+//
+// A malformed annotation never costs the pod its config, the injector's
+// rule (SidecarSettingsFromPod): the field it sets keeps its default and
+// errs names the annotation (prefixed with the namespace when inherited).
+// The proxy is always returned. A pod's malformed value falls back to the
+// default, not to its namespace's value: the pod meant to override that
+// value, and the default is what the injector wrote into the pod's capture
+// rules, so what the proxy serves matches what is redirected to it. The mTLS
+// mode is the exception: a malformed one reads as strict (podMTLSMode).
+func ProxyFromPod(pod *corev1.Pod, ns *corev1.Namespace) (*Proxy, field.ErrorList) {
 	var errs field.ErrorList
-	if v, ok := pod.Annotations[AnnotationProxyKind]; ok && v != ProxyKindValueGRPC && v != ProxyKindValueSidecar {
+	kind := proxy.Envoy
+	switch v, ok := pod.Annotations[AnnotationProxyKind]; {
+	case !ok || v == ProxyKindValueSidecar:
+	case v == ProxyKindValueGRPC:
+		kind = proxy.GRPC
+	default:
+		// The injector gives such a pod a sidecar (it skips only "grpc").
 		errs = append(errs, field.NotSupported(annotationsPath.Key(AnnotationProxyKind), v, []string{ProxyKindValueGRPC, ProxyKindValueSidecar}))
 	}
 	opaque, skipIn, skipOut, listErrs := podPortLists(pod, ns)
@@ -31,22 +44,15 @@ func ProxyFromPod(pod *corev1.Pod, ns *corev1.Namespace) (*Proxy, error) {
 	if modeErr != nil {
 		errs = append(errs, modeErr)
 	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("pod %s/%s: %w", pod.Namespace, pod.Name, errs.ToAggregate())
-	}
 
 	p := &Proxy{
-		Kind:      proxy.Envoy,
+		Kind:      kind,
 		Pod:       pod.Name,
 		Namespace: pod.Namespace,
 		IP:        pod.Status.PodIP,
 		Identity:  podIdentity(pod),
 		MTLSMode:  mode,
 	}
-	if pod.Annotations[AnnotationProxyKind] == ProxyKindValueGRPC {
-		p.Kind = proxy.GRPC
-	}
-
 	if skipIn != nil {
 		p.SkipInboundPorts = skipIn.Ports()
 	}
@@ -101,7 +107,7 @@ func ProxyFromPod(pod *corev1.Pod, ns *corev1.Namespace) (*Proxy, error) {
 		}
 		p.OpaquePorts = set.Ports()
 	}
-	return p, nil
+	return p, errs
 }
 
 func isProxyPort(port uint32) bool {
@@ -129,9 +135,12 @@ func podPortLists(pod *corev1.Pod, ns *corev1.Namespace) (opaque, skipIn, skipOu
 }
 
 // podMTLSMode is the pod's mTLS mode annotation, else its namespace's, else
-// permissive. A bad value gives the default and an error naming the field
-// (prefixed with the namespace when it is the namespace's), which
-// ProxyFromPod refuses like any other malformed annotation.
+// permissive. A malformed value, the pod's or the inherited namespace's,
+// reads as strict with an error naming the field (prefixed with the
+// namespace when it is the namespace's): unlike the other annotations its
+// default is the weaker reading, and a misspelt "strict" must not accept
+// plaintext. The cost of the other reading, a misspelt "permissive"
+// refusing plaintext clients, is loud and reported; a downgrade is silent.
 func podMTLSMode(pod *corev1.Pod, ns *corev1.Namespace) (MTLSMode, *field.Error) {
 	return podOrNamespace(pod, ns, func(annotations map[string]string) (MTLSMode, bool, *field.Error) {
 		_, found := annotations[AnnotationMTLSMode]
@@ -141,11 +150,12 @@ func podMTLSMode(pod *corev1.Pod, ns *corev1.Namespace) (MTLSMode, *field.Error)
 }
 
 // podOrNamespace is the rule every pod annotation a namespace may also
-// carry follows: the pod's value when the pod has the annotation (a bad one
-// is an error, not a reason to inherit), else the namespace's, whose error
-// names the namespace so that the pod's error points at the right object.
-// parse reports whether the annotations hold the value at all; without a
-// namespace (nil) the pod's answer stands.
+// carry follows: the pod's value when the pod has the annotation, else the
+// namespace's, whose error names the namespace so that the pod's error
+// points at the right object. A malformed pod value is not a reason to
+// inherit: parse's fallback for it stands (see ProxyFromPod). parse reports
+// whether the annotations hold the value at all; without a namespace (nil)
+// the pod's answer stands.
 func podOrNamespace[T any](pod *corev1.Pod, ns *corev1.Namespace, parse func(annotations map[string]string) (v T, found bool, err *field.Error)) (T, *field.Error) {
 	v, found, err := parse(pod.Annotations)
 	if found || ns == nil {
@@ -158,7 +168,8 @@ func podOrNamespace[T any](pod *corev1.Pod, ns *corev1.Namespace, parse func(ann
 	return v, err
 }
 
-// mtlsModeAnnotation parses AnnotationMTLSMode; absent is permissive.
+// mtlsModeAnnotation parses AnnotationMTLSMode; absent is permissive,
+// malformed is strict (see podMTLSMode).
 func mtlsModeAnnotation(annotations map[string]string) (MTLSMode, *field.Error) {
 	v, ok := annotations[AnnotationMTLSMode]
 	switch {
@@ -167,7 +178,9 @@ func mtlsModeAnnotation(annotations map[string]string) (MTLSMode, *field.Error) 
 	case v == MTLSModeValueStrict:
 		return MTLSStrict, nil
 	}
-	return MTLSPermissive, field.NotSupported(annotationsPath.Key(AnnotationMTLSMode), v, []string{MTLSModeValuePermissive, MTLSModeValueStrict})
+	err := field.NotSupported(annotationsPath.Key(AnnotationMTLSMode), v, []string{MTLSModeValuePermissive, MTLSModeValueStrict})
+	err.Detail += "; read as strict"
+	return MTLSStrict, err
 }
 
 // PodMeshed says whether a pod gets config from the control plane: a
@@ -192,8 +205,8 @@ func PodMeshed(pod *corev1.Pod, ns *corev1.Namespace) bool {
 // since grpc-go's xDS server cannot tell TLS from plaintext on one port
 // (gRFC A36 drops filter chains matching a transport protocol), so Weft
 // gives a permissive one a plaintext listener and a strict one a TLS
-// listener and nothing else. A bad mode annotation builds no proxy
-// (ProxyFromPod), hence no listener: not mTLS either.
+// listener and nothing else. A malformed mode reads as strict here as in
+// ProxyFromPod, so clients originate the mTLS its TLS listener requires.
 func PodTerminatesMTLS(pod *corev1.Pod, ns *corev1.Namespace) bool {
 	if !PodMeshed(pod, ns) {
 		return false
@@ -201,6 +214,6 @@ func PodTerminatesMTLS(pod *corev1.Pod, ns *corev1.Namespace) bool {
 	if pod.Annotations[AnnotationProxyKind] != ProxyKindValueGRPC {
 		return true
 	}
-	mode, err := podMTLSMode(pod, ns)
-	return err == nil && mode == MTLSStrict
+	mode, _ := podMTLSMode(pod, ns)
+	return mode == MTLSStrict
 }

@@ -2,7 +2,6 @@ package mesh
 
 import (
 	"reflect"
-	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -116,51 +115,103 @@ func TestProxyFromPodSidecarInitContainerPorts(t *testing.T) {
 	}
 }
 
+// TestProxyFromPodBadAnnotations: a malformed annotation, the pod's or the
+// namespace's it inherits, leaves that one field at its default (not at
+// the namespace's value) and is named in the errors; the proxy is still
+// built with everything else.
 func TestProxyFromPodBadAnnotations(t *testing.T) {
+	// The proxy of pod p (ports http 8080, metrics 9100) with no annotations,
+	// changed by edit.
+	defaults := func(edit func(*Proxy)) *Proxy {
+		p := &Proxy{
+			Kind: proxy.Envoy, Pod: "p", Namespace: "ns", IP: "10.0.0.1",
+			Identity: Identity{Namespace: "ns", ServiceAccount: "sa"},
+			InboundPorts: []ProxyPort{
+				{Name: "http", Port: 8080, Protocol: ProtocolHTTP1},
+				{Name: "metrics", Port: 9100, Protocol: ProtocolHTTP1},
+			},
+			OpaquePorts: DefaultOpaquePorts,
+		}
+		if edit != nil {
+			edit(p)
+		}
+		return p
+	}
 	tests := []struct {
-		name    string
-		podAnn  map[string]string
-		nsAnn   map[string]string
-		wantErr []string
+		name          string
+		podAnn, nsAnn map[string]string
+		want          *Proxy
+		wantErr       []string // the fields named, in order
 	}{
 		{
-			name:    "bad proxy kind",
+			name:    "bad proxy kind: a sidecar, as the injector gives it",
 			podAnn:  map[string]string{AnnotationProxyKind: "envoy"},
-			wantErr: []string{"pod ns/p", "metadata.annotations[weft.io/proxy]", `"envoy"`},
+			want:    defaults(nil),
+			wantErr: []string{"metadata.annotations[weft.io/proxy]"},
 		},
 		{
-			name:    "bad opaque list on pod",
+			name:    "bad opaque list on pod: the defaults, not the namespace's list",
 			podAnn:  map[string]string{LinkerdAnnotationOpaquePorts: "80-70"},
-			wantErr: []string{"pod ns/p", "metadata.annotations[config.linkerd.io/opaque-ports]", "first port is greater than last"},
+			nsAnn:   map[string]string{AnnotationOpaquePorts: "8080"},
+			want:    defaults(nil),
+			wantErr: []string{"metadata.annotations[config.linkerd.io/opaque-ports]"},
 		},
 		{
-			name:    "names not allowed in skip lists",
+			name:    "names not allowed in skip lists: nothing skipped",
 			podAnn:  map[string]string{AnnotationSkipOutboundPorts: "https"},
+			want:    defaults(nil),
 			wantErr: []string{"metadata.annotations[config.weft.io/skip-outbound-ports]"},
 		},
 		{
-			name:    "bad namespace list inherited",
+			name:    "bad skip-inbound on pod: every port served, not the namespace's skip",
+			podAnn:  map[string]string{AnnotationSkipInboundPorts: "abc"},
+			nsAnn:   map[string]string{AnnotationSkipInboundPorts: "9100"},
+			want:    defaults(nil),
+			wantErr: []string{"metadata.annotations[config.weft.io/skip-inbound-ports]"},
+		},
+		{
+			name:    "bad namespace list inherited, named as the namespace's",
 			nsAnn:   map[string]string{AnnotationSkipInboundPorts: "0"},
-			wantErr: []string{"pod ns/p", "namespace ns metadata.annotations[config.weft.io/skip-inbound-ports]"},
+			want:    defaults(nil),
+			wantErr: []string{"namespace ns metadata.annotations[config.weft.io/skip-inbound-ports]"},
+		},
+		{
+			name: "one bad annotation leaves the good ones applied",
+			podAnn: map[string]string{
+				AnnotationSkipInboundPorts: "abc", AnnotationSkipOutboundPorts: "443",
+				AnnotationOpaquePorts: "metrics", AnnotationProxyKind: "Sidecar",
+			},
+			want: defaults(func(p *Proxy) {
+				p.SkipOutboundPorts = []uint32{443}
+				p.InboundPorts[1].Protocol = ProtocolOpaque
+				p.OpaquePorts = []uint32{9100}
+			}),
+			wantErr: []string{"metadata.annotations[weft.io/proxy]", "metadata.annotations[config.weft.io/skip-inbound-ports]"},
+		},
+		{
+			name:   "the pod's own list shadows the namespace's bad one",
+			podAnn: map[string]string{AnnotationSkipInboundPorts: "9100"},
+			nsAnn:  map[string]string{AnnotationSkipInboundPorts: "0"},
+			want: defaults(func(p *Proxy) {
+				p.SkipInboundPorts = []uint32{9100}
+				p.InboundPorts = p.InboundPorts[:1]
+			}),
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ProxyFromPod(pod("ns", "p", "sa", "10.0.0.1", tt.podAnn), namespace("ns", tt.nsAnn))
-			if err == nil {
-				t.Fatal("no error")
+			got, errs := ProxyFromPod(pod("ns", "p", "sa", "10.0.0.1", tt.podAnn, containerPort("http", 8080), containerPort("metrics", 9100)),
+				namespace("ns", tt.nsAnn))
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("ProxyFromPod =\n%+v\nwant\n%+v", got, tt.want)
 			}
-			for _, w := range tt.wantErr {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
+			var fields []string
+			for _, e := range errs {
+				fields = append(fields, e.Field)
+			}
+			if !reflect.DeepEqual(fields, tt.wantErr) {
+				t.Errorf("errors %v name %q, want %q", errs, fields, tt.wantErr)
 			}
 		})
-	}
-	// A bad namespace list is irrelevant when the pod has its own.
-	_, err := ProxyFromPod(pod("ns", "p", "sa", "10.0.0.1", map[string]string{AnnotationSkipInboundPorts: "1"}),
-		namespace("ns", map[string]string{AnnotationSkipInboundPorts: "0"}))
-	if err != nil {
-		t.Errorf("pod's own list should shadow the namespace's bad one: %v", err)
 	}
 }
