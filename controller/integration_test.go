@@ -1,8 +1,6 @@
 package controller
 
 import (
-	"context"
-	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -43,24 +41,10 @@ func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() boo
 // returns them sorted by name.
 func runningPods(t testing.TB, ns, selector string, n int) []corev1.Pod {
 	t.Helper()
-	var pods []corev1.Pod
-	err := env.WaitFor(t.Context(), 2*time.Minute, fmt.Sprintf("%d running pods %s in %s", n, selector, ns), func(ctx context.Context) (bool, error) {
-		list, err := env.Clientset.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
-		if err != nil {
-			return false, err
-		}
-		pods = pods[:0]
-		for _, p := range list.Items {
-			if p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" && p.DeletionTimestamp == nil {
-				pods = append(pods, p)
-			}
-		}
-		return len(pods) == n && len(list.Items) == n, nil
-	})
+	pods, err := env.RunningPods(t.Context(), 2*time.Minute, ns, selector, n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	slices.SortFunc(pods, func(a, b corev1.Pod) int { return strings.Compare(a.Name, b.Name) })
 	return pods
 }
 

@@ -62,23 +62,8 @@ func TestRunWithIdentity(t *testing.T) {
 	addr := lis.Addr().String()
 	lis.Close()
 
-	cmd := newCommand()
-	cmd.SetArgs([]string{"--kubeconfig", env.Kubeconfig, "--identity", "--mtls", "--xds-addr", addr,
-		"--admin-addr", "", "--pod-name", "cp-0", "--log-level", "warn"})
-	runCtx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- cmd.ExecuteContext(runCtx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("cp: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("cp did not stop within 30s")
-		}
-	})
+	runCommand(t, "--kubeconfig", env.Kubeconfig, "--identity", "--mtls", "--xds-addr", addr,
+		"--admin-addr", "", "--pod-name", "cp-0", "--log-level", "warn")
 
 	roots := x509.NewCertPool()
 	roots.AddCert(anchor.Cert)

@@ -21,6 +21,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/weftmesh/weft/controller"
+	"github.com/weftmesh/weft/injector"
 	"github.com/weftmesh/weft/sds"
 	"github.com/weftmesh/weft/sds/tokenauth"
 )
@@ -46,6 +47,7 @@ type options struct {
 	discoveryInterval time.Duration
 	shutdownGrace     time.Duration
 	identity          identityOptions
+	webhook           webhookOptions
 }
 
 func newCommand() *cobra.Command {
@@ -59,7 +61,10 @@ proxy its configuration over ADS. Every replica serves xDS; no leader
 election is needed for that.
 
 The admin address serves /healthz, /readyz (ready once caches are synced),
-/metrics, /debug/proxies and /debug/config-errors.`,
+/metrics, /debug/proxies and /debug/config-errors.
+
+With --webhook-listen it also serves the sidecar injection webhook over
+HTTPS on /inject (docs/injection.md).`,
 		SilenceUsage: true,
 		Args:         cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -92,6 +97,14 @@ The admin address serves /healthz, /readyz (ready once caches are synced),
 	f.StringVar(&id.serviceAccount, "service-account", "weft-cp", "the control plane's own ServiceAccount (identity of the xDS serving certificate)")
 	f.StringSliceVar(&id.serverNames, "xds-server-name", nil, "DNS names of the xDS serving certificate (default weft-cp.<identity-namespace>.svc[.cluster.local])")
 	f.StringVar(&id.podName, "pod-name", os.Getenv("POD_NAME"), "this replica's name in leader election (default $POD_NAME, else the hostname)")
+	wh := &o.webhook
+	f.StringVar(&wh.listen, "webhook-listen", "", "address serving the injection admission webhook over HTTPS (path /inject); empty disables")
+	f.StringVar(&wh.certFile, "webhook-cert", "", "PEM certificate of the webhook server (reloaded when the file changes)")
+	f.StringVar(&wh.keyFile, "webhook-key", "", "PEM private key of the webhook server (reloaded when the file changes)")
+	f.StringVar(&wh.proxyImage, "proxy-image", injector.DefaultProxyImage, "Envoy image injected as the sidecar (config.weft.io/proxy-image and proxy-version override it per pod)")
+	f.StringVar(&wh.captureImage, "capture-image", injector.DefaultCaptureImage, "image of the traffic capture init container (cmd/capture)")
+	f.StringVar(&wh.logLevel, "proxy-log-level", injector.DefaultConfig().LogLevel, "Envoy log level of injected proxies (config.weft.io/proxy-log-level overrides it)")
+	f.StringVar(&wh.xdsAddress, "proxy-xds-address", "", "xDS address injected proxies dial, host:port (default weft-cp.<identity-namespace>.svc:<--xds-addr port>)")
 	return cmd
 }
 
@@ -146,6 +159,9 @@ func run(ctx context.Context, o options) error {
 	if err := o.identity.validate(); err != nil {
 		return err
 	}
+	if err := o.webhook.validate(); err != nil {
+		return err
+	}
 	cfg, err := restConfig(o.kubeconfig)
 	if err != nil {
 		log.Error("cannot reach Kubernetes", "error", err)
@@ -170,6 +186,24 @@ func run(ctx context.Context, o options) error {
 		}
 		defer func() { idCancel(); wait() }()
 		identity = id
+	}
+	if o.webhook.listen != "" {
+		var ca interface{ Bundle() []byte }
+		if identity != nil {
+			ca = identity.CA
+		}
+		injCfg, err := o.injectorConfig(ca)
+		if err != nil {
+			return err
+		}
+		whCtx, whCancel := context.WithCancel(ctx)
+		wait, err := startWebhook(whCtx, cfg, o.webhook, injCfg, log)
+		if err != nil {
+			whCancel()
+			log.Error("injection webhook failed to start", "error", err)
+			return err
+		}
+		defer func() { whCancel(); wait() }()
 	}
 
 	err = controller.Run(ctx, controller.Config{

@@ -17,6 +17,8 @@ func TestCommandRefusesBadFlags(t *testing.T) {
 		{[]string{"--mtls"}, "--mtls requires --identity"},
 		{[]string{"--identity", "--leaf-ttl", "10s"}, "--leaf-ttl 10s"},
 		{[]string{"--identity", "--issuer-secret", ""}, "--issuer-secret: required"},
+		{[]string{"--webhook-listen", ":8443"}, "--webhook-listen needs --webhook-cert and --webhook-key"},
+		{[]string{"--webhook-listen", ":8443", "--webhook-cert", "c", "--webhook-key", "k", "--proxy-log-level", "loud"}, "--proxy-log-level \"loud\""},
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -40,6 +42,7 @@ func TestCommandDefaults(t *testing.T) {
 		"identity": "false", "mtls": "false", "identity-namespace": "weft-system",
 		"issuer-secret": "weft-identity-issuer", "trust-bundle": "weft-trust-bundle",
 		"leaf-ttl": "24h0m0s", "token-audience": "weft", "service-account": "weft-cp",
+		"webhook-listen": "", "proxy-image": "envoyproxy/envoy:v1.40.0", "proxy-log-level": "warning",
 	} {
 		if got := cmd.Flags().Lookup(flag).DefValue; got != want {
 			t.Errorf("--%s defaults to %q, want %q", flag, got, want)

@@ -1,8 +1,9 @@
 // Command weft is the operator's tool for a Weft mesh: what a proxy is
 // served (proxy-config), which proxies are connected and in sync (proxies),
-// and its own version. It talks to the control plane's admin address
-// (cp --admin-addr), not to Kubernetes. It also writes ServiceProfiles from
-// API definitions (profile), from files alone.
+// and its own version, through the control plane's admin address
+// (cp --admin-addr), not Kubernetes. It also writes ServiceProfiles from
+// API definitions (profile), from files alone, and inject/uninject rewrite
+// YAML offline.
 package main
 
 import (
@@ -59,7 +60,8 @@ make demo prints the address of the control plane it starts:
 	}
 	cmd.PersistentFlags().StringVar(&g.cp, "cp", def, "control plane admin address (cp --admin-addr); env "+cpEnv)
 	cmd.PersistentFlags().DurationVar(&g.timeout, "timeout", 10*time.Second, "how long to wait for the control plane")
-	cmd.AddCommand(newProxyConfigCommand(g), newProxiesCommand(g), newVersionCommand(), newIdentityCommand(), newProfileCommand(), bench.NewCommand())
+	cmd.AddCommand(newProxyConfigCommand(g), newProxiesCommand(g), newVersionCommand(), newIdentityCommand(), newProfileCommand(), bench.NewCommand(),
+		newInjectCommand(), newUninjectCommand())
 	return cmd
 }
 
