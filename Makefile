@@ -17,6 +17,11 @@ K8S_VERSION  := $(call modversion,k8s.io/kubernetes)
 ETCD_VERSION := $(call modversion,go.etcd.io/etcd/server/v3)
 KWOK_VERSION := $(call modversion,sigs.k8s.io/kwok)
 $(if $(and $(K8S_VERSION),$(ETCD_VERSION),$(KWOK_VERSION)),,$(error cannot read pinned versions from $(TOOLS_MOD)))
+# cert-manager's controllers, for the external PKI tests, are a module of their own so that
+# cert-manager's requirements never move the versions the Kubernetes binaries are built with.
+CM_TOOLS_DIR := $(TOOLS_DIR)/certmanager
+CM_VERSION   := $(shell awk '{ sub(/^require /, "") } $$1 == "github.com/cert-manager/cert-manager" && $$2 ~ /^v/ { print $$2; exit }' $(CM_TOOLS_DIR)/go.mod)
+$(if $(CM_VERSION),,$(error cannot read the pinned cert-manager version from $(CM_TOOLS_DIR)/go.mod))
 K8S_MAJOR    := $(word 1,$(subst ., ,$(patsubst v%,%,$(K8S_VERSION))))
 K8S_MINOR    := $(word 2,$(subst ., ,$(patsubst v%,%,$(K8S_VERSION))))
 
@@ -27,7 +32,7 @@ K8S_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
 	-X k8s.io/component-base/version.gitTreeState=clean
 
 K8S_BINS  := kube-apiserver kube-controller-manager kube-scheduler
-ALL_BINS  := $(K8S_BINS) etcd kwok
+ALL_BINS  := $(K8S_BINS) etcd kwok cert-manager-controller
 
 # Packages that run goroutines against each other get the race detector; the rest run
 # without it to keep `make test` reasonable on two cores. Patterns that match nothing yet
@@ -42,7 +47,7 @@ TEST_TIMEOUT ?= 20m
 help:
 	@echo "make demo   start a local Kubernetes with the sample app; Ctrl-C tears it down"
 	@echo "make test   build the Kubernetes binaries if needed, go vet, go test (race where it matters)"
-	@echo "make bins   build kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok into bin/"
+	@echo "make bins   build kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok, cert-manager-controller into bin/"
 	@echo "make devcluster   start only the local Kubernetes and print its kubeconfig"
 	@echo "make bench  measure the control plane under simulated proxies (docs/performance.md)"
 	@echo "make clean  remove bin/"
@@ -57,7 +62,7 @@ $(STAMPS)/%.version: FORCE
 	@want='$(call stampfor,$*)'; \
 	if [ "$$(cat $@ 2>/dev/null)" != "$$want" ]; then echo "$$want" > $@; fi
 
-stampfor = $(if $(filter $(1),$(K8S_BINS)),k8s.io/kubernetes $(K8S_VERSION),$(if $(filter etcd,$(1)),go.etcd.io/etcd/server/v3 $(ETCD_VERSION),sigs.k8s.io/kwok $(KWOK_VERSION)))
+stampfor = $(if $(filter $(1),$(K8S_BINS)),k8s.io/kubernetes $(K8S_VERSION),$(if $(filter etcd,$(1)),go.etcd.io/etcd/server/v3 $(ETCD_VERSION),$(if $(filter cert-manager-controller,$(1)),github.com/cert-manager/cert-manager $(CM_VERSION),sigs.k8s.io/kwok $(KWOK_VERSION))))
 
 $(addprefix $(BIN)/,$(K8S_BINS)): $(BIN)/%: $(STAMPS)/%.version
 	@echo "building $* $(K8S_VERSION)"
@@ -70,6 +75,10 @@ $(BIN)/etcd: $(STAMPS)/etcd.version
 $(BIN)/kwok: $(STAMPS)/kwok.version
 	@echo "building kwok $(KWOK_VERSION)"
 	cd $(TOOLS_DIR) && $(GO) build -trimpath -o $@ sigs.k8s.io/kwok/cmd/kwok
+
+$(BIN)/cert-manager-controller: $(STAMPS)/cert-manager-controller.version $(CM_TOOLS_DIR)/main.go
+	@echo "building cert-manager-controller $(CM_VERSION)"
+	cd $(CM_TOOLS_DIR) && $(GO) build -trimpath -o $@ .
 
 .PHONY: FORCE
 FORCE:

@@ -282,7 +282,7 @@ func New(cfg Config) (*Controller, error) {
 		newTranslateProblems(c.configErrs, c.store.ObjectReference, log), c.synced)
 	c.pipe = pipe
 	if cfg.Identity != nil {
-		pipe.secrets = newNodeSecrets(cfg.Identity.CA, log)
+		pipe.secrets = newNodeSecrets(cfg.Identity, log)
 		pipe.secrets.repush = pipe.repushSecrets
 	}
 

@@ -30,6 +30,11 @@ type Identity struct {
 	// Authenticate). Required: secrets are only ever issued for an
 	// authenticated identity.
 	Authenticator xds.Authenticator
+	// Leaves issues the workload certificates delivered by SDS: nil is CA
+	// itself; an sds.CertificateRequests has cert-manager sign them (external
+	// PKI mode). Renewal timing and re-issue on a change of CA's issuer or
+	// bundle are the same either way.
+	Leaves sds.LeafSource
 	// Serving is the control plane's own workload and the DNS names proxies
 	// dial it by (its Service), for the xDS serving certificate.
 	Serving         sds.Workload
@@ -59,8 +64,9 @@ func (id *Identity) serverOptions() []grpc.ServerOption {
 // (one sds.CA.Rotate loop per node): a key never serves two pods, so one
 // pod's compromise does not outlive its own leaf elsewhere.
 type nodeSecrets struct {
-	ca  *sds.CA
-	log *slog.Logger
+	ca     *sds.CA
+	leaves sds.LeafSource
+	log    *slog.Logger
 	// repush recomputes a connected node with its new secrets.
 	repush func(ctx context.Context, nodeID string)
 
@@ -79,8 +85,12 @@ type secretEntry struct {
 	secrets   []types.Resource
 }
 
-func newNodeSecrets(ca *sds.CA, log *slog.Logger) *nodeSecrets {
-	return &nodeSecrets{ca: ca, log: log, nodes: map[string]*secretEntry{}}
+func newNodeSecrets(id *Identity, log *slog.Logger) *nodeSecrets {
+	leaves := id.Leaves
+	if leaves == nil {
+		leaves = id.CA
+	}
+	return &nodeSecrets{ca: id.CA, leaves: leaves, log: log, nodes: map[string]*secretEntry{}}
 }
 
 // run sets the context every rotation loop lives in; call it before the
@@ -113,7 +123,7 @@ func (s *nodeSecrets) start(nodeID string, w sds.Workload) <-chan struct{} {
 	e := &secretEntry{workload: w, cancel: cancel, first: make(chan struct{})}
 	s.nodes[nodeID] = e
 	s.loops.Go(func() {
-		s.ca.Rotate(ctx, w, func(leaf *sds.Leaf) {
+		s.ca.RotateFrom(ctx, s.leaves, w, func(leaf *sds.Leaf) {
 			secrets, err := sds.EnvoySecrets(leaf, s.ca.Bundle())
 			if err != nil {
 				s.log.Error("identity: building SDS secrets", "node", nodeID, "workload", w.String(), "error", err)

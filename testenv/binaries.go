@@ -142,12 +142,18 @@ func checkBinaries(ctx context.Context, binDir string, pinned map[string]string)
 }
 
 func checkVersion(ctx context.Context, binDir, name, want string) error {
-	path := filepath.Join(binDir, name)
+	return checkVersionAt(ctx, filepath.Join(binDir, name), binarySpecs[name].versionLine, want)
+}
+
+// checkVersionAt runs the binary at path with --version and compares what versionLine reads
+// from its output with want.
+func checkVersionAt(ctx context.Context, path string, versionLine *regexp.Regexp, want string) error {
+	name, binDir := filepath.Base(path), filepath.Dir(path)
 	out, err := exec.CommandContext(ctx, path, "--version").CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("%s in %s does not run (%v): run make bins", name, binDir, err)
 	}
-	m := binarySpecs[name].versionLine.FindSubmatch(out)
+	m := versionLine.FindSubmatch(out)
 	if m == nil {
 		return fmt.Errorf("%s in %s reports no version, want %s: run make bins", name, binDir, want)
 	}

@@ -94,6 +94,7 @@ type Env struct {
 	NodeName    string
 
 	log        *slog.Logger
+	binDir     string
 	httpClient *http.Client
 	mapper     *restmapper.DeferredDiscoveryRESTMapper
 	procs      []*process // in start order
@@ -139,6 +140,7 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 		ServiceCIDR:          opts.ServiceCIDR,
 		NodeName:             opts.NodeName,
 		log:                  opts.Logger,
+		binDir:               opts.BinDir,
 		logDir:               filepath.Join(dir, "logs"),
 	}
 	ctx, cancel := context.WithTimeout(ctx, opts.StartTimeout)

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	cmclient "github.com/cert-manager/cert-manager/pkg/client/clientset/versioned"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	corev1 "k8s.io/api/core/v1"
@@ -39,6 +40,9 @@ type identityOptions struct {
 	serviceAccount string
 	serverNames    []string
 	podName        string
+	// externalIssuer ("" for none) has cert-manager sign workload leaves.
+	externalIssuer  string
+	externalTimeout time.Duration
 }
 
 // validate checks the flags before anything is started.
@@ -46,8 +50,19 @@ func (o identityOptions) validate() error {
 	if o.mtls && !o.enabled {
 		return fmt.Errorf("--mtls requires --identity: the certificates mTLS names are delivered by identity's SDS")
 	}
+	if o.externalIssuer != "" && !o.enabled {
+		return fmt.Errorf("--external-issuer requires --identity")
+	}
 	if !o.enabled {
 		return nil
+	}
+	if o.externalIssuer != "" {
+		if _, err := sds.ParseIssuerRef(o.externalIssuer); err != nil {
+			return fmt.Errorf("--external-issuer: %w", err)
+		}
+		if o.externalTimeout <= 0 {
+			return fmt.Errorf("--external-issuer-timeout %s: must be positive", o.externalTimeout)
+		}
 	}
 	if o.leafTTL < time.Minute {
 		return fmt.Errorf("--leaf-ttl %s: must be at least 1m", o.leafTTL)
@@ -109,13 +124,19 @@ func startIdentity(ctx context.Context, cfg *rest.Config, o identityOptions, tru
 	}
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "weft-identity"})
 	watcher, err := sds.NewWatcher(sds.WatcherConfig{
 		Client: client, Namespace: o.namespace, IssuerSecret: o.issuerSecret,
 		BundleConfigMap: o.trustBundle, BundleKey: o.bundleKey, CreateMissingBundle: o.trustBundle != "",
 		CA:       ca,
-		Recorder: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "weft-identity"}),
+		Recorder: recorder,
 		Leader:   leader, Logger: log,
 	})
+	if err != nil {
+		broadcaster.Shutdown()
+		return nil, nil, err
+	}
+	leaves, err := externalLeaves(cfg, o, ca, recorder, log)
 	if err != nil {
 		broadcaster.Shutdown()
 		return nil, nil, err
@@ -146,8 +167,35 @@ func startIdentity(ctx context.Context, cfg *rest.Config, o identityOptions, tru
 	}
 	return &controller.Identity{
 		CA:              ca,
+		Leaves:          leaves,
 		Authenticator:   auth.Authenticate,
 		Serving:         sds.Workload{Namespace: o.namespace, ServiceAccount: o.serviceAccount},
 		ServingDNSNames: o.xdsServerNames(),
 	}, wait, nil
+}
+
+// externalLeaves is the LeafSource of --external-issuer, nil without it (the
+// CA signs). The Events of failed requests are recorded by the replica that
+// made them, leader or not: each replica issues for its own proxies.
+func externalLeaves(cfg *rest.Config, o identityOptions, ca *sds.CA, recorder record.EventRecorder, log *slog.Logger) (sds.LeafSource, error) {
+	if o.externalIssuer == "" {
+		return nil, nil
+	}
+	ref, err := sds.ParseIssuerRef(o.externalIssuer)
+	if err != nil {
+		return nil, fmt.Errorf("--external-issuer: %w", err)
+	}
+	client, err := cmclient.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("identity: creating the cert-manager client: %w", err)
+	}
+	crs, err := sds.NewCertificateRequests(sds.CertificateRequestConfig{
+		Client: client, Namespace: o.namespace, IssuerRef: ref, CA: ca,
+		Timeout: o.externalTimeout, Recorder: recorder, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("identity: workload certificates are signed by cert-manager", "issuer", o.externalIssuer, "namespace", o.namespace)
+	return crs, nil
 }

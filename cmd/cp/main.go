@@ -97,6 +97,8 @@ HTTPS on /inject (docs/injection.md).`,
 	f.StringVar(&id.serviceAccount, "service-account", "weft-cp", "the control plane's own ServiceAccount (identity of the xDS serving certificate)")
 	f.StringSliceVar(&id.serverNames, "xds-server-name", nil, "DNS names of the xDS serving certificate (default weft-cp.<identity-namespace>.svc[.cluster.local])")
 	f.StringVar(&id.podName, "pod-name", os.Getenv("POD_NAME"), "this replica's name in leader election (default $POD_NAME, else the hostname)")
+	f.StringVar(&id.externalIssuer, "external-issuer", "", "have cert-manager sign workload certificates: CertificateRequests in --identity-namespace to this issuer, <Kind>[.<group>]/<name> (e.g. ClusterIssuer/weft-ca); empty: the control plane signs with the issuer Secret")
+	f.DurationVar(&id.externalTimeout, "external-issuer-timeout", sds.DefaultRequestTimeout, "how long a CertificateRequest may stay unapproved or unsigned before issuance fails (and is retried)")
 	wh := &o.webhook
 	f.StringVar(&wh.listen, "webhook-listen", "", "address serving the injection admission webhook over HTTPS (path /inject); empty disables")
 	f.StringVar(&wh.certFile, "webhook-cert", "", "PEM certificate of the webhook server (reloaded when the file changes)")

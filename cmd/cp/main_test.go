@@ -19,6 +19,10 @@ func TestCommandRefusesBadFlags(t *testing.T) {
 		{[]string{"--identity", "--issuer-secret", ""}, "--issuer-secret: required"},
 		{[]string{"--webhook-listen", ":8443"}, "--webhook-listen needs --webhook-cert and --webhook-key"},
 		{[]string{"--webhook-listen", ":8443", "--webhook-cert", "c", "--webhook-key", "k", "--proxy-log-level", "loud"}, "--proxy-log-level \"loud\""},
+		{[]string{"--external-issuer", "ClusterIssuer/weft"}, "--external-issuer requires --identity"},
+		{[]string{"--identity", "--external-issuer", "weft"}, "--external-issuer: issuer \"weft\": want <Kind>[.<group>]/<name>"},
+		{[]string{"--identity", "--external-issuer", "Certificate/weft"}, `kind "Certificate" of group cert-manager.io is neither Issuer nor ClusterIssuer`},
+		{[]string{"--identity", "--external-issuer", "Issuer/weft", "--external-issuer-timeout", "0s"}, "--external-issuer-timeout 0s"},
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -43,6 +47,7 @@ func TestCommandDefaults(t *testing.T) {
 		"issuer-secret": "weft-identity-issuer", "trust-bundle": "weft-trust-bundle",
 		"leaf-ttl": "24h0m0s", "token-audience": "weft", "service-account": "weft-cp",
 		"webhook-listen": "", "proxy-image": "envoyproxy/envoy:v1.40.0", "proxy-log-level": "warning",
+		"external-issuer": "", "external-issuer-timeout": "30s",
 	} {
 		if got := cmd.Flags().Lookup(flag).DefValue; got != want {
 			t.Errorf("--%s defaults to %q, want %q", flag, got, want)
