@@ -3,7 +3,7 @@
 // and its own version, through the control plane's admin address
 // (cp --admin-addr), not Kubernetes. It also writes ServiceProfiles from
 // API definitions (profile), from files alone, and inject/uninject rewrite
-// YAML offline.
+// YAML offline. install/uninstall apply the Helm chart through Helm's SDK.
 package main
 
 import (
@@ -61,7 +61,7 @@ make demo prints the address of the control plane it starts:
 	cmd.PersistentFlags().StringVar(&g.cp, "cp", def, "control plane admin address (cp --admin-addr); env "+cpEnv)
 	cmd.PersistentFlags().DurationVar(&g.timeout, "timeout", 10*time.Second, "how long to wait for the control plane")
 	cmd.AddCommand(newProxyConfigCommand(g), newProxiesCommand(g), newVersionCommand(), newIdentityCommand(), newProfileCommand(), bench.NewCommand(),
-		newInjectCommand(), newUninjectCommand())
+		newInjectCommand(), newUninjectCommand(), newInstallCommand(), newUninstallCommand())
 	return cmd
 }
 
