@@ -162,6 +162,10 @@ func configuration(getter genericclioptions.RESTClientGetter, o Options) (*actio
 // given when it exists (values not given are the chart's defaults, not the
 // previous release's).
 func Install(ctx context.Context, getter genericclioptions.RESTClientGetter, o Options) (*release.Release, error) {
+	// Bad values are reported as such, before the cluster is asked anything.
+	if _, err := Render(ctx, o); err != nil {
+		return nil, err
+	}
 	c, err := Load()
 	if err != nil {
 		return nil, err
