@@ -28,6 +28,10 @@ import (
 	"github.com/weftmesh/weft/mesh"
 )
 
+// version is set at link time (go build -ldflags "-X main.version=v0.1.0")
+// and recorded on injected pods (weft.io/created-by).
+var version = "dev"
+
 // webhookOptions are the flags of the admission webhook server and of what
 // it injects.
 type webhookOptions struct {
@@ -60,6 +64,7 @@ func (o options) injectorConfig(ca interface{ Bundle() []byte }) (injector.Confi
 	cfg := injector.DefaultConfig()
 	cfg.ProxyImage, cfg.CaptureImage, cfg.LogLevel = o.webhook.proxyImage, o.webhook.captureImage, o.webhook.logLevel
 	cfg.TokenAudience = o.identity.tokenAudience
+	cfg.Version = version
 	cfg.ControlPlaneAddress = o.webhook.xdsAddress
 	if cfg.ControlPlaneAddress == "" {
 		_, port, err := net.SplitHostPort(o.xdsAddr)

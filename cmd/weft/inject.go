@@ -79,6 +79,7 @@ func (o injectOptions) injector() (*injector.Injector, error) {
 	cfg := injector.DefaultConfig()
 	cfg.ProxyImage, cfg.CaptureImage, cfg.LogLevel = o.proxyImage, o.captureImage, o.logLevel
 	cfg.ControlPlaneAddress, cfg.ServerName = o.xdsAddress, o.serverName
+	cfg.Version = version
 	if !slices.Contains(mesh.EnvoyLogLevels, o.logLevel) {
 		return nil, fmt.Errorf("--proxy-log-level %q: not one of %s", o.logLevel, strings.Join(mesh.EnvoyLogLevels, ", "))
 	}
