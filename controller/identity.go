@@ -61,7 +61,7 @@ func (id *Identity) serverOptions() []grpc.ServerOption {
 
 // nodeSecrets keeps, per connected Envoy node, the SDS secrets of the
 // identity its stream authenticated as. Each node has its own key and leaf
-// (one sds.CA.Rotate loop per node): a key never serves two pods, so one
+// (one sds.CA.RotateFrom loop per node): a key never serves two pods, so one
 // pod's compromise does not outlive its own leaf elsewhere.
 type nodeSecrets struct {
 	ca     *sds.CA
