@@ -291,3 +291,45 @@ func TestCRDsOnly(t *testing.T) {
 		t.Errorf("rendered %s, want %s", got, want)
 	}
 }
+
+// TestIdentityFromValues: identity.source=values puts the given issuer and
+// anchors, unchanged, where the control plane reads them, and sds accepts
+// them as trust material.
+func TestIdentityFromValues(t *testing.T) {
+	now := time.Now()
+	anchor, err := sds.NewAnchor("cluster.local", now, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer, err := sds.NewIssuer("cluster.local", anchor, now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := render(t, map[string]any{"identity": map[string]any{
+		"source": "values", "trustAnchorsPEM": string(anchor.CertPEM),
+		"issuer": map[string]any{"crtPEM": string(issuer.CertPEM), "keyPEM": string(issuer.KeyPEM)},
+	}})
+	var secret corev1.Secret
+	var bundle corev1.ConfigMap
+	find(t, objs, "Secret", "weft-identity-issuer", &secret)
+	find(t, objs, "ConfigMap", "weft-trust-bundle", &bundle)
+	for key, want := range map[string][]byte{"tls.crt": issuer.CertPEM, "tls.key": issuer.KeyPEM, "ca.crt": anchor.CertPEM} {
+		if !bytes.Equal(secret.Data[key], want) {
+			t.Errorf("Secret weft-identity-issuer %s:\n%s\nwant the value given:\n%s", key, secret.Data[key], want)
+		}
+	}
+	chain, key, _, err := sds.ParseIssuerSecret(&secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchors, _, err := sds.ParseBundle(&bundle, sds.DefaultBundleKey, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(anchors) != 1 || !anchors[0].Equal(anchor.Cert) {
+		t.Errorf("bundle anchors %d, want exactly the given anchor", len(anchors))
+	}
+	if _, err := sds.NewMaterial("Secret weft-system/weft-identity-issuer", chain, key, anchors, now); err != nil {
+		t.Errorf("the issuer given in values does not chain to the anchors given: %v", err)
+	}
+}
