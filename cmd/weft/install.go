@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -24,14 +25,14 @@ type installFlags struct {
 	verbose   bool
 }
 
-func (f *installFlags) add(cmd *cobra.Command) {
+func (f *installFlags) add(cmd *cobra.Command, waitFor string) {
 	f.kube = genericclioptions.NewConfigFlags(false)
 	fs := cmd.Flags()
 	fs.StringVar(f.kube.KubeConfig, "kubeconfig", "", "kubeconfig file (default $KUBECONFIG or ~/.kube/config)")
 	fs.StringVar(f.kube.Context, "context", "", "kubeconfig context")
 	fs.StringVarP(&f.namespace, "namespace", "n", charts.Namespace, "namespace of the control plane and its Helm release")
 	fs.BoolVar(&f.crds, "crds", false, "the CRDs only, as their own release ("+charts.CRDsRelease+")")
-	fs.DurationVar(&f.wait, "wait", 0, "wait up to this long for every object to be ready (0: do not wait)")
+	fs.DurationVar(&f.wait, "wait", 0, "wait up to this long for every object to be "+waitFor+" (0: do not wait)")
 	fs.BoolVarP(&f.verbose, "verbose", "v", false, "print Helm's progress")
 }
 
@@ -100,11 +101,11 @@ TrafficSplit split.smi-spec.io), each only if the cluster has none of that name
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "release %s in %s: revision %d, %s\n\n%s\n", rel.Name, rel.Namespace, rel.Version, rel.Info.Status, rel.Info.Notes)
+			fmt.Fprintf(cmd.OutOrStdout(), "release %s in %s: revision %d, %s\n\n%s\n", rel.Name, rel.Namespace, rel.Version, rel.Info.Status, strings.TrimSpace(rel.Info.Notes))
 			return nil
 		},
 	}
-	f.add(cmd)
+	f.add(cmd, "ready")
 	fs := cmd.Flags()
 	fs.BoolVar(&ha, "ha", false, "a highly available control plane (the chart's "+charts.HAValuesFile+")")
 	fs.StringSliceVarP(&vals.ValueFiles, "values", "f", nil, "values files (as helm -f)")
@@ -139,6 +140,6 @@ purpose). The namespace stays too.`,
 			return nil
 		},
 	}
-	f.add(cmd)
+	f.add(cmd, "deleted")
 	return cmd
 }
