@@ -2,8 +2,9 @@
 // served (proxy-config), which proxies are connected and in sync (proxies),
 // and its own version, through the control plane's admin address
 // (cp --admin-addr); check, which reads Kubernetes too; inject/uninject,
-// which rewrite YAML offline; and profile, which writes, checks and explains
-// ServiceProfiles from files alone.
+// which rewrite YAML offline; profile, which writes, checks and explains
+// ServiceProfiles from files alone; and install/uninstall, which apply the
+// Helm chart through Helm's SDK.
 package main
 
 import (
@@ -66,7 +67,7 @@ make demo prints the address of the control plane it starts:
 	cmd.PersistentFlags().StringVar(&g.cp, "cp", def, "control plane admin address (cp --admin-addr); env "+cpEnv)
 	cmd.PersistentFlags().DurationVar(&g.timeout, "timeout", 10*time.Second, "how long to wait for the control plane")
 	cmd.AddCommand(newProxyConfigCommand(g), newProxiesCommand(g), newVersionCommand(), newIdentityCommand(), newProfileCommand(), bench.NewCommand(),
-		newInjectCommand(), newUninjectCommand(), newCheckCommand(g))
+		newInjectCommand(), newUninjectCommand(), newInstallCommand(), newUninstallCommand(), newCheckCommand(g))
 	return cmd
 }
 
