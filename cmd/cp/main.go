@@ -107,6 +107,10 @@ HTTPS on /inject (docs/injection.md).`,
 	f.StringVar(&wh.proxyImage, "proxy-image", injector.DefaultProxyImage, "Envoy image injected as the sidecar (config.weft.io/proxy-image and proxy-version override it per pod)")
 	f.StringVar(&wh.captureImage, "capture-image", injector.DefaultCaptureImage, "image of the traffic capture init container (cmd/capture)")
 	f.StringVar(&wh.logLevel, "proxy-log-level", injector.DefaultConfig().LogLevel, "Envoy log level of injected proxies (config.weft.io/proxy-log-level overrides it)")
+	f.StringVar(&wh.cpuRequest, "proxy-cpu-request", "100m", "CPU request of injected proxies (config.weft.io/proxy-cpu-request overrides it; empty: none)")
+	f.StringVar(&wh.memoryRequest, "proxy-memory-request", "64Mi", "memory request of injected proxies (config.weft.io/proxy-memory-request overrides it; empty: none)")
+	f.StringVar(&wh.cpuLimit, "proxy-cpu-limit", "", "CPU limit of injected proxies (config.weft.io/proxy-cpu-limit overrides it; empty: none, so a busy proxy is not throttled)")
+	f.StringVar(&wh.memoryLimit, "proxy-memory-limit", "256Mi", "memory limit of injected proxies (config.weft.io/proxy-memory-limit overrides it; empty: none)")
 	f.StringVar(&wh.xdsAddress, "proxy-xds-address", "", "xDS address injected proxies dial, host:port (default weft-cp.<identity-namespace>.svc:<--xds-addr port>)")
 	return cmd
 }

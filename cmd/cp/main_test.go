@@ -19,6 +19,8 @@ func TestCommandRefusesBadFlags(t *testing.T) {
 		{[]string{"--identity", "--issuer-secret", ""}, "--issuer-secret: required"},
 		{[]string{"--webhook-listen", ":8443"}, "--webhook-listen needs --webhook-cert and --webhook-key"},
 		{[]string{"--webhook-listen", ":8443", "--webhook-cert", "c", "--webhook-key", "k", "--proxy-log-level", "loud"}, "--proxy-log-level \"loud\""},
+		{[]string{"--webhook-listen", ":8443", "--webhook-cert", "c", "--webhook-key", "k", "--proxy-cpu-request", "-1"}, "--proxy-cpu-request \"-1\": want a positive quantity"},
+		{[]string{"--webhook-listen", ":8443", "--webhook-cert", "c", "--webhook-key", "k", "--proxy-memory-request", "1Gi"}, "--proxy-memory-request 1Gi is above --proxy-memory-limit 256Mi"},
 		{[]string{"--external-issuer", "ClusterIssuer/weft"}, "--external-issuer requires --identity"},
 		{[]string{"--identity", "--external-issuer", "weft"}, "--external-issuer: issuer \"weft\": want <Kind>[.<group>]/<name>"},
 		{[]string{"--identity", "--external-issuer", "Certificate/weft"}, `kind "Certificate" of group cert-manager.io is neither Issuer nor ClusterIssuer`},
@@ -47,6 +49,7 @@ func TestCommandDefaults(t *testing.T) {
 		"issuer-secret": "weft-identity-issuer", "trust-bundle": "weft-trust-bundle",
 		"leaf-ttl": "24h0m0s", "token-audience": "weft", "service-account": "weft-cp",
 		"webhook-listen": "", "proxy-image": "envoyproxy/envoy:v1.40.0", "proxy-log-level": "warning",
+		"proxy-cpu-request": "100m", "proxy-memory-request": "64Mi", "proxy-cpu-limit": "", "proxy-memory-limit": "256Mi",
 		"external-issuer": "", "external-issuer-timeout": "30s",
 	} {
 		if got := cmd.Flags().Lookup(flag).DefValue; got != want {

@@ -15,6 +15,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -43,6 +44,41 @@ type webhookOptions struct {
 	captureImage string
 	logLevel     string
 	xdsAddress   string
+	// The injected proxy's resources unless a pod's annotations say
+	// otherwise; "" leaves that request or limit unset.
+	cpuRequest, memoryRequest, cpuLimit, memoryLimit string
+}
+
+// proxyResources parses the --proxy-* resource flags.
+func (o webhookOptions) proxyResources() (corev1.ResourceRequirements, error) {
+	r := corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
+	for _, q := range []struct {
+		flag, value string
+		list        corev1.ResourceList
+		name        corev1.ResourceName
+	}{
+		{"--proxy-cpu-request", o.cpuRequest, r.Requests, corev1.ResourceCPU},
+		{"--proxy-memory-request", o.memoryRequest, r.Requests, corev1.ResourceMemory},
+		{"--proxy-cpu-limit", o.cpuLimit, r.Limits, corev1.ResourceCPU},
+		{"--proxy-memory-limit", o.memoryLimit, r.Limits, corev1.ResourceMemory},
+	} {
+		if q.value == "" {
+			continue
+		}
+		v, err := resource.ParseQuantity(q.value)
+		if err != nil || v.Sign() <= 0 {
+			return r, fmt.Errorf("%s %q: want a positive quantity such as 100m or 64Mi", q.flag, q.value)
+		}
+		q.list[q.name] = v
+	}
+	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		req, hasReq := r.Requests[name]
+		lim, hasLim := r.Limits[name]
+		if hasReq && hasLim && req.Cmp(lim) > 0 {
+			return r, fmt.Errorf("--proxy-%s-request %s is above --proxy-%s-limit %s", name, req.String(), name, lim.String())
+		}
+	}
+	return r, nil
 }
 
 func (o webhookOptions) validate() error {
@@ -55,7 +91,8 @@ func (o webhookOptions) validate() error {
 	if !slices.Contains(mesh.EnvoyLogLevels, o.logLevel) {
 		return fmt.Errorf("--proxy-log-level %q: not one of %v", o.logLevel, mesh.EnvoyLogLevels)
 	}
-	return nil
+	_, err := o.proxyResources()
+	return err
 }
 
 // injectorConfig is what the webhook injects: the proxy dials the xDS port
@@ -67,6 +104,11 @@ func (o options) injectorConfig(ca interface{ Bundle() []byte }) (injector.Confi
 	cfg.TokenAudience = o.identity.tokenAudience
 	cfg.Version = version
 	cfg.ClusterDomain = o.clusterDomain
+	resources, err := o.webhook.proxyResources()
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Resources = resources
 	cfg.ControlPlaneAddress = o.webhook.xdsAddress
 	if cfg.ControlPlaneAddress == "" {
 		_, port, err := net.SplitHostPort(o.xdsAddr)

@@ -182,7 +182,8 @@ func TestRunServesTheInjectionWebhook(t *testing.T) {
 	whAddr := free()
 	runCommand(t, "--kubeconfig", env.Kubeconfig, "--xds-addr", free(), "--admin-addr", "", "--log-level", "warn",
 		"--webhook-listen", whAddr, "--webhook-cert", certFile, "--webhook-key", keyFile,
-		"--proxy-xds-address", "xds.example:15010", "--proxy-image", "registry.example/envoy:v1.40.0")
+		"--proxy-xds-address", "xds.example:15010", "--proxy-image", "registry.example/envoy:v1.40.0",
+		"--proxy-cpu-request", "150m", "--proxy-memory-limit", "300Mi")
 	err := env.WaitFor(ctx, 30*time.Second, "the webhook port", func(context.Context) (bool, error) {
 		conn, err := tls.Dial("tcp", whAddr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // only probing that it listens
 		if err != nil {
@@ -219,6 +220,9 @@ func TestRunServesTheInjectionWebhook(t *testing.T) {
 	proxy := pod.Spec.InitContainers[1]
 	if proxy.Name != injector.ProxyContainerName || proxy.Image != "registry.example/envoy:v1.40.0" {
 		t.Fatalf("proxy container %s image %s", proxy.Name, proxy.Image)
+	}
+	if cpu, mem := proxy.Resources.Requests[corev1.ResourceCPU], proxy.Resources.Limits[corev1.ResourceMemory]; cpu.String() != "150m" || mem.String() != "300Mi" {
+		t.Errorf("proxy resources %v, want the flags' cpu request 150m and memory limit 300Mi", proxy.Resources)
 	}
 	boot := ""
 	for i, a := range proxy.Args {

@@ -161,6 +161,7 @@ func TestBadValuesFailAtRender(t *testing.T) {
 	}{
 		{"negative replicas", map[string]any{"replicas": -1}, "at '/replicas': minimum: got -1, want 0"},
 		{"unknown proxy log level", map[string]any{"proxy": map[string]any{"logLevel": "loud"}}, "at '/proxy/logLevel': value must be one of"},
+		{"proxy memory not a quantity", map[string]any{"proxy": map[string]any{"resources": map[string]any{"limits": map[string]any{"memory": "lots"}}}}, "at '/proxy/resources/limits/memory'"},
 		{"malformed issuer PEM", map[string]any{"identity": map[string]any{"source": "values", "issuer": map[string]any{"crtPEM": "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n"}}}, "at '/identity/issuer/crtPEM'"},
 		{"issuer key not PEM", map[string]any{"identity": map[string]any{"issuer": map[string]any{"keyPEM": "secret"}}}, "at '/identity/issuer/keyPEM'"},
 		{"misspelt key", map[string]any{"replica": 3}, "additional properties 'replica' not allowed"},
