@@ -26,7 +26,13 @@ import (
 	"github.com/weftmesh/weft/sds/tokenauth"
 )
 
+// processLoggers is set by main only: slog's default and klog's logger are
+// the process's, and tests that run cp in-process beside their own clients
+// must not swap them under those clients (a data race on klog's global).
+var processLoggers bool
+
 func main() {
+	processLoggers = true
 	if err := newCommand().Execute(); err != nil {
 		os.Exit(1)
 	}
@@ -159,9 +165,11 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	slog.SetDefault(log)
-	// client-go logs through klog; send it to the same place.
-	klog.SetSlogLogger(log)
+	if processLoggers {
+		slog.SetDefault(log)
+		// client-go logs through klog; send it to the same place.
+		klog.SetSlogLogger(log)
+	}
 
 	if err := o.identity.validate(); err != nil {
 		return err

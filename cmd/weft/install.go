@@ -55,7 +55,7 @@ func newInstallCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "install",
-		Short: "Install or upgrade Weft in the cluster (the Helm chart deploy/charts/weft)",
+		Short: "Install or upgrade Weft in the cluster with its Helm chart",
 		Long: `install renders Weft's Helm chart (deploy/charts/weft, built into this binary)
 with Helm's Go SDK and installs it as the Helm release "` + charts.Release + `" in
 namespace ` + charts.Namespace + `, or upgrades that release: helm list, helm get and helm
