@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"runtime"
@@ -146,8 +147,17 @@ func buildSnapshot(hashes *resourceHashes, shared *typeSets, res map[string][]ty
 			named = append(named, namedResource{name: name, res: r, hash: e.hash, enc: e, index: i})
 		}
 		// Sorted, duplicates are neighbours: no set of names per node and
-		// type is needed to find them.
-		slices.SortStableFunc(named, func(a, b namedResource) int { return strings.Compare(a.name, b.name) })
+		// type is needed to find them. The index breaks ties, so the later
+		// of two duplicates is the one reported, as a stable sort would.
+		// Translate's output usually arrives sorted; a stable sort of
+		// these structs was 16% of a profile edit's CPU at 1,000 proxies
+		// (every node's set is rebuilt), mostly moving them.
+		byName := func(a, b namedResource) int {
+			return cmp.Or(strings.Compare(a.name, b.name), cmp.Compare(a.index, b.index))
+		}
+		if !slices.IsSortedFunc(named, byName) {
+			slices.SortFunc(named, byName)
+		}
 		for k := 1; k < len(named); k++ {
 			if named[k].name == named[k-1].name {
 				errs = append(errs, fmt.Errorf("type %s: resources[%d]: duplicate name %q", typeURL, named[k].index, named[k].name))
