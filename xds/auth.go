@@ -59,6 +59,15 @@ type streamHandle struct {
 	identity      Identity
 	authenticated bool
 	cancel        context.CancelCauseFunc
+	// freeSlot gives back the stream's syncing slot (see waitForSlot); it
+	// may be called more than once. nil when admission is unbounded.
+	freeSlot func()
+}
+
+func (h *streamHandle) settled() {
+	if h.freeSlot != nil {
+		h.freeSlot()
+	}
 }
 
 type handleKey struct{}

@@ -64,6 +64,14 @@ type Options struct {
 	// connections with.
 	OnDisconnect func(nodeID string)
 
+	// MaxSyncingStreams bounds the streams served their initial
+	// configuration at once; more wait, unread, until one of those has
+	// answered every response it was sent (or for 10 s at most). It keeps a
+	// reconnect storm (a control plane restart) from marshalling and queuing
+	// every proxy's configuration at once. 0 means 32 per CPU; negative,
+	// no bound.
+	MaxSyncingStreams int
+
 	// ServerOptions are added to the gRPC server Serve builds (transport
 	// credentials, for example).
 	ServerOptions []grpc.ServerOption
@@ -88,6 +96,8 @@ type Server struct {
 	grace         time.Duration
 	// ackHook, when set (benchmarks), hears every ACK of a known response.
 	ackHook func(nodeID, typeURL string, at time.Time)
+
+	syncing syncing
 
 	hashes    *resourceHashes
 	typeSets  *typeSets
@@ -131,6 +141,7 @@ func New(opts Options) (*Server, error) {
 		streams:       make(map[streamKey]*streamState),
 		nodes:         make(map[string]*nodeState),
 		handles:       make(map[*streamHandle]struct{}),
+		syncing:       newSyncing(opts.MaxSyncingStreams),
 	}
 	s.ep.init()
 	if s.log == nil {
@@ -429,6 +440,7 @@ func (s *Server) release(h *streamHandle) {
 	s.mu.Lock()
 	delete(s.handles, h)
 	s.mu.Unlock()
+	h.settled()
 	h.cancel(nil)
 	s.metrics.openStreams.Dec()
 }
@@ -506,6 +518,9 @@ func (a *adsService) StreamAggregatedResources(stream discoveryv3.AggregatedDisc
 		return err
 	}
 	defer a.s.release(h)
+	if err := a.s.waitForSlot(ctx, h); err != nil {
+		return h.result(ctx, err)
+	}
 	err = a.s.xds.StreamAggregatedResources(sotwStream{stream, ctx, cancellableRecv(ctx, stream.Recv)})
 	return h.result(ctx, err)
 }
@@ -516,6 +531,9 @@ func (a *adsService) DeltaAggregatedResources(stream discoveryv3.AggregatedDisco
 		return err
 	}
 	defer a.s.release(h)
+	if err := a.s.waitForSlot(ctx, h); err != nil {
+		return h.result(ctx, err)
+	}
 	err = a.s.xds.DeltaAggregatedResources(deltaStream{stream, ctx, cancellableRecv(ctx, stream.Recv)})
 	return h.result(ctx, err)
 }

@@ -54,6 +54,10 @@ type streamType struct {
 	// edsObserved is the newest endpoint change already accounted for on
 	// this stream, so a CLA re-sent later is not measured twice.
 	edsObserved time.Time
+	// lastNonce is the nonce of the latest response sent, and answered
+	// whether the proxy has ACKed or NACKed it (see settledLocked).
+	lastNonce string
+	answered  bool
 }
 
 type sentResponse struct {
@@ -313,6 +317,7 @@ func (s *Server) request(key streamKey, reqNode *corev3.Node, typeURL, versionIn
 			ts.versionAcked, ts.ackedAt = versionInfo, now
 		}
 	case errDetail != nil:
+		stt.answered = stt.answered || nonce == stt.lastNonce
 		sent, ok := stt.takeSent(nonce)
 		nack = &Nack{Node: n.info, TypeURL: typeURL, Nonce: nonce, Detail: errDetail, At: now}
 		if ok {
@@ -321,6 +326,7 @@ func (s *Server) request(key streamKey, reqNode *corev3.Node, typeURL, versionIn
 		ts.nacks++
 		ts.lastNack = nack
 	default:
+		stt.answered = stt.answered || nonce == stt.lastNonce
 		sent, ok := stt.takeSent(nonce)
 		switch {
 		case ok:
@@ -341,7 +347,11 @@ func (s *Server) request(key streamKey, reqNode *corev3.Node, typeURL, versionIn
 		}
 	}
 	nodeID := n.info.ID
+	settled := nonce != "" && settledLocked(st)
 	s.mu.Unlock()
+	if settled {
+		st.handle.settled()
+	}
 
 	s.canonicalNames(nodeID, typeURL, names)
 
@@ -481,6 +491,7 @@ func (s *Server) responded(key streamKey, typeURL, version, nonce string, names 
 	}
 	stt := st.typ(typeURL)
 	stt.sent = append(stt.sent, sentResponse{nonce: nonce, version: version, changeSeen: changeSeen})
+	stt.lastNonce, stt.answered = nonce, false
 	if len(stt.sent) > sentKeep {
 		stt.sent = stt.sent[len(stt.sent)-sentKeep:]
 	}
