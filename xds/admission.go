@@ -21,7 +21,8 @@ const syncingHold = 10 * time.Second
 // served at once, 1,000 of them had their first responses marshalled and
 // queued together, so memory peaked with all of them in flight and the
 // last proxy was served no sooner. A few dozen per CPU keep every CPU
-// busy while the rest wait, unread, in their connections.
+// busy while the rest wait with their first request read and their node
+// validated (the controller builds their configuration meanwhile).
 const syncingPerCPU = 32
 
 // syncing is the bound on streams receiving their initial configuration.
@@ -39,8 +40,8 @@ func newSyncing(limit int) syncing {
 	return syncing{slots: make(chan struct{}, limit)}
 }
 
-// waitForSlot holds a stream until it may be served: until fewer than the
-// bound are syncing, or until ctx ends. The slot is freed by h.freeSlot:
+// waitForSlot holds a stream, once its node is validated, until it may be
+// served: until fewer than the bound are syncing, or until ctx ends. The slot is freed by h.freeSlot:
 // when the stream has answered every response it was sent (see
 // Server.settled), after syncingHold, or when the stream ends.
 func (s *Server) waitForSlot(ctx context.Context, h *streamHandle) error {

@@ -65,7 +65,8 @@ type Options struct {
 	OnDisconnect func(nodeID string)
 
 	// MaxSyncingStreams bounds the streams served their initial
-	// configuration at once; more wait, unread, until one of those has
+	// configuration at once; more wait, their node validated but nothing
+	// served, until one of those has
 	// answered every response it was sent (or for 10 s at most). It keeps a
 	// reconnect storm (a control plane restart) from marshalling and queuing
 	// every proxy's configuration at once. 0 means 32 per CPU; negative,
@@ -103,7 +104,9 @@ type Server struct {
 	typeSets  *typeSets
 	snapshots *nodeCache
 	endpoints *endpointCache
-	xds       serverv3.Server
+	mux       *cachev3.MuxCache
+	// xds serves delta streams; SotW streams are served by serveSotw.
+	xds serverv3.Server
 
 	// setMu serializes snapshot updates so that "last good snapshot" and the
 	// pending-change bookkeeping agree with what the cache holds.
@@ -177,7 +180,7 @@ func New(opts Options) (*Server, error) {
 	// snapshots are consistent by construction.
 	s.snapshots = newNodeCache()
 	s.endpoints = newEndpointCache()
-	mux := &cachev3.MuxCache{
+	s.mux = &cachev3.MuxCache{
 		Classify: func(r *cachev3.Request) string {
 			return classify(r.GetTypeUrl())
 		},
@@ -191,15 +194,8 @@ func New(opts Options) (*Server, error) {
 	}
 	// The go-control-plane servers start no goroutines of their own; their
 	// context only ends stream loops, which Shutdown does per stream.
-	s.xds = serverv3.NewServer(context.Background(), mux, callbacks{s},
-		// An empty EDS/RDS/SDS request means "nothing", not "everything":
-		// Envoy names these resources, and legacy wildcard on the shared
-		// endpoint cache would send a proxy every CLA in the mesh when its
-		// last EDS cluster goes away. grpc-go never relies on wildcard. LDS
-		// and CDS keep it: Envoy subscribes to them with empty names.
-		serverconfig.DeactivateLegacyWildcardForTypes([]string{
-			resourcev3.EndpointType, resourcev3.RouteType, resourcev3.SecretType,
-		}),
+	s.xds = serverv3.NewServer(context.Background(), s.mux, callbacks{s},
+		serverconfig.DeactivateLegacyWildcardForTypes(noLegacyWildcard),
 		func(o *serverconfig.Opts) { o.Logger = logger },
 	)
 	return s, nil
@@ -458,7 +454,7 @@ type adsService struct {
 	s *Server
 }
 
-// The go-control-plane stream loops end when the gRPC stream's Recv fails
+// The go-control-plane delta stream loop ends when the gRPC stream's Recv fails
 // or the server-wide context ends; they do not watch the stream's context.
 // To end one stream from outside (ClearNode, Shutdown), Recv is served from
 // a goroutine so that the wrapper can fail it when the stream's context is
@@ -494,15 +490,6 @@ func cancellableRecv[T any](ctx context.Context, recv func() (*T, error)) func()
 	}
 }
 
-type sotwStream struct {
-	discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer
-	ctx  context.Context
-	recv func() (*discoveryv3.DiscoveryRequest, error)
-}
-
-func (w sotwStream) Context() context.Context                     { return w.ctx }
-func (w sotwStream) Recv() (*discoveryv3.DiscoveryRequest, error) { return w.recv() }
-
 type deltaStream struct {
 	discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesServer
 	ctx  context.Context
@@ -518,10 +505,7 @@ func (a *adsService) StreamAggregatedResources(stream discoveryv3.AggregatedDisc
 		return err
 	}
 	defer a.s.release(h)
-	if err := a.s.waitForSlot(ctx, h); err != nil {
-		return h.result(ctx, err)
-	}
-	err = a.s.xds.StreamAggregatedResources(sotwStream{stream, ctx, cancellableRecv(ctx, stream.Recv)})
+	err = a.s.serveSotw(ctx, stream)
 	return h.result(ctx, err)
 }
 
@@ -531,9 +515,6 @@ func (a *adsService) DeltaAggregatedResources(stream discoveryv3.AggregatedDisco
 		return err
 	}
 	defer a.s.release(h)
-	if err := a.s.waitForSlot(ctx, h); err != nil {
-		return h.result(ctx, err)
-	}
 	err = a.s.xds.DeltaAggregatedResources(deltaStream{stream, ctx, cancellableRecv(ctx, stream.Recv)})
 	return h.result(ctx, err)
 }

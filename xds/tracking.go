@@ -290,6 +290,11 @@ func (s *Server) request(key streamKey, reqNode *corev3.Node, typeURL, versionIn
 		if err := s.bind(key, st, nodeOf(reqNode)); err != nil {
 			return nil, err
 		}
+		// Validated first, so that the controller builds the node's
+		// configuration while the stream waits for its turn.
+		if err := s.waitForSlot(st.ctx, st.handle); err != nil {
+			return nil, err
+		}
 	} else if n := nodeOf(reqNode); n != nil && n.GetId() != bound.info.ID {
 		err := status.Errorf(codes.PermissionDenied, "stream bound to node %s sent a request as node %s", bound.info.ID, n.GetId())
 		s.refused(err, bound.info.ID, "node id changed on the stream")
