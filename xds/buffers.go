@@ -1,12 +1,16 @@
 package xds
 
 import (
+	"fmt"
 	"sync"
 
+	"google.golang.org/grpc/encoding"
+	grpcproto "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
 )
 
-// largeBuffer is the size above which gRPC's buffers are kept by
+// largeBuffer is the size above which responses are marshalled into
 // largeBuffers instead of gRPC's default pool. That pool's largest tier is
 // 1 MiB; anything bigger goes to a sync.Pool of its own, where a full LDS,
 // CDS or RDS response (1 to 2 MiB at 2,000 services) stays for two garbage
@@ -15,11 +19,10 @@ import (
 // memory was spent buffers of a connect storm that had ended.
 const largeBuffer = 1 << 20
 
-// largeBuffersKept bounds the large buffers kept for reuse. Allocating
-// every large response afresh instead made a connect storm collect garbage
-// more often; the syncing bound (MaxSyncingStreams) keeps the large
-// responses in flight at once few, so a few kept buffers serve most of
-// them.
+// largeBuffersKept bounds the large buffers kept for reuse. Keeping none
+// would allocate every large response of a connect storm afresh; the
+// syncing bound (MaxSyncingStreams) keeps the large responses in flight at
+// once few, so a few kept buffers serve most of them.
 const largeBuffersKept = 16
 
 // largeBufferStep rounds large allocations up, so that a kept buffer fits
@@ -69,3 +72,42 @@ func (p *largeBuffers) Put(b *[]byte) {
 		p.free = append(p.free, b)
 	}
 }
+
+// responseCodec is gRPC's proto codec, marshalling messages over
+// largeBuffer into largeBuffers: gRPC's codec takes every buffer from the
+// process-wide default pool, which the server's own buffer pool option
+// does not replace.
+type responseCodec struct {
+	proto encoding.CodecV2
+	large *largeBuffers
+}
+
+func newResponseCodec() responseCodec {
+	return responseCodec{proto: encoding.GetCodecV2(grpcproto.Name), large: newLargeBuffers()}
+}
+
+func (c responseCodec) Marshal(v any) (mem.BufferSlice, error) {
+	m, ok := v.(proto.Message)
+	if !ok {
+		return c.proto.Marshal(v)
+	}
+	size := proto.Size(m)
+	if size <= largeBuffer {
+		return c.proto.Marshal(v)
+	}
+	buf := c.large.Get(size)
+	// Size was just computed, and a response is not mutated while sent.
+	out, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend((*buf)[:0], m)
+	if err != nil {
+		c.large.Put(buf)
+		return nil, fmt.Errorf("marshalling %T: %w", v, err)
+	}
+	*buf = out
+	return mem.BufferSlice{mem.NewBuffer(buf, c.large)}, nil
+}
+
+func (c responseCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	return c.proto.Unmarshal(data, v)
+}
+
+func (c responseCodec) Name() string { return c.proto.Name() }

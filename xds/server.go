@@ -20,7 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
@@ -332,7 +331,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		// unshared 32 KiB write buffer per connection was 320 MB at 10,000
 		// proxies. Shared, a connection holds one only while it writes.
 		grpc.SharedWriteBuffer(true),
-		experimental.BufferPool(newLargeBuffers()),
+		grpc.ForceServerCodecV2(newResponseCodec()),
 	}, s.serverOptions...)...)
 	s.Register(gs)
 
