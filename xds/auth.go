@@ -52,8 +52,7 @@ func authStatus(err error) error {
 }
 
 // streamHandle travels in a stream's context from admission (where the
-// Authenticator ran) to go-control-plane's callbacks, which only see the
-// context, and lets the server end the stream from outside (ClearNode,
+// Authenticator ran) to streamOpened, which only sees the context, and lets the server end the stream from outside (ClearNode,
 // shutdown).
 type streamHandle struct {
 	identity      Identity

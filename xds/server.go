@@ -446,15 +446,16 @@ func (s *Server) refused(err error, nodeID, why string) {
 	s.log.Warn("refusing xDS stream", "node", nodeID, "reason", why, "code", st.Code().String(), "error", st.Message())
 }
 
-// adsService wraps go-control-plane's ADS handlers with admission, so that
-// Register works on any gRPC server without an interceptor.
+// adsService wraps the ADS stream loops (Weft's SotW loop, go-control-plane's
+// delta server) with admission, so that Register works on any gRPC server
+// without an interceptor.
 type adsService struct {
 	discoveryv3.UnimplementedAggregatedDiscoveryServiceServer
 	s *Server
 }
 
 // The go-control-plane delta stream loop ends when the gRPC stream's Recv fails
-// or the server-wide context ends; they do not watch the stream's context.
+// or the server-wide context ends; it does not watch the stream's context.
 // To end one stream from outside (ClearNode, Shutdown), Recv is served from
 // a goroutine so that the wrapper can fail it when the stream's context is
 // cancelled. That goroutine ends when the handler returns, which cancels the

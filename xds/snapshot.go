@@ -130,7 +130,7 @@ func sortedByName(named []namedResource) []namedResource {
 // buildSnapshot validates the resource map's shape (the checker judges
 // content) and computes versions. Every snapshot type gets a version even
 // when it has no resources: an empty version would equal the empty
-// version_info of a proxy's first request, and go-control-plane would then
+// version_info of a proxy's first request, and the node cache would then
 // never answer it, leaving the proxy's initial fetch hanging.
 func buildSnapshot(hashes *resourceHashes, shared *typeSets, res map[string][]types.Resource) (*nodeSnapshot, error) {
 	var errs []error

@@ -122,8 +122,9 @@ func (t *streamType) takeSent(nonce string) (sentResponse, bool) {
 	return sentResponse{}, false
 }
 
-// callbacks implements go-control-plane's server callbacks; they run
-// synchronously on each stream's goroutine.
+// callbacks implements go-control-plane's server callbacks, for its delta
+// server; they run synchronously on each stream's goroutine. serveSotw
+// calls the same Server methods itself.
 type callbacks struct{ s *Server }
 
 var _ serverv3.Callbacks = callbacks{}
@@ -259,7 +260,7 @@ func (s *Server) streamClosed(key streamKey) {
 	s.log.Debug("proxy disconnected", "node", n.info.ID)
 }
 
-// request handles every discovery request before go-control-plane acts on
+// request handles every discovery request before the stream loop acts on
 // it: the first one binds the stream to a validated node; later ones are
 // ACKs or NACKs of earlier responses. names are the request's (subscribed)
 // resource names; see canonicalNames.
@@ -530,11 +531,13 @@ func (s *Server) notePending(nodeID string, snap *nodeSnapshot, changed []string
 }
 
 // canonicalNames replaces, in the request, each name of a resource the
-// server holds with the server's own copy of the string. go-control-plane
-// keys a stream's subscription by the request's strings, freshly
-// unmarshalled for every SotW request (Envoy repeats every EDS name in
-// every ACK): 1,000 proxies subscribed to the same 500 CLAs held 500,000
-// copies of 500 names, a sixth of the heap. Now they share one copy.
+// server holds with the server's own copy of the string. A stream's
+// subscription (go-control-plane's stream.Subscription) is keyed by the
+// request's strings, freshly unmarshalled for every SotW request (Envoy
+// repeats every EDS name in every ACK): 1,000 proxies subscribed to the
+// same 500 CLAs held 500,000 copies of 500 names, a sixth of the heap. Now
+// they share one copy. serveSotw passes no names for a request repeating
+// the previous ones: its subscription is kept, and so are its strings.
 func (s *Server) canonicalNames(nodeID, typeURL string, names []string) {
 	if len(names) == 0 {
 		return
