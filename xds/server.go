@@ -331,7 +331,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		// unshared 32 KiB write buffer per connection was 320 MB at 10,000
 		// proxies. Shared, a connection holds one only while it writes.
 		grpc.SharedWriteBuffer(true),
-		grpc.ForceServerCodecV2(newResponseCodec()),
+		grpc.ForceServerCodecV2(newXDSCodec(s.endpoints.intern)),
 	}, s.serverOptions...)...)
 	s.Register(gs)
 
