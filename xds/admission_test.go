@@ -8,11 +8,26 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
+// oneSyncingSlot starts a server that serves one syncing stream at a time,
+// with configuration for two nodes, and opens a stream for each (nothing
+// is requested yet).
+func oneSyncingSlot(t *testing.T, p protocol) (ts *testServer, first, second adsClient) {
+	t.Helper()
+	ts = startServer(t, Options{MaxSyncingStreams: 1})
+	conn := dial(t, ts.addr)
+	for _, id := range []string{node1, "web-2.demo"} {
+		mustSet(t, ts.Server, id, nodeSet(t, "echo.test"), time.Time{})
+	}
+	first, second = openClient(t, p, conn, node1), openClient(t, p, conn, "web-2.demo")
+	t.Cleanup(first.close)
+	t.Cleanup(second.close)
+	return ts, first, second
+}
+
 // TestSyncingStreamsAreBounded: with MaxSyncingStreams 1, a second proxy's
 // stream is not served while the first has a response it has not
 // answered, and is served as soon as the first ACKs, NACKs or goes away.
 func TestSyncingStreamsAreBounded(t *testing.T) {
-	const node2 = "web-2.demo"
 	cases := []struct {
 		name string
 		// free makes the first stream give up its slot.
@@ -25,18 +40,10 @@ func TestSyncingStreamsAreBounded(t *testing.T) {
 	for _, p := range protocols {
 		for _, tc := range cases {
 			t.Run(string(p)+"/"+tc.name, func(t *testing.T) {
-				ts := startServer(t, Options{MaxSyncingStreams: 1})
-				mustSet(t, ts.Server, node1, nodeSet(t, "echo.test"), time.Time{})
-				mustSet(t, ts.Server, node2, nodeSet(t, "echo.test"), time.Time{})
-				conn := dial(t, ts.addr)
-
-				first := openClient(t, p, conn, node1)
-				defer first.close()
+				ts, first, second := oneSyncingSlot(t, p)
 				first.subscribe(resourcev3.ClusterType)
 				r := first.next(t)
 
-				second := openClient(t, p, conn, node2)
-				defer second.close()
 				second.subscribe(resourcev3.ClusterType)
 				second.expectNone(t, 300*time.Millisecond)
 				if n := testutil.ToFloat64(ts.metrics.waitingStreams); n != 1 {
@@ -76,16 +83,9 @@ func TestUnboundedSyncing(t *testing.T) {
 // TestSyncingSlotHeldUntilEveryTypeIsAnswered: a stream that ACKed its
 // clusters but not its listeners is still syncing.
 func TestSyncingSlotHeldUntilEveryTypeIsAnswered(t *testing.T) {
-	const node2 = "web-2.demo"
 	for _, p := range protocols {
 		t.Run(string(p), func(t *testing.T) {
-			ts := startServer(t, Options{MaxSyncingStreams: 1})
-			mustSet(t, ts.Server, node1, nodeSet(t, "echo.test"), time.Time{})
-			mustSet(t, ts.Server, node2, nodeSet(t, "echo.test"), time.Time{})
-			conn := dial(t, ts.addr)
-
-			first := openClient(t, p, conn, node1)
-			defer first.close()
+			_, first, second := oneSyncingSlot(t, p)
 			first.subscribe(resourcev3.ClusterType)
 			first.subscribe(resourcev3.ListenerType)
 			byType := map[string]response{}
@@ -95,8 +95,6 @@ func TestSyncingSlotHeldUntilEveryTypeIsAnswered(t *testing.T) {
 			}
 			first.ack(byType[resourcev3.ClusterType])
 
-			second := openClient(t, p, conn, node2)
-			defer second.close()
 			second.subscribe(resourcev3.ClusterType)
 			second.expectNone(t, 300*time.Millisecond)
 
