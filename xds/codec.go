@@ -121,10 +121,30 @@ func (c xdsCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if !ok {
 		return c.proto.Unmarshal(data, v)
 	}
-	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
-	defer buf.Free()
-	return c.unmarshalRequest(buf.ReadOnlyData(), req)
+	if len(data) == 1 {
+		return c.unmarshalRequest(data[0].ReadOnlyData(), req)
+	}
+	// An ACK naming 2,000 CLAs is about 100 KiB, over several frames.
+	// gRPC's pool would give it a zeroed 1 MiB buffer (clearing it was a
+	// tenth of an endpoint change's CPU); every byte read here is first
+	// copied in, so a reused buffer needs no clearing.
+	n := data.Len()
+	bp, _ := requestBuffers.Get().(*[]byte)
+	if bp == nil || cap(*bp) < n {
+		b := make([]byte, n)
+		bp = &b
+	}
+	b := (*bp)[:n]
+	data.CopyTo(b)
+	err := c.unmarshalRequest(b, req)
+	*bp = b
+	requestBuffers.Put(bp)
+	return err
 }
+
+// requestBuffers holds buffers requests are gathered into (*[]byte).
+// Decoded requests keep nothing of them: strings are copied or interned.
+var requestBuffers sync.Pool
 
 // resourceNamesField is DiscoveryRequest.resource_names.
 const resourceNamesField = 3

@@ -143,20 +143,30 @@ func TestXDSCodecDecodesRequestsAsProto(t *testing.T) {
 			if (wantErr != nil) != tc.wantErr {
 				t.Fatalf("proto.Unmarshal: %v, want error %v", wantErr, tc.wantErr)
 			}
-			var got discoveryv3.DiscoveryRequest
-			err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(tc.wire)}, &got)
-			if (err != nil) != tc.wantErr {
-				t.Fatalf("codec: %v, want error %v", err, tc.wantErr)
-			}
-			if err != nil {
-				return
-			}
-			if !proto.Equal(&got, &want) {
-				t.Errorf("codec decoded %v, proto.Unmarshal %v", &got, &want)
-			}
-			for _, name := range got.GetResourceNames() {
-				if h, ok := held[name]; ok && unsafe.StringData(h) != unsafe.StringData(name) {
-					t.Errorf("name %q is a copy, not the cache's string", name)
+			// gRPC hands over a message in one piece or in several, one
+			// per frame read.
+			for _, piece := range []int{len(tc.wire) + 1, 7} {
+				var data mem.BufferSlice
+				for rest := tc.wire; len(rest) > 0; {
+					k := min(len(rest), piece)
+					data = append(data, mem.SliceBuffer(bytes.Clone(rest[:k])))
+					rest = rest[k:]
+				}
+				var got discoveryv3.DiscoveryRequest
+				err := c.Unmarshal(data, &got)
+				if (err != nil) != tc.wantErr {
+					t.Fatalf("codec, %d pieces: %v, want error %v", len(data), err, tc.wantErr)
+				}
+				if err != nil {
+					continue
+				}
+				if !proto.Equal(&got, &want) {
+					t.Errorf("codec, %d pieces, decoded %v, proto.Unmarshal %v", len(data), &got, &want)
+				}
+				for _, name := range got.GetResourceNames() {
+					if h, ok := held[name]; ok && unsafe.StringData(h) != unsafe.StringData(name) {
+						t.Errorf("name %q is a copy, not the cache's string", name)
+					}
 				}
 			}
 		})
