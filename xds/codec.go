@@ -117,17 +117,26 @@ func (c xdsCodec) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 func (c xdsCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	req, ok := v.(*discoveryv3.DiscoveryRequest)
-	if !ok {
+	switch req := v.(type) {
+	case *sotwRequest:
+		return withBytes(data, func(b []byte) error { return req.split(b) })
+	case *discoveryv3.DiscoveryRequest:
+		return withBytes(data, func(b []byte) error { return decodeRequest(b, req, c.intern) })
+	default:
 		return c.proto.Unmarshal(data, v)
 	}
+}
+
+// withBytes calls decode with data in one piece. An ACK naming 2,000 CLAs
+// is about 100 KiB, over several frames; gRPC's pool would give it a
+// zeroed 1 MiB buffer (clearing it was a tenth of an endpoint change's
+// CPU). decode keeps nothing of the bytes (strings are copied or interned),
+// and every byte it reads is first copied in, so a reused buffer needs no
+// clearing.
+func withBytes(data mem.BufferSlice, decode func([]byte) error) error {
 	if len(data) == 1 {
-		return c.unmarshalRequest(data[0].ReadOnlyData(), req)
+		return decode(data[0].ReadOnlyData())
 	}
-	// An ACK naming 2,000 CLAs is about 100 KiB, over several frames.
-	// gRPC's pool would give it a zeroed 1 MiB buffer (clearing it was a
-	// tenth of an endpoint change's CPU); every byte read here is first
-	// copied in, so a reused buffer needs no clearing.
 	n := data.Len()
 	bp, _ := requestBuffers.Get().(*[]byte)
 	if bp == nil || cap(*bp) < n {
@@ -136,23 +145,22 @@ func (c xdsCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	}
 	b := (*bp)[:n]
 	data.CopyTo(b)
-	err := c.unmarshalRequest(b, req)
+	err := decode(b)
 	*bp = b
 	requestBuffers.Put(bp)
 	return err
 }
 
 // requestBuffers holds buffers requests are gathered into (*[]byte).
-// Decoded requests keep nothing of them: strings are copied or interned.
 var requestBuffers sync.Pool
 
 // resourceNamesField is DiscoveryRequest.resource_names.
 const resourceNamesField = 3
 
-// unmarshalRequest decodes b as proto.Unmarshal would, but for
-// resource_names, which it decodes itself (see xdsCodec).
-func (c xdsCodec) unmarshalRequest(b []byte, req *discoveryv3.DiscoveryRequest) error {
-	var names []string
+// splitRequest decodes b into req as proto.Unmarshal would, except the
+// resource_names fields, each of which it hands to name, with the field's
+// bytes as on the wire (field) and the name's (value).
+func splitRequest(b []byte, req *discoveryv3.DiscoveryRequest, name func(field, value []byte) error) error {
 	// rest is the message without its names: the rest of the fields are
 	// few and small (the node, on a stream's first request).
 	rest := make([]byte, 0, 256)
@@ -167,11 +175,26 @@ func (c xdsCodec) unmarshalRequest(b []byte, req *discoveryv3.DiscoveryRequest) 
 		}
 		if num != resourceNamesField || typ != protowire.BytesType {
 			rest = append(rest, b[:n+m]...)
-			b = b[n+m:]
-			continue
+		} else {
+			v, _ := protowire.ConsumeBytes(b[n:])
+			if err := name(b[:n+m], v); err != nil {
+				return err
+			}
 		}
-		v, _ := protowire.ConsumeBytes(b[n:])
-		name, ok := c.intern(v)
+		b = b[n+m:]
+	}
+	if err := proto.Unmarshal(rest, req); err != nil {
+		return fmt.Errorf("decoding DiscoveryRequest: %w", err)
+	}
+	return nil
+}
+
+// decodeRequest decodes b into req as proto.Unmarshal would, with the
+// resource names intern holds as its strings.
+func decodeRequest(b []byte, req *discoveryv3.DiscoveryRequest, intern func([]byte) (string, bool)) error {
+	var names []string
+	err := splitRequest(b, req, func(_, v []byte) error {
+		name, ok := intern(v)
 		if !ok {
 			if !utf8.Valid(v) {
 				return fmt.Errorf("decoding DiscoveryRequest: resource_names[%d] is not valid UTF-8", len(names))
@@ -179,10 +202,10 @@ func (c xdsCodec) unmarshalRequest(b []byte, req *discoveryv3.DiscoveryRequest) 
 			name = string(v)
 		}
 		names = append(names, name)
-		b = b[n+m:]
-	}
-	if err := proto.Unmarshal(rest, req); err != nil {
-		return fmt.Errorf("decoding DiscoveryRequest: %w", err)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	req.ResourceNames = names
 	return nil

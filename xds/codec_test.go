@@ -168,6 +168,27 @@ func TestXDSCodecDecodesRequestsAsProto(t *testing.T) {
 						t.Errorf("name %q is a copy, not the cache's string", name)
 					}
 				}
+
+				// serveSotw's request: the names stay encoded until asked
+				// for, and hash as namesHash hashes the decoded list.
+				raw := newSotwRequest()
+				if err := c.Unmarshal(data, raw); err != nil {
+					t.Fatalf("codec into a sotwRequest: %v", err)
+				}
+				hash, count := raw.namesID()
+				if len(raw.ResourceNames) != 0 || !raw.encoded {
+					t.Errorf("sotwRequest: names decoded before asked for: %v", raw.ResourceNames)
+				}
+				names, err := raw.names(c.intern)
+				if err != nil {
+					t.Fatalf("sotwRequest names: %v", err)
+				}
+				if !proto.Equal(raw.DiscoveryRequest, &want) {
+					t.Errorf("sotwRequest decoded %v, proto.Unmarshal %v", raw.DiscoveryRequest, &want)
+				}
+				if wantHash := namesHash(names); hash != wantHash || count != len(names) {
+					t.Errorf("sotwRequest names hash %x (%d names), want %x (%d)", hash, count, wantHash, len(names))
+				}
 			}
 		})
 	}

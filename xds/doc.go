@@ -71,9 +71,11 @@
 // is stale and ignored (after tracking has seen it); a new request of a
 // type cancels its watch and drops that type's queued response; legacy
 // wildcard for LDS and CDS only. It runs one goroutine per stream besides
-// the one receiving. The server's codec (xdsCodec) decodes a request's
-// names into the endpoint cache's strings, so an ACK allocates none for
-// the CLAs it repeats; reading them is what is left of an ACK's cost.
+// the one receiving. The server's codec (xdsCodec) leaves a SotW
+// request's names encoded, with a hash of them (sotwRequest): an ACK
+// repeating its names is never decoded, and changed names are decoded into
+// the endpoint cache's strings. Scanning and hashing the names' bytes is
+// what is left of such an ACK's cost.
 // Delta ACKs carry no names, and go-control-plane's delta server handles
 // them cheaply; it serves delta streams.
 //

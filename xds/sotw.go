@@ -23,7 +23,7 @@ import (
 // endpoint change at 1,000 proxies went to re-deriving, on each ACK, a set
 // that had not changed. Here a request whose names hash as the previous
 // request's of its type is taken as the same subscription: the set is kept
-// and the names are not looked at again.
+// and the names are not decoded at all (see sotwRequest).
 //
 // The protocol is go-control-plane's (v0.14, pkg/server/sotw/v3), which the
 // caches are written against: one watch per type; a request carrying
@@ -45,6 +45,7 @@ var namesSeed = maphash.MakeSeed()
 
 // namesHash identifies a request's name list, in order: Envoy sends a
 // type's names in the same order on every request until they change.
+// sotwRequest.split computes the same hash from the names' bytes.
 func namesHash(names []string) uint64 {
 	var h maphash.Hash
 	h.SetSeed(namesSeed)
@@ -53,6 +54,63 @@ func namesHash(names []string) uint64 {
 		h.WriteByte(0)
 	}
 	return h.Sum64()
+}
+
+// sotwRequest is what serveSotw receives. Through xdsCodec (Serve), its
+// resource names stay encoded (fields, as on the wire) with their hash and
+// count, so that an ACK repeating the previous names is never decoded:
+// with the names decoded into shared strings, looking 2,000 of them up per
+// ACK was still a quarter of an endpoint change's CPU. Through another
+// codec (Register on a server of the caller's), the embedded request is
+// decoded in full, names included, and encoded is false.
+type sotwRequest struct {
+	*discoveryv3.DiscoveryRequest
+	encoded bool
+	fields  []byte
+	hash    uint64
+	count   int
+}
+
+func newSotwRequest() *sotwRequest {
+	return &sotwRequest{DiscoveryRequest: &discoveryv3.DiscoveryRequest{}}
+}
+
+// split is xdsCodec's decoding of a sotwRequest.
+func (r *sotwRequest) split(b []byte) error {
+	var h maphash.Hash
+	h.SetSeed(namesSeed)
+	r.encoded, r.fields, r.count = true, nil, 0
+	err := splitRequest(b, r.DiscoveryRequest, func(field, value []byte) error {
+		r.fields = append(r.fields, field...)
+		h.Write(value)
+		h.WriteByte(0)
+		r.count++
+		return nil
+	})
+	r.hash = h.Sum64()
+	return err
+}
+
+// names returns the request's resource names, decoding them (into
+// intern's strings where it has them) if they are still encoded.
+func (r *sotwRequest) names(intern func([]byte) (string, bool)) ([]string, error) {
+	if !r.encoded {
+		return r.GetResourceNames(), nil
+	}
+	var decoded discoveryv3.DiscoveryRequest
+	if err := decodeRequest(r.fields, &decoded, intern); err != nil {
+		return nil, err
+	}
+	r.ResourceNames, r.encoded, r.fields = decoded.ResourceNames, false, nil
+	return r.ResourceNames, nil
+}
+
+// namesID is the request's names' hash and count.
+func (r *sotwRequest) namesID() (uint64, int) {
+	if r.encoded {
+		return r.hash, r.count
+	}
+	return namesHash(r.GetResourceNames()), len(r.GetResourceNames())
 }
 
 // noLegacyWildcard are the types for which an empty request means nothing,
@@ -93,12 +151,12 @@ func (s *Server) serveSotw(ctx context.Context, str discoveryv3.AggregatedDiscov
 		s.streamClosed(key)
 	}()
 
-	reqs := make(chan *discoveryv3.DiscoveryRequest)
+	reqs := make(chan *sotwRequest)
 	go func() {
 		defer close(reqs)
 		for {
-			req, err := str.Recv()
-			if err != nil {
+			req := newSotwRequest()
+			if err := str.RecvMsg(req); err != nil {
 				return
 			}
 			select {
@@ -143,26 +201,26 @@ func (s *Server) serveSotw(ctx context.Context, str discoveryv3.AggregatedDiscov
 			if err := send(resp); err != nil {
 				return err
 			}
-		case req, ok := <-reqs:
+		case raw, ok := <-reqs:
 			if !ok {
 				return nil
 			}
+			req := raw.DiscoveryRequest
 			typeURL := req.GetTypeUrl()
 			if typeURL == "" {
 				return status.Error(codes.InvalidArgument, "type URL is required for ADS")
 			}
 			w := watches[typeURL]
-			sameNames := false
-			var hash uint64
-			if w == nil || len(req.GetResourceNames()) == w.count {
-				hash = namesHash(req.GetResourceNames())
-				sameNames = w != nil && hash == w.names
-			}
+			hash, count := raw.namesID()
+			sameNames := w != nil && hash == w.names && count == w.count
 			// Tracking sees every request, stale or not; it needs the names
 			// only when they are new (see canonicalNames).
-			names := req.GetResourceNames()
-			if sameNames {
-				names = nil
+			var names []string
+			if !sameNames {
+				var err error
+				if names, err = raw.names(s.endpoints.intern); err != nil {
+					return status.Errorf(codes.InvalidArgument, "%v", err)
+				}
 			}
 			node, err := s.request(key, req.GetNode(), typeURL, req.GetVersionInfo(), req.GetResponseNonce(), req.GetErrorDetail(), names)
 			if err != nil {
@@ -174,7 +232,7 @@ func (s *Server) serveSotw(ctx context.Context, str discoveryv3.AggregatedDiscov
 				if len(watches) == sotwTypes {
 					return status.Errorf(codes.InvalidArgument, "more than %d resource types on one stream", sotwTypes)
 				}
-				w = &sotwWatch{sub: stream.NewSotwSubscription(req.GetResourceNames(), !slices.Contains(noLegacyWildcard, typeURL))}
+				w = &sotwWatch{sub: stream.NewSotwSubscription(names, !slices.Contains(noLegacyWildcard, typeURL))}
 				watches[typeURL] = w
 			} else {
 				if w.nonce != "" && req.GetResponseNonce() != w.nonce {
@@ -186,11 +244,10 @@ func (s *Server) serveSotw(ctx context.Context, str discoveryv3.AggregatedDiscov
 					return err
 				}
 				if !sameNames {
-					hash = namesHash(req.GetResourceNames())
-					w.sub.SetResourceSubscription(req.GetResourceNames())
+					w.sub.SetResourceSubscription(names)
 				}
 			}
-			w.names, w.count = hash, len(req.GetResourceNames())
+			w.names, w.count = hash, count
 			// The subscription has the names; an open watch need not pin
 			// the request's list.
 			req.ResourceNames = nil

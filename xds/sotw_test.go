@@ -1,12 +1,14 @@
 package xds
 
 import (
+	"net"
 	"slices"
 	"testing"
 	"time"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
 )
 
 // TestSotwSubscriptionFollowsTheNames: serveSotw keeps a type's
@@ -88,5 +90,38 @@ func TestSotwStaleNonceIsIgnored(t *testing.T) {
 	c.send(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: []string{"a-cla", "b-cla"}, VersionInfo: second.version, ResponseNonce: second.nonce})
 	if got := c.next(t); !slices.Equal(got.names, []string{"b-cla"}) {
 		t.Errorf("request with the latest nonce: response with %v, want the new b-cla", got.names)
+	}
+}
+
+// TestSotwOnAServerOfTheCallers: Register on a gRPC server without
+// xdsCodec serves SotW too (requests then arrive decoded in full).
+func TestSotwOnAServerOfTheCallers(t *testing.T) {
+	s, err := New(Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	s.Register(gs)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go gs.Serve(lis)
+	t.Cleanup(func() {
+		s.Shutdown()
+		gs.Stop()
+	})
+	mustSet(t, s, node1, nodeSet(t, "echo.test"), time.Time{})
+	mustSetEndpoints(t, s, time.Time{}, cla("echo.test-cla", "10.0.0.1", 80))
+	c := openClient(t, sotw, dial(t, lis.Addr().String()), node1)
+	defer c.close()
+
+	got := subscribeAll(t, c, "echo.test")
+	if names := got[resourcev3.EndpointType].names; !slices.Equal(names, []string{"echo.test-cla"}) {
+		t.Errorf("EDS: %v, want [echo.test-cla]", names)
+	}
+	mustSetEndpoints(t, s, time.Time{}, cla("echo.test-cla", "10.0.0.2", 80))
+	if r := c.next(t); r.typeURL != resourcev3.EndpointType {
+		t.Errorf("after an endpoint change: %s, want eds", TypeLabel(r.typeURL))
 	}
 }
