@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -69,6 +70,22 @@ type sotwRequest struct {
 	fields  []byte
 	hash    uint64
 	count   int
+	// buf holds fields, from fieldBuffers until release.
+	buf *[]byte
+}
+
+// fieldBuffers holds the buffers of sotwRequest.fields (*[]byte): growing
+// a fresh slice to 100 KiB per ACK cost more than decoding the names did.
+var fieldBuffers sync.Pool
+
+// release gives back the buffer of the encoded names; the names are gone
+// with it unless names was called first.
+func (r *sotwRequest) release() {
+	if r.buf != nil {
+		*r.buf = r.fields[:0]
+		fieldBuffers.Put(r.buf)
+		r.buf, r.fields, r.encoded = nil, nil, false
+	}
 }
 
 func newSotwRequest() *sotwRequest {
@@ -79,7 +96,15 @@ func newSotwRequest() *sotwRequest {
 func (r *sotwRequest) split(b []byte) error {
 	var h maphash.Hash
 	h.SetSeed(namesSeed)
-	r.encoded, r.fields, r.count = true, nil, 0
+	r.release()
+	bp, _ := fieldBuffers.Get().(*[]byte)
+	if bp == nil || cap(*bp) < len(b) {
+		buf := make([]byte, 0, len(b))
+		bp = &buf
+	}
+	// The names' fields are part of b: they fit without growing.
+	r.buf, r.fields = bp, (*bp)[:0]
+	r.encoded, r.count = true, 0
 	err := splitRequest(b, r.DiscoveryRequest, func(field, value []byte) error {
 		r.fields = append(r.fields, field...)
 		h.Write(value)
@@ -101,7 +126,8 @@ func (r *sotwRequest) names(intern func([]byte) (string, bool)) ([]string, error
 	if err := decodeRequest(r.fields, &decoded, intern); err != nil {
 		return nil, err
 	}
-	r.ResourceNames, r.encoded, r.fields = decoded.ResourceNames, false, nil
+	r.release()
+	r.ResourceNames = decoded.ResourceNames
 	return r.ResourceNames, nil
 }
 
@@ -222,6 +248,7 @@ func (s *Server) serveSotw(ctx context.Context, str discoveryv3.AggregatedDiscov
 					return status.Errorf(codes.InvalidArgument, "%v", err)
 				}
 			}
+			raw.release()
 			node, err := s.request(key, req.GetNode(), typeURL, req.GetVersionInfo(), req.GetResponseNonce(), req.GetErrorDetail(), names)
 			if err != nil {
 				return err
