@@ -52,13 +52,21 @@ func authStatus(err error) error {
 }
 
 // streamHandle travels in a stream's context from admission (where the
-// Authenticator ran) to go-control-plane's callbacks, which only see the
-// context, and lets the server end the stream from outside (ClearNode,
+// Authenticator ran) to streamOpened, which only sees the context, and lets the server end the stream from outside (ClearNode,
 // shutdown).
 type streamHandle struct {
 	identity      Identity
 	authenticated bool
 	cancel        context.CancelCauseFunc
+	// freeSlot gives back the stream's syncing slot (see waitForSlot); it
+	// may be called more than once. nil when admission is unbounded.
+	freeSlot func()
+}
+
+func (h *streamHandle) settled() {
+	if h.freeSlot != nil {
+		h.freeSlot()
+	}
 }
 
 type handleKey struct{}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"weak"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -49,6 +50,12 @@ type endpointCache struct {
 	// every request of a stream (Server.request makes sure of it), weakly,
 	// so a closed stream's entry goes with its Node.
 	current map[weak.Pointer[corev3.Node]]uint64
+
+	// names maps each held CLA's name to the cache's copy of the string,
+	// for xdsCodec to decode requests' names into without allocating. It
+	// is replaced, never edited, when a name comes or goes, and read
+	// without the lock.
+	names atomic.Pointer[map[string]string]
 }
 
 // generation is one update: its number and the names it set or removed.
@@ -168,13 +175,27 @@ func (c *endpointCache) update(set []*encoded, remove []string) {
 	modified := make([]string, 0, len(set)+len(remove))
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	namesChanged := false
 	for _, e := range set {
+		if _, held := c.resources[e.name]; !held {
+			namesChanged = true
+		}
 		c.resources[e.name] = e
 		modified = append(modified, e.name)
 	}
 	for _, name := range remove {
+		if _, held := c.resources[name]; held {
+			namesChanged = true
+		}
 		delete(c.resources, name)
 		modified = append(modified, name)
+	}
+	if namesChanged {
+		names := make(map[string]string, len(c.resources))
+		for name, e := range c.resources {
+			names[name] = e.name
+		}
+		c.names.Store(&names)
 	}
 	c.gen++
 	if len(c.changes) == changesKept {
@@ -345,6 +366,17 @@ func (c *endpointCache) lacking(sub cachev3.Subscription, names []string) (chang
 		}
 	}
 	return changed, removed
+}
+
+// intern returns the cache's copy of the name b spells, if it holds such a
+// resource.
+func (c *endpointCache) intern(b []byte) (string, bool) {
+	names := c.names.Load()
+	if names == nil {
+		return "", false
+	}
+	s, ok := (*names)[string(b)]
+	return s, ok
 }
 
 // canonical replaces each name of a held resource with the cache's copy of

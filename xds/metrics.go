@@ -40,6 +40,7 @@ type metrics struct {
 	rejectedSnapshots  *prometheus.CounterVec // by proxy; deleted by ClearNode
 	rejectedEndpoints  prometheus.Counter
 	refusedConnections *prometheus.CounterVec
+	waitingStreams     prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -87,10 +88,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "weft_xds_refused_streams_total",
 			Help: "Streams ended before serving, by gRPC code (Unauthenticated, NotFound, PermissionDenied...).",
 		}, []string{"code"}),
+		waitingStreams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "weft_xds_waiting_streams",
+			Help: "Streams waiting to be served because MaxSyncingStreams others are receiving their initial configuration.",
+		}),
 	}
 	for _, c := range []prometheus.Collector{
 		m.connectedProxies, m.openStreams, m.pushes, m.nacks, m.proxyNacks, m.convergence,
-		m.cacheUpdate, m.rejectedSnapshots, m.rejectedEndpoints, m.refusedConnections,
+		m.cacheUpdate, m.rejectedSnapshots, m.rejectedEndpoints, m.refusedConnections, m.waitingStreams,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering xds metrics: %w", err)

@@ -63,6 +63,15 @@ type Options struct {
 	// connections with.
 	OnDisconnect func(nodeID string)
 
+	// MaxSyncingStreams bounds the streams served their initial
+	// configuration at once; more wait, their node validated but nothing
+	// served, until one of those has
+	// answered every response it was sent (or for 10 s at most). It keeps a
+	// reconnect storm (a control plane restart) from marshalling and queuing
+	// every proxy's configuration at once. 0 means 32 per CPU; negative,
+	// no bound.
+	MaxSyncingStreams int
+
 	// ServerOptions are added to the gRPC server Serve builds (transport
 	// credentials, for example).
 	ServerOptions []grpc.ServerOption
@@ -88,11 +97,15 @@ type Server struct {
 	// ackHook, when set (benchmarks), hears every ACK of a known response.
 	ackHook func(nodeID, typeURL string, at time.Time)
 
+	syncing syncing
+
 	hashes    *resourceHashes
 	typeSets  *typeSets
 	snapshots *nodeCache
 	endpoints *endpointCache
-	xds       serverv3.Server
+	mux       *cachev3.MuxCache
+	// xds serves delta streams; SotW streams are served by serveSotw.
+	xds serverv3.Server
 
 	// setMu serializes snapshot updates so that "last good snapshot" and the
 	// pending-change bookkeeping agree with what the cache holds.
@@ -130,6 +143,7 @@ func New(opts Options) (*Server, error) {
 		streams:       make(map[streamKey]*streamState),
 		nodes:         make(map[string]*nodeState),
 		handles:       make(map[*streamHandle]struct{}),
+		syncing:       newSyncing(opts.MaxSyncingStreams),
 	}
 	s.ep.init()
 	if s.log == nil {
@@ -165,7 +179,7 @@ func New(opts Options) (*Server, error) {
 	// snapshots are consistent by construction.
 	s.snapshots = newNodeCache()
 	s.endpoints = newEndpointCache()
-	mux := &cachev3.MuxCache{
+	s.mux = &cachev3.MuxCache{
 		Classify: func(r *cachev3.Request) string {
 			return classify(r.GetTypeUrl())
 		},
@@ -179,15 +193,8 @@ func New(opts Options) (*Server, error) {
 	}
 	// The go-control-plane servers start no goroutines of their own; their
 	// context only ends stream loops, which Shutdown does per stream.
-	s.xds = serverv3.NewServer(context.Background(), mux, callbacks{s},
-		// An empty EDS/RDS/SDS request means "nothing", not "everything":
-		// Envoy names these resources, and legacy wildcard on the shared
-		// endpoint cache would send a proxy every CLA in the mesh when its
-		// last EDS cluster goes away. grpc-go never relies on wildcard. LDS
-		// and CDS keep it: Envoy subscribes to them with empty names.
-		serverconfig.DeactivateLegacyWildcardForTypes([]string{
-			resourcev3.EndpointType, resourcev3.RouteType, resourcev3.SecretType,
-		}),
+	s.xds = serverv3.NewServer(context.Background(), s.mux, callbacks{s},
+		serverconfig.DeactivateLegacyWildcardForTypes(noLegacyWildcard),
 		func(o *serverconfig.Opts) { o.Logger = logger },
 	)
 	return s, nil
@@ -324,6 +331,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		// unshared 32 KiB write buffer per connection was 320 MB at 10,000
 		// proxies. Shared, a connection holds one only while it writes.
 		grpc.SharedWriteBuffer(true),
+		grpc.ForceServerCodecV2(newXDSCodec(s.endpoints.intern)),
 	}, s.serverOptions...)...)
 	s.Register(gs)
 
@@ -427,6 +435,7 @@ func (s *Server) release(h *streamHandle) {
 	s.mu.Lock()
 	delete(s.handles, h)
 	s.mu.Unlock()
+	h.settled()
 	h.cancel(nil)
 	s.metrics.openStreams.Dec()
 }
@@ -437,15 +446,16 @@ func (s *Server) refused(err error, nodeID, why string) {
 	s.log.Warn("refusing xDS stream", "node", nodeID, "reason", why, "code", st.Code().String(), "error", st.Message())
 }
 
-// adsService wraps go-control-plane's ADS handlers with admission, so that
-// Register works on any gRPC server without an interceptor.
+// adsService wraps the ADS stream loops (Weft's SotW loop, go-control-plane's
+// delta server) with admission, so that Register works on any gRPC server
+// without an interceptor.
 type adsService struct {
 	discoveryv3.UnimplementedAggregatedDiscoveryServiceServer
 	s *Server
 }
 
-// The go-control-plane stream loops end when the gRPC stream's Recv fails
-// or the server-wide context ends; they do not watch the stream's context.
+// The go-control-plane delta stream loop ends when the gRPC stream's Recv fails
+// or the server-wide context ends; it does not watch the stream's context.
 // To end one stream from outside (ClearNode, Shutdown), Recv is served from
 // a goroutine so that the wrapper can fail it when the stream's context is
 // cancelled. That goroutine ends when the handler returns, which cancels the
@@ -480,15 +490,6 @@ func cancellableRecv[T any](ctx context.Context, recv func() (*T, error)) func()
 	}
 }
 
-type sotwStream struct {
-	discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer
-	ctx  context.Context
-	recv func() (*discoveryv3.DiscoveryRequest, error)
-}
-
-func (w sotwStream) Context() context.Context                     { return w.ctx }
-func (w sotwStream) Recv() (*discoveryv3.DiscoveryRequest, error) { return w.recv() }
-
 type deltaStream struct {
 	discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesServer
 	ctx  context.Context
@@ -504,7 +505,7 @@ func (a *adsService) StreamAggregatedResources(stream discoveryv3.AggregatedDisc
 		return err
 	}
 	defer a.s.release(h)
-	err = a.s.xds.StreamAggregatedResources(sotwStream{stream, ctx, cancellableRecv(ctx, stream.Recv)})
+	err = a.s.serveSotw(ctx, stream)
 	return h.result(ctx, err)
 }
 

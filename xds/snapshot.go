@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"runtime"
@@ -100,10 +101,36 @@ type namedResource struct {
 	index int
 }
 
+// sortedByName orders named by name, the later of two duplicates after the
+// earlier (as a stable sort would, so the later one is reported). Every
+// node's set is rebuilt on a change that touches it, and translate's order
+// is not by name: sorting the 2,000 structs themselves, stably, was 16% of
+// a profile edit's CPU at 1,000 proxies, most of it moving them (each move
+// a write barrier while the collector runs). Positions are sorted instead,
+// and each struct moved once.
+func sortedByName(named []namedResource) []namedResource {
+	byName := func(a, b namedResource) int { return strings.Compare(a.name, b.name) }
+	if slices.IsSortedFunc(named, byName) {
+		return named
+	}
+	order := make([]int32, len(named))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(a, b int32) int {
+		return cmp.Or(strings.Compare(named[a].name, named[b].name), cmp.Compare(a, b))
+	})
+	out := make([]namedResource, len(named))
+	for i, k := range order {
+		out[i] = named[k]
+	}
+	return out
+}
+
 // buildSnapshot validates the resource map's shape (the checker judges
 // content) and computes versions. Every snapshot type gets a version even
 // when it has no resources: an empty version would equal the empty
-// version_info of a proxy's first request, and go-control-plane would then
+// version_info of a proxy's first request, and the node cache would then
 // never answer it, leaving the proxy's initial fetch hanging.
 func buildSnapshot(hashes *resourceHashes, shared *typeSets, res map[string][]types.Resource) (*nodeSnapshot, error) {
 	var errs []error
@@ -147,7 +174,7 @@ func buildSnapshot(hashes *resourceHashes, shared *typeSets, res map[string][]ty
 		}
 		// Sorted, duplicates are neighbours: no set of names per node and
 		// type is needed to find them.
-		slices.SortStableFunc(named, func(a, b namedResource) int { return strings.Compare(a.name, b.name) })
+		named = sortedByName(named)
 		for k := 1; k < len(named); k++ {
 			if named[k].name == named[k-1].name {
 				errs = append(errs, fmt.Errorf("type %s: resources[%d]: duplicate name %q", typeURL, named[k].index, named[k].name))

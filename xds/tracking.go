@@ -54,6 +54,10 @@ type streamType struct {
 	// edsObserved is the newest endpoint change already accounted for on
 	// this stream, so a CLA re-sent later is not measured twice.
 	edsObserved time.Time
+	// lastNonce is the nonce of the latest response sent, and answered
+	// whether the proxy has ACKed or NACKed it (see settledLocked).
+	lastNonce string
+	answered  bool
 }
 
 type sentResponse struct {
@@ -118,8 +122,9 @@ func (t *streamType) takeSent(nonce string) (sentResponse, bool) {
 	return sentResponse{}, false
 }
 
-// callbacks implements go-control-plane's server callbacks; they run
-// synchronously on each stream's goroutine.
+// callbacks implements go-control-plane's server callbacks, for its delta
+// server; they run synchronously on each stream's goroutine. serveSotw
+// calls the same Server methods itself.
 type callbacks struct{ s *Server }
 
 var _ serverv3.Callbacks = callbacks{}
@@ -255,7 +260,7 @@ func (s *Server) streamClosed(key streamKey) {
 	s.log.Debug("proxy disconnected", "node", n.info.ID)
 }
 
-// request handles every discovery request before go-control-plane acts on
+// request handles every discovery request before the stream loop acts on
 // it: the first one binds the stream to a validated node; later ones are
 // ACKs or NACKs of earlier responses. names are the request's (subscribed)
 // resource names; see canonicalNames.
@@ -286,6 +291,11 @@ func (s *Server) request(key streamKey, reqNode *corev3.Node, typeURL, versionIn
 		if err := s.bind(key, st, nodeOf(reqNode)); err != nil {
 			return nil, err
 		}
+		// Validated first, so that the controller builds the node's
+		// configuration while the stream waits for its turn.
+		if err := s.waitForSlot(st.ctx, st.handle); err != nil {
+			return nil, err
+		}
 	} else if n := nodeOf(reqNode); n != nil && n.GetId() != bound.info.ID {
 		err := status.Errorf(codes.PermissionDenied, "stream bound to node %s sent a request as node %s", bound.info.ID, n.GetId())
 		s.refused(err, bound.info.ID, "node id changed on the stream")
@@ -313,6 +323,7 @@ func (s *Server) request(key streamKey, reqNode *corev3.Node, typeURL, versionIn
 			ts.versionAcked, ts.ackedAt = versionInfo, now
 		}
 	case errDetail != nil:
+		stt.answered = stt.answered || nonce == stt.lastNonce
 		sent, ok := stt.takeSent(nonce)
 		nack = &Nack{Node: n.info, TypeURL: typeURL, Nonce: nonce, Detail: errDetail, At: now}
 		if ok {
@@ -321,6 +332,7 @@ func (s *Server) request(key streamKey, reqNode *corev3.Node, typeURL, versionIn
 		ts.nacks++
 		ts.lastNack = nack
 	default:
+		stt.answered = stt.answered || nonce == stt.lastNonce
 		sent, ok := stt.takeSent(nonce)
 		switch {
 		case ok:
@@ -341,7 +353,11 @@ func (s *Server) request(key streamKey, reqNode *corev3.Node, typeURL, versionIn
 		}
 	}
 	nodeID := n.info.ID
+	settled := nonce != "" && settledLocked(st)
 	s.mu.Unlock()
+	if settled {
+		st.handle.settled()
+	}
 
 	s.canonicalNames(nodeID, typeURL, names)
 
@@ -481,6 +497,7 @@ func (s *Server) responded(key streamKey, typeURL, version, nonce string, names 
 	}
 	stt := st.typ(typeURL)
 	stt.sent = append(stt.sent, sentResponse{nonce: nonce, version: version, changeSeen: changeSeen})
+	stt.lastNonce, stt.answered = nonce, false
 	if len(stt.sent) > sentKeep {
 		stt.sent = stt.sent[len(stt.sent)-sentKeep:]
 	}
@@ -514,11 +531,13 @@ func (s *Server) notePending(nodeID string, snap *nodeSnapshot, changed []string
 }
 
 // canonicalNames replaces, in the request, each name of a resource the
-// server holds with the server's own copy of the string. go-control-plane
-// keys a stream's subscription by the request's strings, freshly
-// unmarshalled for every SotW request (Envoy repeats every EDS name in
-// every ACK): 1,000 proxies subscribed to the same 500 CLAs held 500,000
-// copies of 500 names, a sixth of the heap. Now they share one copy.
+// server holds with the server's own copy of the string. A stream's
+// subscription (go-control-plane's stream.Subscription) is keyed by the
+// request's strings, freshly unmarshalled for every SotW request (Envoy
+// repeats every EDS name in every ACK): 1,000 proxies subscribed to the
+// same 500 CLAs held 500,000 copies of 500 names, a sixth of the heap. Now
+// they share one copy. serveSotw passes no names for a request repeating
+// the previous ones: its subscription is kept, and so are its strings.
 func (s *Server) canonicalNames(nodeID, typeURL string, names []string) {
 	if len(names) == 0 {
 		return
