@@ -3,15 +3,8 @@ package charts
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"slices"
 	"sort"
@@ -23,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/weftmesh/weft/healthcheck"
+	"github.com/weftmesh/weft/sds"
 )
 
 // Lines of weft check this test turns red.
@@ -58,13 +52,7 @@ type problem struct {
 // checker's dial to a pod's webhook port is routed to the local cp, as the
 // pod network would route it to the pod.
 func TestCheckOnChartInstall(t *testing.T) {
-	kube(t)
-	if testing.Short() {
-		t.Skip("builds the control plane")
-	}
-	t.Cleanup(func() { uninstall(t, Options{}) })
-	install(t, Options{})
-	cp := startLocalCP(t)
+	cp := installWithLocalCP(t)
 	webhookPort := fmt.Sprint(deployment(t).Spec.Template.Spec.Containers[0].Ports[1].ContainerPort)
 	cfg := healthcheck.Config{
 		Kube: env.Clientset, APIExtensions: env.APIExtensions, Admin: cp, Namespace: Namespace, CheckTimeout: 5 * time.Second,
@@ -116,9 +104,13 @@ func TestCheckOnChartInstall(t *testing.T) {
 			name: "webhook certificate expired",
 			brk: func(t *testing.T) func(*testing.T) {
 				saved := secretData(t, healthcheck.WebhookServingSecret)
-				now := time.Now()
-				crt, key := webhookPair(t, now.Add(-48*time.Hour), now.Add(-24*time.Hour))
-				setWebhookSecret(t, map[string][]byte{"ca.crt": saved["ca.crt"], "tls.crt": crt, "tls.key": key})
+				// Any pair will do: expiry is judged before the name and
+				// the chain.
+				expired, err := sds.NewAnchor("cluster.local", time.Now().Add(-48*time.Hour), 24*time.Hour)
+				if err != nil {
+					t.Fatal(err)
+				}
+				setWebhookSecret(t, map[string][]byte{"ca.crt": saved["ca.crt"], "tls.crt": expired.CertPEM, "tls.key": expired.KeyPEM})
 				cp.syncWebhookSecret(t)
 				return func(t *testing.T) {
 					setWebhookSecret(t, saved)
@@ -126,8 +118,8 @@ func TestCheckOnChartInstall(t *testing.T) {
 				}
 			},
 			want: map[string]problem{
-				injectorCertLine:  {healthcheck.StatusError, "webhook-certificate", "the certificate served (\"CN=weft-cp.weft-system.svc\") expired at"},
-				validatorCertLine: {healthcheck.StatusError, "webhook-certificate", "the certificate served (\"CN=weft-cp.weft-system.svc\") expired at"},
+				injectorCertLine:  {healthcheck.StatusError, "webhook-certificate", "the certificate served (\"CN=weft root cluster.local,O=weft\") expired at"},
+				validatorCertLine: {healthcheck.StatusError, "webhook-certificate", "the certificate served (\"CN=weft root cluster.local,O=weft\") expired at"},
 			},
 		},
 		{
@@ -262,31 +254,6 @@ func setWebhookSecret(t *testing.T, data map[string][]byte) {
 	if _, err := secrets.Update(t.Context(), s, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// webhookPair is a self-signed serving pair for the webhook Service's name,
-// valid between notBefore and notAfter.
-func webhookPair(t *testing.T, notBefore, notAfter time.Time) (crtPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := healthcheck.ControlPlaneName + "." + Namespace + ".svc"
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-		NotBefore: notBefore, NotAfter: notAfter,
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
 }
 
 // removeVerb takes verb out of the rule on resource of the release's

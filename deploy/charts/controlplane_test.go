@@ -62,6 +62,19 @@ type localCP struct {
 	exited            chan error
 }
 
+// installWithLocalCP installs the chart's default values and runs the
+// control plane on them; the release is uninstalled when the test ends.
+func installWithLocalCP(t *testing.T) *localCP {
+	t.Helper()
+	kube(t)
+	if testing.Short() {
+		t.Skip("builds the control plane")
+	}
+	t.Cleanup(func() { uninstall(t, Options{}) })
+	install(t, Options{})
+	return startLocalCP(t)
+}
+
 // startLocalCP builds cp and runs it against the installed release until it
 // is ready; it is stopped when the test ends.
 func startLocalCP(t *testing.T) *localCP {
@@ -186,13 +199,10 @@ func (c *localCP) Get(ctx context.Context, path string) ([]byte, error) {
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s: %s", path, resp.Status)
 	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	return body, nil
+	return body, err
 }
 
 // TestControlPlaneRunsOnChartRBAC runs the cp binary of this checkout as
@@ -201,13 +211,7 @@ func (c *localCP) Get(ctx context.Context, path string) ([]byte, error) {
 // and serves the webhook certificate that the webhook configurations'
 // caBundle verifies. Nothing it logs is a refusal.
 func TestControlPlaneRunsOnChartRBAC(t *testing.T) {
-	kube(t)
-	if testing.Short() {
-		t.Skip("builds the control plane")
-	}
-	t.Cleanup(func() { uninstall(t, Options{}) })
-	install(t, Options{})
-	cp := startLocalCP(t)
+	cp := installWithLocalCP(t)
 
 	err := wait.PollUntilContextTimeout(t.Context(), 250*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		l, err := env.Clientset.CoordinationV1().Leases(Namespace).Get(ctx, healthcheck.IdentityLeaseName, metav1.GetOptions{})
