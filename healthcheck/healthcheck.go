@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	apiextensionsclientset "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
@@ -121,6 +122,12 @@ type Config struct {
 	HintBase string
 	// CheckTimeout bounds each check. Default 10s.
 	CheckTimeout time.Duration
+	// DialWebhook connects to where the API server would send a review (a
+	// URL's host:port, or a ready endpoint of the webhook's Service). Default
+	// a net.Dialer, from where weft runs; a caller with another way into the
+	// cluster network (a tunnel, a test standing in for the pod network)
+	// routes it there.
+	DialWebhook func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 func (c Config) withDefaults() Config {
@@ -135,6 +142,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CheckTimeout == 0 {
 		c.CheckTimeout = 10 * time.Second
+	}
+	if c.DialWebhook == nil {
+		c.DialWebhook = (&net.Dialer{Timeout: 5 * time.Second}).DialContext
 	}
 	return c
 }

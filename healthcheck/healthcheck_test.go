@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -37,6 +39,7 @@ const (
 	controlPlaneCA    = "control plane's CA is ready and uses the issuer in the Secret"
 	controlPlanePods  = "control plane pods are ready"
 	controlPlaneAdmin = "control plane admin endpoint says it is ready"
+	controlPlaneRBAC  = "control plane ServiceAccount has the permissions the control plane uses"
 )
 
 // deleteTrafficSplitCRD removes a CRD every test needs; install puts it
@@ -150,6 +153,33 @@ func TestCheckInstallation(t *testing.T) {
 				}
 			},
 			lines: []line{{controlPlanePods, healthcheck.StatusError, "cp-pods-ready", "no pods labelled"}},
+		},
+		{
+			name: "control plane RBAC without watch on pods",
+			brk: func(t *testing.T, in *installation) {
+				roles := env.Clientset.RbacV1().ClusterRoles()
+				role, err := roles.Get(t.Context(), in.ns, metav1.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				role.Rules = slices.DeleteFunc(role.Rules, func(r rbacv1.PolicyRule) bool {
+					return r.Resources[0] == "pods" && r.Verbs[0] == "watch"
+				})
+				if _, err := roles.Update(t.Context(), role, metav1.UpdateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				// The authorizer learns of the change from its informer.
+				err = env.WaitFor(t.Context(), 30*time.Second, "watch on pods to be denied", func(ctx context.Context) (bool, error) {
+					rev, err := env.Clientset.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+						User: "system:serviceaccount:" + in.ns + ":default", ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: "watch", Resource: "pods"},
+					}}, metav1.CreateOptions{})
+					return err == nil && !rev.Status.Allowed, err
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+			},
+			lines: []line{{controlPlaneRBAC, healthcheck.StatusError, "cp-rbac", "lacks: watch pods"}},
 		},
 		{
 			name: "control plane stopped",

@@ -265,6 +265,11 @@ func weftExistence(withAdmin bool) category {
 			anchor:      "cp-pods-ready",
 			run:         controlPlanePodsReady,
 		},
+		{
+			description: "control plane ServiceAccount has the permissions the control plane uses",
+			anchor:      "cp-rbac",
+			run:         controlPlaneRBAC,
+		},
 	}
 	if withAdmin {
 		checks = append(checks, check{

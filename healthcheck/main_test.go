@@ -26,6 +26,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -106,6 +107,7 @@ func install(t *testing.T, o installOptions) *installation {
 
 	runDeployment(t, in.ns, healthcheck.ControlPlaneName, 1,
 		map[string]string{"app.kubernetes.io/name": "weft", "app.kubernetes.io/component": "control-plane"})
+	grantControlPlane(t, in.ns, healthcheck.ControlPlanePermissions(healthcheck.ControlPlaneFeatures{}))
 	if _, err := env.RunningPods(ctx, time.Minute, in.ns, healthcheck.ControlPlaneSelector, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -147,6 +149,47 @@ func runDeployment(t *testing.T, ns, name string, replicas int32, labels map[str
 		},
 	}
 	if _, err := env.Clientset.AppsV1().Deployments(ns).Create(t.Context(), dep, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// grantControlPlane gives the ServiceAccount of runDeployment's pods (ns's
+// default) the permissions, by a ClusterRole named after ns bound to it
+// cluster-wide or, for namespaced ones, in ns: one rule a permission, so a
+// test can take one away.
+func grantControlPlane(t *testing.T, ns string, perms []healthcheck.Permission) {
+	t.Helper()
+	ctx := t.Context()
+	rbac := env.Clientset.RbacV1()
+	var clusterRules, nsRules []rbacv1.PolicyRule
+	for _, p := range perms {
+		rule := rbacv1.PolicyRule{Verbs: []string{p.Verb}, APIGroups: []string{p.Group}, Resources: []string{p.Resource}}
+		if p.Name != "" {
+			rule.ResourceNames = []string{p.Name}
+		}
+		if p.Namespaced {
+			nsRules = append(nsRules, rule)
+		} else {
+			clusterRules = append(clusterRules, rule)
+		}
+	}
+	subjects := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: "default"}}
+	for _, r := range []struct {
+		name  string
+		rules []rbacv1.PolicyRule
+	}{{ns, clusterRules}, {ns + "-namespaced", nsRules}} {
+		if _, err := rbac.ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: r.name}, Rules: r.rules}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = rbac.ClusterRoles().Delete(context.Background(), r.name, metav1.DeleteOptions{}) })
+	}
+	ref := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: ns}
+	if _, err := rbac.ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: ns}, RoleRef: ref, Subjects: subjects}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rbac.ClusterRoleBindings().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+	ref.Name = ns + "-namespaced"
+	if _, err := rbac.RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: ns}, RoleRef: ref, Subjects: subjects}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -162,7 +162,7 @@ func (r *run) dialWebhook(ctx context.Context, wh webhook) dialed {
 		var errs []error
 		unreached := true
 		for _, a := range addrs {
-			certs, err := handshake(ctx, a, d.serverName)
+			certs, err := r.handshake(ctx, a, d.serverName)
 			if err == nil {
 				d.certs = certs
 				return d, nil
@@ -182,17 +182,19 @@ func (r *run) dialWebhook(ctx context.Context, wh webhook) dialed {
 	return d
 }
 
-func handshake(ctx context.Context, addr, serverName string) ([]*x509.Certificate, error) {
-	// Verification is done apart (webhookCertificate) so that a server
-	// that answers with the wrong certificate still counts as reachable.
-	dialer := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second},
-		Config: &tls.Config{ServerName: serverName, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}} //nolint:gosec // verified by webhookCertificate
-	conn, err := dialer.DialContext(ctx, "tcp", addr)
+func (r *run) handshake(ctx context.Context, addr, serverName string) ([]*x509.Certificate, error) {
+	raw, err := r.cfg.DialWebhook(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("TLS handshake with %s: %w", addr, err)
 	}
+	// Verification is done apart (webhookCertificate) so that a server
+	// that answers with the wrong certificate still counts as reachable.
+	conn := tls.Client(raw, &tls.Config{ServerName: serverName, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}) //nolint:gosec // verified by webhookCertificate
 	defer conn.Close()
-	return conn.(*tls.Conn).ConnectionState().PeerCertificates, nil
+	if err := conn.HandshakeContext(ctx); err != nil {
+		return nil, fmt.Errorf("TLS handshake with %s: %w", addr, err)
+	}
+	return conn.ConnectionState().PeerCertificates, nil
 }
 
 // serviceEndpoints are the ready addresses behind a webhook's Service port.
