@@ -327,7 +327,7 @@ func TestPipelineIndexFollowsItsTranslator(t *testing.T) {
 		{trustDomain: "cluster.local", wantNodes: all},
 	} {
 		t.Run("trust domain "+tc.trustDomain, func(t *testing.T) {
-			p := newPipeline(testLogger(), nil, newDefaultTranslator("cluster.local", tc.trustDomain), nil, 1, nil, nil, nil)
+			p := newPipeline(testLogger(), nil, newDefaultTranslator(translate.Options{ClusterDomain: "cluster.local", TrustDomain: tc.trustDomain}), nil, 1, nil, nil, nil)
 			prev, cur, ch := flushAfter(t, op)
 			checkPlan(t, p.index.plan(prev, cur, ch, connectedIDs), tc.wantNodes, []mesh.ServiceKey{api}, nil)
 		})

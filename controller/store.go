@@ -297,6 +297,19 @@ func (s *Store) Pod(namespace, name string) *corev1.Pod {
 	return s.pods[types.NamespacedName{Namespace: namespace, Name: name}]
 }
 
+// Pods returns the pods of a namespace as last seen.
+func (s *Store) Pods(namespace string) []*corev1.Pod {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*corev1.Pod
+	for nn, p := range s.pods {
+		if nn.Namespace == namespace {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // ConfigErrors lists the objects currently skipped as invalid.
 func (s *Store) ConfigErrors() []mesh.ConfigError {
 	s.mu.Lock()

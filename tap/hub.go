@@ -249,4 +249,3 @@ func (s alsServer) StreamAccessLogs(stream accesslogv3.AccessLogService_StreamAc
 		}
 	}
 }
-
