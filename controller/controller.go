@@ -448,7 +448,7 @@ func addrString(l net.Listener) string {
 	return l.Addr().String()
 }
 
-// AdminHandler serves /healthz, /readyz, /metrics, /debug/proxies[/<node>], /debug/config/<node>,
+// AdminHandler serves /healthz, /readyz, /metrics, /api/tap (with Config.TapLogService), /debug/proxies[/<node>], /debug/config/<node>,
 // /debug/config-errors, /debug/identity (the CA's sds.Status) and /debug/pprof/.
 func (c *Controller) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -488,7 +488,7 @@ func (c *Controller) AdminHandler() http.Handler {
 		mux.Handle("GET /debug/identity", c.cfg.Identity.CA.StatusHandler())
 	}
 	if c.tap != nil {
-		mux.HandleFunc("GET /api/tap", c.serveTap)
+		mux.Handle("GET "+tap.Path, c.tap.Handler(c.tapNodes))
 	}
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

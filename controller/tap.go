@@ -2,13 +2,10 @@ package controller
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -18,23 +15,8 @@ import (
 	"github.com/weftmesh/weft/xds"
 )
 
-// Tap sessions on the admin server: GET /api/tap?namespace=NS&target=
-// deploy/web&to=&path=&method=&max=1m streams tap.Line values, one JSON
-// object per line, until the client goes away or max (default and cap
-// MaxTapDuration) passes; the session's proxies are untapped then.
-
-// MaxTapDuration bounds a session: a forgotten `weft tap` must not keep
-// proxies logging forever.
-const MaxTapDuration = 30 * time.Minute
-
-// tapTargetError is a target that cannot be tapped; its message is the
-// user's answer.
-type tapTargetError struct {
-	code int
-	msg  string
-}
-
-func (e *tapTargetError) Error() string { return e.msg }
+// Tap sessions on the admin server (tap.Path): the store says which pods a
+// target names and whether they are meshed.
 
 // ownerKinds are the workload kinds a target may name, by the short and
 // long names kubectl accepts.
@@ -51,7 +33,7 @@ func (c *Controller) tapNodes(ns, target string) ([]string, error) {
 	kindName, name, ok := strings.Cut(target, "/")
 	kind := ownerKinds[strings.ToLower(kindName)]
 	if !ok || kind == "" || name == "" {
-		return nil, &tapTargetError{http.StatusBadRequest, fmt.Sprintf("target %q: want KIND/NAME with KIND one of deploy, sts, ds, pod", target)}
+		return nil, &tap.TargetError{Code: http.StatusBadRequest, Msg: fmt.Sprintf("target %q: want KIND/NAME with KIND one of deploy, sts, ds, pod", target)}
 	}
 	var pods []*corev1.Pod
 	if kind == "Pod" {
@@ -66,7 +48,7 @@ func (c *Controller) tapNodes(ns, target string) ([]string, error) {
 		}
 	}
 	if len(pods) == 0 {
-		return nil, &tapTargetError{http.StatusNotFound, fmt.Sprintf("%s %s/%s: no pods", kind, ns, name)}
+		return nil, &tap.TargetError{Code: http.StatusNotFound, Msg: fmt.Sprintf("%s %s/%s: no pods", kind, ns, name)}
 	}
 	var nodes, unmeshed, proxyless []string
 	for _, p := range pods {
@@ -88,7 +70,7 @@ func (c *Controller) tapNodes(ns, target string) ([]string, error) {
 		if len(proxyless) > 0 {
 			why = append(why, fmt.Sprintf("proxyless gRPC, which has no access log to tap: %s", strings.Join(proxyless, ", ")))
 		}
-		return nil, &tapTargetError{http.StatusUnprocessableEntity, fmt.Sprintf("%s %s/%s cannot be tapped: %s", kind, ns, name, strings.Join(why, "; "))}
+		return nil, &tap.TargetError{Code: http.StatusUnprocessableEntity, Msg: fmt.Sprintf("%s %s/%s cannot be tapped: %s", kind, ns, name, strings.Join(why, "; "))}
 	}
 	slices.Sort(nodes)
 	return nodes, nil
@@ -108,71 +90,6 @@ func ownedBy(p *corev1.Pod, kind, name string) bool {
 		}
 	}
 	return false
-}
-
-func (c *Controller) serveTap(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	jsonError := func(code int, msg string) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
-	}
-	ns := q.Get("namespace")
-	if ns == "" {
-		ns = "default"
-	}
-	max := MaxTapDuration
-	if s := q.Get("max"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil || d <= 0 {
-			jsonError(http.StatusBadRequest, fmt.Sprintf("max %q: want a positive duration such as 30s", s))
-			return
-		}
-		max = min(d, MaxTapDuration)
-	}
-	nodes, err := c.tapNodes(ns, q.Get("target"))
-	if err != nil {
-		var te *tapTargetError
-		if errors.As(err, &te) {
-			jsonError(te.code, te.msg)
-			return
-		}
-		jsonError(http.StatusInternalServerError, err.Error())
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), max)
-	defer cancel()
-	watcher, err := c.tap.Watch(ctx, nodes, tap.Filter{To: q.Get("to"), Path: q.Get("path"), Method: q.Get("method")})
-	if err != nil {
-		jsonError(http.StatusBadRequest, err.Error())
-		return
-	}
-	defer watcher.Close()
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	flusher, _ := w.(http.Flusher)
-	enc := json.NewEncoder(w)
-	send := func(l tap.Line) bool {
-		if err := enc.Encode(l); err != nil {
-			return false
-		}
-		if flusher != nil {
-			flusher.Flush()
-		}
-		return true
-	}
-	if !send(tap.Line{Proxies: nodes}) {
-		return
-	}
-	for ev := range watcher.Events {
-		if !send(tap.Line{Event: &ev}) {
-			return
-		}
-	}
-	end := "client gone"
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		end = fmt.Sprintf("session reached its maximum of %s", max)
-	}
-	send(tap.Line{End: end, Dropped: watcher.Dropped()})
 }
 
 // authorizeAccessLog lets an access log stream speak only for the node its
