@@ -67,7 +67,7 @@ proxy its configuration over ADS. Every replica serves xDS; no leader
 election is needed for that.
 
 The admin address serves /healthz, /readyz (ready once caches are synced),
-/metrics, /debug/proxies, /debug/config-errors and, with --identity,
+/metrics, /api/tap (weft tap and top), /debug/proxies, /debug/config-errors and, with --identity,
 /debug/identity (what weft check reads of the CA).
 
 With --webhook-listen it also serves the sidecar injection webhook over
