@@ -35,20 +35,14 @@ func accessLogNames(t *testing.T, v adsclient.View) []string {
 	t.Helper()
 	var out []string
 	for _, r := range v.Resources[resourcev3.ListenerType] {
-		l := r.(*listenerv3.Listener)
-		for _, fc := range append(l.GetFilterChains(), l.GetDefaultFilterChain()) {
-			for _, f := range fc.GetFilters() {
-				if f.GetName() != wellknown.HTTPConnectionManager {
-					continue
-				}
-				h := &hcmv3.HttpConnectionManager{}
-				if err := f.GetTypedConfig().UnmarshalTo(h); err != nil {
-					t.Fatal(err)
-				}
-				for _, al := range h.GetAccessLog() {
-					out = append(out, al.GetName())
-				}
+		err := translate.EachHTTPConnectionManager(r.(*listenerv3.Listener), func(h *hcmv3.HttpConnectionManager) bool {
+			for _, al := range h.GetAccessLog() {
+				out = append(out, al.GetName())
 			}
+			return false
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
 	return out

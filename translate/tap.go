@@ -72,20 +72,35 @@ func tapped(listeners []*listenerv3.Listener, service *corev3.GrpcService) ([]*l
 		}
 		c := proto.Clone(l).(*listenerv3.Listener)
 		logger := tapLogger(logName, service)
-		for _, fc := range append(c.FilterChains, c.DefaultFilterChain) {
-			for _, f := range fc.GetFilters() {
-				if f.GetName() != wellknown.HTTPConnectionManager {
-					continue
-				}
-				hcm := &hcmv3.HttpConnectionManager{}
-				if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
-					return nil, fmt.Errorf("translate: tap: listener %s chain %s: %w", l.GetName(), fc.GetName(), err)
-				}
-				hcm.AccessLog = append(hcm.AccessLog, logger)
-				f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(hcm)}
-			}
+		err := EachHTTPConnectionManager(c, func(hcm *hcmv3.HttpConnectionManager) bool {
+			hcm.AccessLog = append(hcm.AccessLog, logger)
+			return true
+		})
+		if err != nil {
+			return nil, fmt.Errorf("translate: tap: %w", err)
 		}
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// EachHTTPConnectionManager calls f with every HTTP connection manager of
+// l's filter chains, the default chain's included, decoded; one f reports
+// having changed is packed back into l.
+func EachHTTPConnectionManager(l *listenerv3.Listener, f func(*hcmv3.HttpConnectionManager) (changed bool)) error {
+	for _, fc := range append(l.GetFilterChains(), l.GetDefaultFilterChain()) {
+		for _, filter := range fc.GetFilters() {
+			if filter.GetName() != wellknown.HTTPConnectionManager {
+				continue
+			}
+			hcm := &hcmv3.HttpConnectionManager{}
+			if err := filter.GetTypedConfig().UnmarshalTo(hcm); err != nil {
+				return fmt.Errorf("listener %s chain %s: %w", l.GetName(), fc.GetName(), err)
+			}
+			if f(hcm) {
+				filter.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(hcm)}
+			}
+		}
+	}
+	return nil
 }

@@ -6,9 +6,7 @@ import (
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/weftmesh/weft/mesh"
 	"github.com/weftmesh/weft/translate"
@@ -22,23 +20,13 @@ func withoutAccessLogs(t *testing.T, ls []*listenerv3.Listener) ([]*listenerv3.L
 	n := 0
 	for _, l := range ls {
 		c := proto.Clone(l).(*listenerv3.Listener)
-		for _, fc := range append(c.FilterChains, c.DefaultFilterChain) {
-			for _, f := range fc.GetFilters() {
-				if f.GetName() != wellknown.HTTPConnectionManager {
-					continue
-				}
-				h := &hcmv3.HttpConnectionManager{}
-				if err := f.GetTypedConfig().UnmarshalTo(h); err != nil {
-					t.Fatal(err)
-				}
-				n += len(h.AccessLog)
-				h.AccessLog = nil
-				a, err := anypb.New(h)
-				if err != nil {
-					t.Fatal(err)
-				}
-				f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: a}
-			}
+		err := translate.EachHTTPConnectionManager(c, func(h *hcmv3.HttpConnectionManager) bool {
+			n += len(h.AccessLog)
+			h.AccessLog = nil
+			return true
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
 		out = append(out, c)
 	}
