@@ -213,7 +213,6 @@ func newStore(clusterDomain string, conv converters, sink ConfigErrorSink) *Stor
 			Endpoints:     map[mesh.ServiceKey]*mesh.ServiceEndpoints{},
 			Profiles:      map[mesh.ProfileKey]*mesh.Profile{},
 			Splits:        map[mesh.ServiceKey]*mesh.Split{},
-			Tapped:        map[string]bool{},
 		},
 		Proxies: map[string]*mesh.Proxy{},
 	}
