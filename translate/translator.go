@@ -145,7 +145,7 @@ func (t *Translator) ForProxy(m *mesh.Model, p *mesh.Proxy) (res *Resources, err
 	listeners := a.listeners
 	// Proxyless clients have no access log (grpc-go reads none), so only
 	// sidecars are tapped; the controller refuses to tap the others.
-	if m.Tapped[p.NodeID()] && kind != proxy.GRPC && t.opts.TapLogService != nil {
+	if len(m.Tapped) > 0 && kind != proxy.GRPC && t.opts.TapLogService != nil && m.Tapped[p.NodeID()] {
 		tl, err := tapped(listeners, t.opts.TapLogService)
 		if err != nil {
 			errs = append(errs, err)
