@@ -290,3 +290,39 @@ func TestBadStreams(t *testing.T) {
 		t.Errorf("bad entries %d, want 3", got)
 	}
 }
+
+// TestEventFrom: which entry field becomes which part of a tap line, per
+// side of the proxy.
+func TestEventFrom(t *testing.T) {
+	trailersOnly := entry(corev3.RequestMethod_POST, "/helloworld.Greeter/SayHello", 200, "", true)
+	trailersOnly.Response.ResponseHeaders = map[string]string{"grpc-status": "5"}
+	noResponse := entry(corev3.RequestMethod_GET, "/", 200, "", false)
+	noResponse.Response = nil
+	tests := []struct {
+		name    string
+		dir     string
+		e       *accesslogdatav3.HTTPAccessLogEntry
+		dst     string
+		tls     string
+		grpc    string
+		status  uint32
+		success bool
+	}{
+		{"inbound: the original destination, downstream TLS", "in", entry(corev3.RequestMethod_GET, "/", 200, "", true), "10.0.1.21:50051", "true", "", 200, true},
+		{"outbound: the chosen endpoint, no TLS evidence", "out", entry(corev3.RequestMethod_GET, "/", 503, "", true), "127.0.0.1:50051", "-", "", 503, false},
+		{"grpc-status in the headers of a trailers-only response", "in", trailersOnly, "10.0.1.21:50051", "true", "NotFound", 200, false},
+		{"no response: status 0, not a success", "in", noResponse, "10.0.1.21:50051", "false", "", 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ev, err := eventFrom(tc.dir, tc.e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev.Dst != tc.dst || ev.TLS != tc.tls || ev.GRPCStatus != tc.grpc || ev.Status != tc.status || ev.Success() != tc.success {
+				t.Errorf("dst %s tls %s grpc %q status %d success %v, want %s %s %q %d %v",
+					ev.Dst, ev.TLS, ev.GRPCStatus, ev.Status, ev.Success(), tc.dst, tc.tls, tc.grpc, tc.status, tc.success)
+			}
+		})
+	}
+}
