@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -22,8 +23,12 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/weftmesh/weft/injector/bootstrap"
+	"github.com/weftmesh/weft/mesh"
 	"github.com/weftmesh/weft/tap"
 	"github.com/weftmesh/weft/translate"
 	"github.com/weftmesh/weft/xds/adsclient"
@@ -245,5 +250,59 @@ func TestIntegrationTapSession(t *testing.T) {
 	}
 	if names := accessLogNames(t, clients[apiNode].View()); len(names) > 0 {
 		t.Errorf("api has access loggers %v", names)
+	}
+}
+
+// TestTapNodes: which sidecars a target names, and why one cannot be
+// tapped.
+func TestTapNodes(t *testing.T) {
+	s := NewStore("cluster.local", nil)
+	s.SetNamespace(testNamespace("shop", meshedNS))
+	s.SetNamespace(testNamespace("plain", nil))
+	owned := func(p *corev1.Pod, kind, owner, hash string) *corev1.Pod {
+		p.OwnerReferences = []metav1.OwnerReference{{Kind: kind, Name: owner}}
+		if hash != "" {
+			p.Labels = map[string]string{appsv1.DefaultDeploymentUniqueLabelKey: hash}
+		}
+		return p
+	}
+	s.SetPod(owned(testPod("shop", "web-5d9f-a", "10.1.0.1", "web", nil, 8080), "ReplicaSet", "web-5d9f", "5d9f"))
+	s.SetPod(owned(testPod("shop", "web-5d9f-b", "10.1.0.2", "web", nil, 8080), "ReplicaSet", "web-5d9f", "5d9f"))
+	// A ReplicaSet of another deployment whose name starts like web's.
+	s.SetPod(owned(testPod("shop", "web-admin-77aa-c", "10.1.0.3", "web", nil, 8080), "ReplicaSet", "web-admin-77aa", "77aa"))
+	s.SetPod(owned(testPod("shop", "db-0", "10.1.0.4", "db", nil, 5432), "StatefulSet", "db", ""))
+	s.SetPod(owned(testPod("shop", "grpc-1", "10.1.0.5", "grpc", map[string]string{mesh.AnnotationProxyKind: mesh.ProxyKindValueGRPC}, 50051), "ReplicaSet", "grpc-1a", "1a"))
+	s.SetPod(owned(testPod("plain", "plain-1a-x", "10.1.1.1", "plain", nil, 8080), "ReplicaSet", "plain-1a", "1a"))
+	c := &Controller{store: s}
+	tests := []struct {
+		ns, target string
+		want       []string
+		code       int
+		msg        string
+	}{
+		{"shop", "deploy/web", []string{"web-5d9f-a.shop", "web-5d9f-b.shop"}, 0, ""},
+		{"shop", "deployment/web-admin", []string{"web-admin-77aa-c.shop"}, 0, ""},
+		{"shop", "sts/db", []string{"db-0.shop"}, 0, ""},
+		{"shop", "pod/web-5d9f-b", []string{"web-5d9f-b.shop"}, 0, ""},
+		{"shop", "deploy/grpc", nil, http.StatusUnprocessableEntity, "proxyless gRPC, which has no access log to tap: grpc-1"},
+		{"plain", "deploy/plain", nil, http.StatusUnprocessableEntity, "Deployment plain/plain cannot be tapped: not meshed (no Weft proxy): plain-1a-x"},
+		{"shop", "pod/nope", nil, http.StatusNotFound, "Pod shop/nope: no pods"},
+		{"shop", "svc/web", nil, http.StatusBadRequest, `target "svc/web": want KIND/NAME`},
+		{"shop", "deploy/", nil, http.StatusBadRequest, "want KIND/NAME"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.ns+"/"+tc.target, func(t *testing.T) {
+			got, err := c.tapNodes(tc.ns, tc.target)
+			if tc.code == 0 {
+				if err != nil || !slices.Equal(got, tc.want) {
+					t.Errorf("tapNodes = %v, %v; want %v", got, err, tc.want)
+				}
+				return
+			}
+			var te *tap.TargetError
+			if !errors.As(err, &te) || te.Code != tc.code || !strings.Contains(te.Msg, tc.msg) {
+				t.Errorf("tapNodes error %v, want %d %q", err, tc.code, tc.msg)
+			}
+		})
 	}
 }
