@@ -54,6 +54,8 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 
+	"github.com/weftmesh/weft/tap"
+	"github.com/weftmesh/weft/translate"
 	"github.com/weftmesh/weft/xds"
 )
 
@@ -110,6 +112,12 @@ type Config struct {
 	DiscoveryInterval time.Duration
 	// ShutdownGrace bounds the wait for xDS streams to end. Default 5s.
 	ShutdownGrace time.Duration
+
+	// TapLogService is how sidecars reach this control plane's access log
+	// service (injector/bootstrap.ControlPlaneService): set, `weft tap`
+	// sessions are served on /api/tap and the access log service on the
+	// xDS port; nil, there is no tap.
+	TapLogService *corev3.GrpcService
 
 	// Translator overrides the default translate.Translator (tests).
 	Translator Translator
@@ -178,6 +186,8 @@ type Controller struct {
 	pipe    *pipeline
 	metrics *controllerMetrics
 	core    *coreInformers
+	// tap is nil without Config.TapLogService.
+	tap     *tap.Hub
 	crds    *crdWatches
 	debounc *debouncer
 
@@ -245,7 +255,7 @@ func New(cfg Config) (*Controller, error) {
 		if cfg.MTLS {
 			mtlsDomain = cfg.TrustDomain
 		}
-		tr = newDefaultTranslator(cfg.ClusterDomain, mtlsDomain)
+		tr = newDefaultTranslator(translate.Options{ClusterDomain: cfg.ClusterDomain, TrustDomain: mtlsDomain, TapLogService: cfg.TapLogService})
 	}
 
 	c.debounc = newDebouncer(cfg.Debounce, cfg.DebounceMax, clock.RealClock{})
@@ -260,6 +270,17 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.Identity != nil {
 		xo.Authenticator = cfg.Identity.Authenticator
 		xo.ServerOptions = append(append([]grpc.ServerOption(nil), xo.ServerOptions...), cfg.Identity.serverOptions()...)
+	}
+	if cfg.TapLogService != nil {
+		c.tap = tap.NewHub(c.store, log.With("component", "tap"))
+		c.tap.Authorize = c.authorizeAccessLog
+		userServices := xo.Services
+		xo.Services = func(gs grpc.ServiceRegistrar) {
+			c.tap.Register(gs)
+			if userServices != nil {
+				userServices(gs)
+			}
+		}
 	}
 	// The validator is the pipeline's; it is set below once it exists.
 	var pipe *pipeline
@@ -427,7 +448,7 @@ func addrString(l net.Listener) string {
 	return l.Addr().String()
 }
 
-// AdminHandler serves /healthz, /readyz, /metrics, /debug/proxies[/<node>], /debug/config/<node>,
+// AdminHandler serves /healthz, /readyz, /metrics, /api/tap (with Config.TapLogService), /debug/proxies[/<node>], /debug/config/<node>,
 // /debug/config-errors, /debug/identity (the CA's sds.Status) and /debug/pprof/.
 func (c *Controller) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -465,6 +486,9 @@ func (c *Controller) AdminHandler() http.Handler {
 	})
 	if c.cfg.Identity != nil {
 		mux.Handle("GET /debug/identity", c.cfg.Identity.CA.StatusHandler())
+	}
+	if c.tap != nil {
+		mux.Handle("GET "+tap.Path, c.tap.Handler(c.tapNodes))
 	}
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/utils/clock"
 
+	"github.com/weftmesh/weft/translate"
 	"github.com/weftmesh/weft/xds"
 	"github.com/weftmesh/weft/xds/adsclient"
 )
@@ -67,7 +68,7 @@ func newHarness(tb testing.TB, debounce time.Duration) *harness {
 	h.xds = x
 	// No trust domain: mTLS off, as Config.MTLS defaults to (the harness
 	// serves no SDS secrets, so the checker would refuse every mTLS push).
-	pipe = newPipeline(log, h.store, newDefaultTranslator("cluster.local", ""), x, 4, m,
+	pipe = newPipeline(log, h.store, newDefaultTranslator(translate.Options{ClusterDomain: "cluster.local"}), x, 4, m,
 		newTranslateProblems(reporter, h.store.ObjectReference, log), synced)
 	pipe.podWait = 200 * time.Millisecond
 	h.pipe = pipe

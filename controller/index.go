@@ -31,6 +31,7 @@ import (
 //	                                                        the namespaces that read slot
 //	                                                        (A, S) (mesh.Model.ProfileReadBy)
 //	Proxy P (pod add/update)       Proxy                    P
+//	Tap on P started or ended      Tap                      P
 //	Proxy P gone (pod deleted,     ClearNode(P)
 //	  finished or unmeshed)
 //	Namespace / Pod identity       nothing directly: the store re-derives the
@@ -171,6 +172,12 @@ func (ix index) plan(prev, cur *Snapshot, ch *Changes, connected []string) plan 
 			continue
 		}
 		if ix.scope[translate.InputProxy]&translate.ScopeProxy != 0 {
+			note(nodeTime, id, t)
+		}
+	}
+
+	if ix.scope[translate.InputTap]&translate.ScopeProxy != 0 {
+		for id, t := range ch.Taps {
 			note(nodeTime, id, t)
 		}
 	}

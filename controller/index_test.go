@@ -162,6 +162,24 @@ func TestPlanFor(t *testing.T) {
 			wantNodes: []string{"cli-1.other"},
 		},
 		{
+			name:      "a tap starts on one proxy: that proxy only",
+			op:        func(s *Store) { s.SetTapped("cli-1.other", true) },
+			wantNodes: []string{"cli-1.other"},
+		},
+		{
+			name: "a tap ends on one proxy: that proxy only",
+			op: func(s *Store) {
+				s.SetTapped("web-1.app", true)
+				s.Flush()
+				s.SetTapped("web-1.app", false)
+			},
+			wantNodes: []string{"web-1.app"},
+		},
+		{
+			name: "a tap on an unconnected proxy: nobody",
+			op:   func(s *Store) { s.SetTapped("api-2.app", true) },
+		},
+		{
 			name: "an unconnected proxy changes",
 			op:   func(s *Store) { s.SetPod(testPod("app", "api-2", "10.1.0.2", "api", nil, 9090, 9091)) },
 		},
@@ -309,7 +327,7 @@ func TestPipelineIndexFollowsItsTranslator(t *testing.T) {
 		{trustDomain: "cluster.local", wantNodes: all},
 	} {
 		t.Run("trust domain "+tc.trustDomain, func(t *testing.T) {
-			p := newPipeline(testLogger(), nil, newDefaultTranslator("cluster.local", tc.trustDomain), nil, 1, nil, nil, nil)
+			p := newPipeline(testLogger(), nil, newDefaultTranslator(translate.Options{ClusterDomain: "cluster.local", TrustDomain: tc.trustDomain}), nil, 1, nil, nil, nil)
 			prev, cur, ch := flushAfter(t, op)
 			checkPlan(t, p.index.plan(prev, cur, ch, connectedIDs), tc.wantNodes, []mesh.ServiceKey{api}, nil)
 		})

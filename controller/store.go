@@ -42,6 +42,8 @@ type Changes struct {
 	Splits    map[mesh.ServiceKey]time.Time
 	// Proxies by node id.
 	Proxies map[string]time.Time
+	// Taps by node id: proxies tapped or untapped (mesh.Model.Tapped).
+	Taps map[string]time.Time
 }
 
 func newChanges() *Changes {
@@ -51,17 +53,18 @@ func newChanges() *Changes {
 		Profiles:  map[mesh.ProfileKey]time.Time{},
 		Splits:    map[mesh.ServiceKey]time.Time{},
 		Proxies:   map[string]time.Time{},
+		Taps:      map[string]time.Time{},
 	}
 }
 
 // Empty reports that nothing changed.
 func (c *Changes) Empty() bool {
-	return len(c.Services)+len(c.Endpoints)+len(c.Profiles)+len(c.Splits)+len(c.Proxies) == 0
+	return len(c.Services)+len(c.Endpoints)+len(c.Profiles)+len(c.Splits)+len(c.Proxies)+len(c.Taps) == 0
 }
 
 // endpointsOnly reports that something changed and all of it is endpoints.
 func (c *Changes) endpointsOnly() bool {
-	return len(c.Endpoints) > 0 && len(c.Services)+len(c.Profiles)+len(c.Splits)+len(c.Proxies) == 0
+	return len(c.Endpoints) > 0 && len(c.Services)+len(c.Profiles)+len(c.Splits)+len(c.Proxies)+len(c.Taps) == 0
 }
 
 // note keeps the earliest time a key changed within one batch: the
@@ -144,6 +147,7 @@ type Store struct {
 	profVals  map[mesh.ProfileKey]*mesh.Profile
 	splitVals map[mesh.ServiceKey]*mesh.Split
 	proxies   map[string]*mesh.Proxy
+	tapped    map[string]bool
 
 	configErrs map[mesh.ObjectRef]configErrorState
 
@@ -198,6 +202,7 @@ func newStore(clusterDomain string, conv converters, sink ConfigErrorSink) *Stor
 		profVals:    map[mesh.ProfileKey]*mesh.Profile{},
 		splitVals:   map[mesh.ServiceKey]*mesh.Split{},
 		proxies:     map[string]*mesh.Proxy{},
+		tapped:      map[string]bool{},
 		configErrs:  map[mesh.ObjectRef]configErrorState{},
 		pending:     newChanges(),
 	}
@@ -263,6 +268,9 @@ func (s *Store) Flush() (prev, cur *Snapshot, changes *Changes, ok bool) {
 	if len(ch.Splits) > 0 {
 		m.Splits = maps.Clone(s.splitVals)
 	}
+	if len(ch.Taps) > 0 {
+		m.Tapped = maps.Clone(s.tapped)
+	}
 	proxies := prev.Proxies
 	if len(ch.Proxies) > 0 {
 		proxies = maps.Clone(s.proxies)
@@ -286,6 +294,19 @@ func (s *Store) Pod(namespace, name string) *corev1.Pod {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.pods[types.NamespacedName{Namespace: namespace, Name: name}]
+}
+
+// Pods returns the pods of a namespace as last seen.
+func (s *Store) Pods(namespace string) []*corev1.Pod {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*corev1.Pod
+	for nn, p := range s.pods {
+		if nn.Namespace == namespace {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // ConfigErrors lists the objects currently skipped as invalid.
@@ -630,6 +651,24 @@ func (s *Store) deriveProxy(name types.NamespacedName, seen time.Time) {
 		s.changed++
 		note(s.pending.Proxies, nodeID, seen)
 	}
+}
+
+// SetTapped puts the proxy of nodeID in the model's tap set (on) or takes
+// it out; the proxy need not exist yet. It reports whether that changed
+// anything.
+func (s *Store) SetTapped(nodeID string, on bool) bool {
+	return s.mutate(func(seen time.Time) {
+		if s.tapped[nodeID] == on {
+			return
+		}
+		if on {
+			s.tapped[nodeID] = true
+		} else {
+			delete(s.tapped, nodeID)
+		}
+		s.changed++
+		note(s.pending.Taps, nodeID, seen)
+	})
 }
 
 // podMayRun is false for pods that finished: their proxy is gone for good.

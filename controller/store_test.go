@@ -456,3 +456,41 @@ func TestStoreProxies(t *testing.T) {
 		})
 	}
 }
+
+// TestStoreTapSet: the tap set is published like any model input; setting
+// what is already set is a no-op that wakes nobody.
+func TestStoreTapSet(t *testing.T) {
+	s := NewStore("cluster.local", nil)
+	steps := []struct {
+		node    string
+		on      bool
+		changed bool
+		want    map[string]bool
+	}{
+		{"web-1.shop", true, true, map[string]bool{"web-1.shop": true}},
+		{"web-1.shop", true, false, map[string]bool{"web-1.shop": true}},
+		{"api-1.shop", true, true, map[string]bool{"web-1.shop": true, "api-1.shop": true}},
+		{"web-1.shop", false, true, map[string]bool{"api-1.shop": true}},
+		{"web-1.shop", false, false, map[string]bool{"api-1.shop": true}},
+	}
+	for i, st := range steps {
+		if got := s.SetTapped(st.node, st.on); got != st.changed {
+			t.Errorf("step %d: SetTapped(%s, %v) = %v, want %v", i, st.node, st.on, got, st.changed)
+		}
+		prev, cur, ch, ok := s.Flush()
+		if ok != st.changed {
+			t.Errorf("step %d: published %v, want %v", i, ok, st.changed)
+		}
+		if ok {
+			if _, noted := ch.Taps[st.node]; !noted {
+				t.Errorf("step %d: Changes.Taps %v lacks %s", i, ch.Taps, st.node)
+			}
+			if maps.Equal(prev.Model.Tapped, cur.Model.Tapped) {
+				t.Errorf("step %d: the published tap set did not change", i)
+			}
+		}
+		if !maps.Equal(cur.Model.Tapped, st.want) {
+			t.Errorf("step %d: Tapped %v, want %v", i, cur.Model.Tapped, st.want)
+		}
+	}
+}

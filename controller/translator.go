@@ -18,8 +18,8 @@ type translatorAdapter struct{ t *translate.Translator }
 // index follows it (see newPipeline).
 func (a translatorAdapter) Reads() translate.Reads { return a.t.Reads() }
 
-func newDefaultTranslator(clusterDomain, trustDomain string) Translator {
-	return translatorAdapter{translate.NewTranslator(translate.Options{ClusterDomain: clusterDomain, TrustDomain: trustDomain})}
+func newDefaultTranslator(opts translate.Options) Translator {
+	return translatorAdapter{translate.NewTranslator(opts)}
 }
 
 func (a translatorAdapter) ForProxy(m *mesh.Model, p *mesh.Proxy) (map[string][]types.Resource, []error) {

@@ -30,6 +30,11 @@ type Model struct {
 	// Splits by apex service (SMI TrafficSplits live in the apex's
 	// namespace): one per apex, chosen by ResolveSplitClaims.
 	Splits map[ServiceKey]*Split
+	// Tapped are the proxies, by node id, whose traffic someone is
+	// watching (`weft tap`, `weft top`): a tap session is an input of
+	// translation like any other, so that starting and ending one goes
+	// down the same path as every other change.
+	Tapped map[string]bool
 }
 
 // ServiceKey names a Service.

@@ -98,7 +98,7 @@ func TestDeclaredReads(t *testing.T) {
 		ServiceClusters:  InputsOf(InputService, InputProfile, InputEndpointIdentities),
 		ServiceFrontend:  InputsOf(InputService, InputProfile, InputSplit, InputBackendServices, InputHeadlessEndpoints),
 		ServiceEndpoints: InputsOf(InputService, InputEndpoints),
-		ProxyOwn:         InputsOf(InputProxy),
+		ProxyOwn:         InputsOf(InputProxy, InputTap),
 	}
 	for p := range NumProducts {
 		if r[p] != want[p] {
@@ -114,6 +114,7 @@ func TestDeclaredReads(t *testing.T) {
 		InputHeadlessEndpoints:  ScopeViews,
 		InputProxy:              ScopeProxy,
 		InputEndpointIdentities: ScopeViews,
+		InputTap:                ScopeProxy,
 	}
 	for in := range NumInputs {
 		if got := r.Scope(in); got != scopes[in] {

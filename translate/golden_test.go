@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
 
+	"github.com/weftmesh/weft/injector/bootstrap"
 	"github.com/weftmesh/weft/mesh"
 	"github.com/weftmesh/weft/profiles"
 	"github.com/weftmesh/weft/translate"
@@ -35,11 +37,20 @@ const (
 	// goldenTrustDomainAnnotation on the case's proxy pod is the
 	// translator's trust domain (Options.TrustDomain): absent, mTLS is off.
 	goldenTrustDomainAnnotation = "weft.io/golden-trust-domain"
+	// goldenTappedAnnotation on the case's proxy pod puts its proxy in the
+	// model's tap set (mesh.Model.Tapped), as a `weft tap` session does.
+	goldenTappedAnnotation = "weft.io/golden-tapped"
 	// goldenInvalidAnnotation marks objects a case expects to be refused;
 	// the case is translated again without them and must come out the same.
 	goldenInvalidAnnotation = "weft.io/golden-invalid"
 	testdataDir             = "testdata"
 )
+
+// tapLogService is how the control plane's cp wires the tap logger for
+// plaintext xDS: the bootstrap's static xDS cluster.
+var tapLogService = &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+	EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: bootstrap.XDSClusterName},
+}}
 
 // goldenKinds are the outputs of a case, one file each.
 var goldenKinds = []string{"listeners", "routes", "clusters", "endpoints"}
@@ -175,7 +186,10 @@ func translateCase(t *testing.T, c *goldenCase, objs mesh.Objects) (*mesh.Proxy,
 	if err != nil {
 		t.Fatalf("proxy: %v", err)
 	}
-	opts := translate.Options{TrustDomain: c.proxy.Annotations[goldenTrustDomainAnnotation]}
+	if c.proxy.Annotations[goldenTappedAnnotation] == "true" {
+		m.Tapped = map[string]bool{proxy.NodeID(): true}
+	}
+	opts := translate.Options{TrustDomain: c.proxy.Annotations[goldenTrustDomainAnnotation], TapLogService: tapLogService}
 	res, errs := translate.NewTranslator(opts).ForProxy(m, proxy)
 	var all []error
 	for _, e := range buildErrs {

@@ -48,12 +48,16 @@ const (
 	// identities. Compared by value, so that endpoint churn which keeps
 	// the same peers changes nothing that reads only this.
 	InputEndpointIdentities
+	// InputTap is whether someone is watching the proxy's traffic
+	// (m.Tapped[P], `weft tap`/`weft top`): its HTTP connection managers
+	// then stream access logs to the control plane.
+	InputTap
 
 	// NumInputs is the number of inputs.
 	NumInputs
 )
 
-var inputNames = [NumInputs]string{"Service", "Profile", "Split", "BackendServices", "Endpoints", "HeadlessEndpoints", "Proxy", "EndpointIdentities"}
+var inputNames = [NumInputs]string{"Service", "Profile", "Split", "BackendServices", "Endpoints", "HeadlessEndpoints", "Proxy", "EndpointIdentities", "Tap"}
 
 func (in Input) String() string {
 	if in < NumInputs {
@@ -64,7 +68,7 @@ func (in Input) String() string {
 
 // serviceKeyed reports whether the input is a value of a service, as
 // opposed to one of a proxy.
-func (in Input) serviceKeyed() bool { return in != InputProxy }
+func (in Input) serviceKeyed() bool { return in != InputProxy && in != InputTap }
 
 // Inputs is a set of inputs.
 type Inputs uint16
@@ -166,8 +170,9 @@ var productInputs = [NumProducts]Inputs{
 	ServiceFrontend: InputsOf(InputService, InputProfile, InputSplit, InputBackendServices, InputHeadlessEndpoints),
 	// One assignment per service port.
 	ServiceEndpoints: InputsOf(InputService, InputEndpoints),
-	// Ports, skip lists, namespace and kind; a proxyless server's IP.
-	ProxyOwn: InputsOf(InputProxy),
+	// Ports, skip lists, namespace and kind; a proxyless server's IP; the
+	// tap, which adds the access logger to the proxy's connection managers.
+	ProxyOwn: InputsOf(InputProxy, InputTap),
 }
 
 // Reads is, per product, the inputs it reads: its core's and those of

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 
@@ -26,6 +27,10 @@ type Options struct {
 	// the proxies need their certificates and the bundle by SDS (names in
 	// mesh/secrets.go) or every meshed hop fails.
 	TrustDomain string
+	// TapLogService is how a proxy reaches the control plane's access log
+	// service (the bootstrap's: injector/bootstrap.ControlPlaneService).
+	// nil: no proxy is ever tapped, whatever the model's Tapped says.
+	TapLogService *corev3.GrpcService
 }
 
 // Translator turns the mesh model into Envoy resources for one proxy at a
@@ -137,8 +142,19 @@ func (t *Translator) ForProxy(m *mesh.Model, p *mesh.Proxy) (res *Resources, err
 		out = t.outboundFor(v, p)
 	}
 	a := t.assemble(v, in, out)
+	listeners := a.listeners
+	// Proxyless clients have no access log (grpc-go reads none), so only
+	// sidecars are tapped; the controller refuses to tap the others.
+	if len(m.Tapped) > 0 && kind != proxy.GRPC && t.opts.TapLogService != nil && m.Tapped[p.NodeID()] {
+		tl, err := tapped(listeners, t.opts.TapLogService)
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			listeners = tl
+		}
+	}
 	return &Resources{
-		Listeners: a.listeners,
+		Listeners: listeners,
 		Routes:    v.routes,
 		Clusters:  a.clusters,
 		Endpoints: v.endpoints,

@@ -67,7 +67,7 @@ proxy its configuration over ADS. Every replica serves xDS; no leader
 election is needed for that.
 
 The admin address serves /healthz, /readyz (ready once caches are synced),
-/metrics, /debug/proxies, /debug/config-errors and, with --identity,
+/metrics, /api/tap (weft tap and top), /debug/proxies, /debug/config-errors and, with --identity,
 /debug/identity (what weft check reads of the CA).
 
 With --webhook-listen it also serves the sidecar injection webhook over
@@ -202,11 +202,16 @@ func run(ctx context.Context, o options) error {
 		defer func() { idCancel(); wait() }()
 		identity = id
 	}
+	var ca interface{ Bundle() []byte }
+	if identity != nil {
+		ca = identity.CA
+	}
+	tapLog, err := o.tapLogService(ca)
+	if err != nil {
+		log.Error("cannot configure tap's access log service", "error", err)
+		return err
+	}
 	if o.webhook.listen != "" {
-		var ca interface{ Bundle() []byte }
-		if identity != nil {
-			ca = identity.CA
-		}
 		injCfg, err := o.injectorConfig(ca)
 		if err != nil {
 			return err
@@ -237,6 +242,7 @@ func run(ctx context.Context, o options) error {
 		Workers:           o.workers,
 		DiscoveryInterval: o.discoveryInterval,
 		ShutdownGrace:     o.shutdownGrace,
+		TapLogService:     tapLog,
 	})
 	if err != nil {
 		log.Error("control plane failed", "error", err)

@@ -82,15 +82,30 @@ func (e *statusError) Error() string {
 // get fetches path and returns the body of a 200 answer.
 func (c *cpClient) get(ctx context.Context, path string) ([]byte, error) {
 	u := c.baseStr + path
+	// A transport per call, closed after it: weft runs one request and
+	// exits, and tests check for leaked goroutines.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	defer tr.CloseIdleConnections()
+	resp, err := c.do(ctx, tr, u)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return nil, fmt.Errorf("reading the answer of %s: %w", u, err)
+	}
+	return body, nil
+}
+
+// do GETs u with tr and returns a 200 answer, whose body the caller
+// closes; any other answer is a *statusError.
+func (c *cpClient) do(ctx context.Context, tr *http.Transport, u string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, fmt.Errorf("building request for %s: %w", u, err)
 	}
 	req.Header.Set("Accept", "application/json")
-	// A transport per call, closed after it: weft runs one request and
-	// exits, and tests check for leaked goroutines.
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	defer tr.CloseIdleConnections()
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
 		// url.Error repeats the method and URL, said better here.
@@ -103,27 +118,27 @@ func (c *cpClient) get(ctx context.Context, path string) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("cannot reach the control plane at %s (set its admin address with --cp or $%s): %w", c.baseStr, cpEnv, err)
 	}
+	if resp.StatusCode == http.StatusOK {
+		return resp, nil
+	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
 		return nil, fmt.Errorf("reading the answer of %s: %w", u, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		se := &statusError{URL: u, Code: resp.StatusCode}
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			se.Message, se.JSON = e.Error, true
-		} else {
-			se.Message = strings.TrimSpace(string(body))
-			if len(se.Message) > 200 {
-				se.Message = se.Message[:200] + "..."
-			}
-		}
-		return nil, se
+	se := &statusError{URL: u, Code: resp.StatusCode}
+	var e struct {
+		Error string `json:"error"`
 	}
-	return body, nil
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		se.Message, se.JSON = e.Error, true
+	} else {
+		se.Message = strings.TrimSpace(string(body))
+		if len(se.Message) > 200 {
+			se.Message = se.Message[:200] + "..."
+		}
+	}
+	return nil, se
 }
 
 // explain turns a statusError into what the user should know: the server's

@@ -1,7 +1,7 @@
 // Command weft is the operator's tool for a Weft mesh: what a proxy is
 // served (proxy-config), which proxies are connected and in sync (proxies),
 // and its own version, through the control plane's admin address
-// (cp --admin-addr); check, which reads Kubernetes too; inject/uninject,
+// (cp --admin-addr); tap and top, live requests of meshed pods; check, which reads Kubernetes too; inject/uninject,
 // which rewrite YAML offline; profile, which writes, checks and explains
 // ServiceProfiles from files alone; and install/uninstall, which apply the
 // Helm chart through Helm's SDK.
@@ -67,7 +67,8 @@ make demo prints the address of the control plane it starts:
 	cmd.PersistentFlags().StringVar(&g.cp, "cp", def, "control plane admin address (cp --admin-addr); env "+cpEnv)
 	cmd.PersistentFlags().DurationVar(&g.timeout, "timeout", 10*time.Second, "how long to wait for the control plane")
 	cmd.AddCommand(newProxyConfigCommand(g), newProxiesCommand(g), newVersionCommand(), newIdentityCommand(), newProfileCommand(), bench.NewCommand(),
-		newInjectCommand(), newUninjectCommand(), newInstallCommand(), newUninstallCommand(), newCheckCommand(g))
+		newInjectCommand(), newUninjectCommand(), newInstallCommand(), newUninstallCommand(), newCheckCommand(g),
+		newTapCommand(g), newTopCommand(g))
 	return cmd
 }
 

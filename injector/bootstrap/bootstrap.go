@@ -131,19 +131,42 @@ func Envoy(c Config) (*bootstrapv3.Bootstrap, error) {
 	if c.ServerName == "" {
 		host, port, _ := splitHostPort(c.ControlPlaneAddress)
 		b.StaticResources.Clusters = append(b.StaticResources.Clusters, staticCluster(XDSClusterName, host, port, true))
-		b.DynamicResources.AdsConfig.GrpcServices = []*corev3.GrpcService{{
+	}
+	svc, err := c.controlPlaneService()
+	if err != nil {
+		return nil, err
+	}
+	b.DynamicResources.AdsConfig.GrpcServices = []*corev3.GrpcService{svc}
+	return b, nil
+}
+
+// ControlPlaneService is how a sidecar with this bootstrap reaches the
+// control plane over gRPC: the ADS channel's service, which other gRPC
+// services of the control plane (the access log service of `weft tap`)
+// reuse, with its TLS and token.
+func ControlPlaneService(c Config) (*corev3.GrpcService, error) {
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	if c.ServerName != "" {
+		if err := checkBundle(c.TrustBundlePEM); err != nil {
+			return nil, fmt.Errorf("bootstrap: invalid Config: TrustBundlePEM: %w", err)
+		}
+	}
+	return c.controlPlaneService()
+}
+
+func (c Config) controlPlaneService() (*corev3.GrpcService, error) {
+	if c.ServerName == "" {
+		return &corev3.GrpcService{
 			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: XDSClusterName}},
-		}}
-		return b, nil
+		}, nil
 	}
 	g, err := c.googleGRPC()
 	if err != nil {
 		return nil, err
 	}
-	b.DynamicResources.AdsConfig.GrpcServices = []*corev3.GrpcService{{
-		TargetSpecifier: &corev3.GrpcService_GoogleGrpc_{GoogleGrpc: g},
-	}}
-	return b, nil
+	return &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_GoogleGrpc_{GoogleGrpc: g}}, nil
 }
 
 // EnvoyYAML is Envoy(c) as YAML for `envoy --config-yaml`: Envoy's field names, keys

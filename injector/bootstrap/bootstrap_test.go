@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/serviceconfig"
 	grpcxds "google.golang.org/grpc/xds"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"sigs.k8s.io/yaml"
 
 	"github.com/weftmesh/weft/injector/bootstrap"
@@ -219,6 +220,31 @@ func TestEnvoyRefusesBadConfig(t *testing.T) {
 			}
 			if _, err := bootstrap.GRPC(tc.cfg, "web-0.shop"); err == nil {
 				t.Error("GRPC accepted it")
+			}
+			if _, err := bootstrap.ControlPlaneService(tc.cfg); err == nil {
+				t.Error("ControlPlaneService accepted it")
+			}
+		})
+	}
+}
+
+// TestControlPlaneServiceIsTheADSChannel: what other gRPC services of the
+// control plane (tap's access log service) are reached by is exactly the
+// ADS channel of the same bootstrap: its cluster, or its TLS and token.
+func TestControlPlaneServiceIsTheADSChannel(t *testing.T) {
+	for _, tc := range envoyCases(t) {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := bootstrap.Envoy(tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			svc, err := bootstrap.ControlPlaneService(tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ads := b.GetDynamicResources().GetAdsConfig().GetGrpcServices()
+			if len(ads) != 1 || !proto.Equal(ads[0], svc) {
+				t.Errorf("ControlPlaneService = %v, ADS uses %v", svc, ads)
 			}
 		})
 	}

@@ -1,0 +1,26 @@
+package main
+
+import (
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+
+	"github.com/weftmesh/weft/injector"
+	"github.com/weftmesh/weft/injector/bootstrap"
+)
+
+// tapLogService is how a tapped sidecar reaches this control plane's access
+// log service: exactly as its bootstrap reaches xDS (the plaintext static
+// cluster, or TLS with the mesh's bundle and the pod's token). With
+// identity the bundle is the one current at start-up: after the trust
+// anchor rotates, tap needs a control plane restart.
+func (o options) tapLogService(ca interface{ Bundle() []byte }) (*corev3.GrpcService, error) {
+	injCfg, err := o.injectorConfig(ca)
+	if err != nil {
+		return nil, err
+	}
+	c := bootstrap.Config{ControlPlaneAddress: injCfg.ControlPlaneAddress, ServerName: injCfg.ServerName, ClusterDomain: injCfg.ClusterDomain}
+	if injCfg.ServerName != "" {
+		c.TrustBundlePEM = ca.Bundle()
+		c.TokenPath = injector.TokenPath
+	}
+	return bootstrap.ControlPlaneService(c)
+}
