@@ -194,14 +194,22 @@ func (c *nodeCache) lacksAny(sub cachev3.Subscription, set *typeSet) bool {
 // go-control-plane's SnapshotCache does: resources whose content hash
 // differs, and removals of held resources that are gone.
 func (c *nodeCache) respondDelta(w *nodeWatch, set *typeSet) bool {
+	d, ours := w.sub.(*deltaSub)
+	if ours && d.wildcard && d.held != nil {
+		return c.respondHeld(w, d, set)
+	}
 	known := w.sub.ReturnedResources()
 	var changed []*encoded
 	var removed []string
 	var next map[string]string
 	if w.sub.IsWildcard() {
-		next = make(map[string]string, len(set.encoded))
+		if !ours {
+			next = make(map[string]string, len(set.encoded))
+		}
 		for name, e := range set.encoded {
-			next[name] = e.hash
+			if next != nil {
+				next[name] = e.hash
+			}
 			if v, ok := known[name]; !ok || v != e.hash {
 				changed = append(changed, e)
 			}
@@ -231,7 +239,12 @@ func (c *nodeCache) respondDelta(w *nodeWatch, set *typeSet) bool {
 	}
 	slices.SortFunc(changed, func(a, b *encoded) int { return strings.Compare(a.name, b.name) })
 	slices.Sort(removed)
-	w.delta <- &deltaResponse{req: w.dreq, version: set.version, resources: changed, removed: removed, returned: next}
+	resp := &deltaResponse{req: w.dreq, version: set.version, resources: changed, removed: removed, returned: next}
+	if ours && w.sub.IsWildcard() {
+		// Once sent, the stream holds exactly set (see respondHeld).
+		resp.set = set
+	}
+	w.delta <- resp
 	return true
 }
 
@@ -249,4 +262,41 @@ func (c *nodeCache) canonical(nodeID, typeURL string, names []string) {
 			names[i] = r.name
 		}
 	}
+}
+
+// respondHeld is respondDelta for a wildcard stream of Weft's delta loop
+// that holds a whole set (d.held): what changed is the difference of two
+// immutable sets, and what the stream holds next is set itself, so no
+// per-stream version map is built. A set the client refused is not sent
+// again (see deltaSub.answered).
+func (c *nodeCache) respondHeld(w *nodeWatch, d *deltaSub, set *typeSet) bool {
+	if set == d.held || set == d.refused {
+		// Equal sets are shared (typeSets), so pointer equality is the
+		// common case; a first request still needs its empty answer.
+		if w.dreq.GetResponseNonce() != "" || set == d.refused {
+			return false
+		}
+	}
+	var changed []*encoded
+	var removed []string
+	if set != d.held {
+		for name, e := range set.encoded {
+			if h := d.held.encoded[name]; h == nil || h.hash != e.hash {
+				changed = append(changed, e)
+			}
+		}
+		for name := range d.held.encoded {
+			if set.encoded[name] == nil {
+				removed = append(removed, name)
+			}
+		}
+	}
+	first := w.dreq.GetResponseNonce() == ""
+	if len(changed) == 0 && len(removed) == 0 && !first {
+		return false
+	}
+	slices.SortFunc(changed, func(a, b *encoded) int { return strings.Compare(a.name, b.name) })
+	slices.Sort(removed)
+	w.delta <- &deltaResponse{req: w.dreq, version: set.version, resources: changed, removed: removed, set: set}
+	return true
 }

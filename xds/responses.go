@@ -47,8 +47,12 @@ type deltaResponse struct {
 	resources []*encoded
 	removed   []string
 	returned  map[string]string
-	sent      func()
-	once      sync.Once
+	// set, instead of returned, is what a wildcard delta stream of a
+	// per-node type holds once this is sent: the whole set (see
+	// deltaSub.held).
+	set  *typeSet
+	sent func()
+	once sync.Once
 }
 
 var _ cachev3.DeltaResponse = (*deltaResponse)(nil)
