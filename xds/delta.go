@@ -20,7 +20,9 @@ import (
 // copy of the whole set, about 500 KB per proxy at 2,000 services, though
 // every proxy of a view holds the same set. Here a wildcard stream of a
 // per-node type that holds exactly a set the node cache built points at
-// that shared, immutable typeSet (deltaSub.held) and keeps no map.
+// that shared, immutable typeSet (deltaSub.held) and keeps no map; a named
+// one (RDS) points at the set it was last sent from, with the names
+// subscribed since.
 //
 // The protocol is Envoy's delta xDS (NewGrpcMuxImpl and
 // DeltaSubscriptionState, source/extensions/config_subscription/grpc/,
@@ -60,10 +62,18 @@ type deltaSub struct {
 	// returned is what the client holds, name -> version, while held is
 	// nil.
 	returned map[string]string
-	// held, for a wildcard stream of a per-node type, is the set the
-	// client holds exactly (returned is then nil): the node cache's own
-	// typeSet, shared by every stream of every node with the same view.
+	// held, for a per-node type, is the node cache's set the stream was
+	// last sent a response from (returned is then nil): the node cache's
+	// own typeSet, shared by every stream of every node with the same
+	// view. A wildcard stream holds it exactly; a named one holds its
+	// version of each subscribed name it has, except those in pending.
 	held *typeSet
+	// pending are the names subscribed since held was sent, which the
+	// client does not hold whatever held says.
+	pending map[string]struct{}
+	// heldWhole says held was sent to a wildcard stream: the client holds
+	// all of it.
+	heldWhole bool
 	// acked is the held set the client last acknowledged, and refused the
 	// set it last rejected, which is not sent again.
 	acked, refused *typeSet
@@ -90,7 +100,7 @@ func (d *deltaSub) IsWildcard() bool                         { return d.wildcard
 
 // ReturnedResources is what the client holds. With a held set it is built
 // from the set: only the endpoint cache calls it, and it never sees a held
-// set; see heldSet for the node cache.
+// set; the node cache reads held.
 func (d *deltaSub) ReturnedResources() map[string]string {
 	if d.held != nil {
 		d.materialize()
@@ -99,16 +109,34 @@ func (d *deltaSub) ReturnedResources() map[string]string {
 }
 
 // materialize turns a held set into a version map, for the rare changes
-// the set cannot express (a name unsubscribed while wildcard).
+// the set cannot express (a name unsubscribed while wildcard, the stream
+// entering or leaving the wildcard).
 func (d *deltaSub) materialize() {
 	if d.held == nil {
 		return
 	}
 	d.returned = make(map[string]string, len(d.held.encoded))
-	for name, e := range d.held.encoded {
-		d.returned[name] = e.hash
+	if d.heldWhole {
+		for name, e := range d.held.encoded {
+			d.returned[name] = e.hash
+		}
+	} else {
+		for name := range d.subscribed {
+			if e := d.holds(name); e != nil {
+				d.returned[name] = e.hash
+			}
+		}
 	}
-	d.held = nil
+	d.held, d.pending = nil, nil
+}
+
+// holds returns the version of name the client holds, if any, when it
+// holds a set.
+func (d *deltaSub) holds(name string) *encoded {
+	if _, pending := d.pending[name]; pending {
+		return nil
+	}
+	return d.held.encoded[name]
 }
 
 // update applies a request's subscribe and unsubscribe lists, as
@@ -122,10 +150,17 @@ func (d *deltaSub) update(subscribe, unsubscribe []string) {
 		// until it unsubscribes from "*".
 		d.legacy = false
 	}
+	wasWildcard := d.wildcard
 	for _, name := range subscribe {
 		if name == "*" {
 			d.wildcard = true
 			continue
+		}
+		if _, ok := d.subscribed[name]; !ok && d.held != nil {
+			if d.pending == nil {
+				d.pending = make(map[string]struct{})
+			}
+			d.pending[name] = struct{}{}
 		}
 		d.subscribed[name] = struct{}{}
 	}
@@ -144,10 +179,11 @@ func (d *deltaSub) update(subscribe, unsubscribe []string) {
 			delete(d.returned, name)
 		}
 		delete(d.subscribed, name)
+		delete(d.pending, name)
 	}
-	if !d.wildcard && d.held != nil {
-		// Leaving the wildcard: the client holds the set's resources, and
-		// a named subscription tracks them by name.
+	if d.wildcard != wasWildcard {
+		// A held set means all of it (wildcard) or only the subscribed
+		// names (named): moving between the two goes through the map.
 		d.materialize()
 	}
 }
@@ -156,7 +192,8 @@ func (d *deltaSub) update(subscribe, unsubscribe []string) {
 // wildcard per-node response) or its version map.
 func (d *deltaSub) sent(resp cachev3.DeltaResponse) {
 	if r, ok := resp.(*deltaResponse); ok && r.set != nil {
-		d.held, d.returned, d.refused = r.set, nil, nil
+		d.held, d.returned, d.refused, d.pending = r.set, nil, nil, nil
+		d.heldWhole = d.wildcard
 		return
 	}
 	d.returned = resp.GetNextVersionMap()
@@ -167,9 +204,11 @@ func (d *deltaSub) sent(resp cachev3.DeltaResponse) {
 // makes what it holds the acknowledged set; a NACK puts it back on the
 // acknowledged set, and the rejected one is not sent again.
 func (d *deltaSub) answered(nack bool) {
-	if d.held == nil {
+	if d.held == nil || !d.wildcard {
 		// Named subscriptions keep go-control-plane's rule: what was sent
-		// is held, and a changed resource is sent again.
+		// is held, and a changed resource is sent again. (Reverting them
+		// would also take the names newly subscribed by the refused
+		// response as held.)
 		return
 	}
 	if !nack {

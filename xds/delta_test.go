@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -137,51 +138,83 @@ func TestDeltaInitialResourceVersions(t *testing.T) {
 
 // TestDeltaSubscribeUnsubscribe: named subscriptions grow and shrink by
 // request; an unsubscribed resource's changes are not sent, and
-// subscribing to it again sends it again.
+// subscribing to it again sends it again. EDS (the shared endpoint cache)
+// and RDS (the node cache, where the stream holds a shared set) alike.
 func TestDeltaSubscribeUnsubscribe(t *testing.T) {
-	ts := startServer(t, Options{})
-	mustSetEndpoints(t, ts.Server, time.Time{}, cla("a-cla", "10.0.0.1", 80), cla("b-cla", "10.0.0.2", 80))
-	c := openDelta(t, ts)
-
+	// change sets a's or b's resource to a new content, distinct each call.
+	type change func(t *testing.T, ts *testServer, name string, n int)
+	routes := map[string]string{"a": "a.test", "b": "b.test"}
+	setRoutes := func(t *testing.T, ts *testServer) {
+		res := nodeSet(t, "echo.test")
+		// The listener's own route stays: the checker wants it.
+		for name, domain := range routes {
+			res[resourcev3.RouteType] = append(res[resourcev3.RouteType], routeConfig(name, domain, "c"))
+		}
+		mustSet(t, ts.Server, node1, res, time.Time{})
+	}
+	types := []struct {
+		typeURL string
+		setup   func(t *testing.T, ts *testServer)
+		change  change
+	}{
+		{resourcev3.EndpointType,
+			func(t *testing.T, ts *testServer) {
+				mustSetEndpoints(t, ts.Server, time.Time{}, cla("a", "10.0.0.1", 80), cla("b", "10.0.0.2", 80))
+			},
+			func(t *testing.T, ts *testServer, name string, n int) {
+				mustSetEndpoints(t, ts.Server, time.Time{}, cla(name, "10.0.0.9", uint32(90+n)))
+			}},
+		{resourcev3.RouteType,
+			setRoutes,
+			func(t *testing.T, ts *testServer, name string, n int) {
+				routes[name] = fmt.Sprintf("%s%d.test", name, n)
+				setRoutes(t, ts)
+			}},
+	}
 	steps := []struct {
 		name        string
 		subscribe   []string
 		unsubscribe []string
-		// change, if set, is applied after the request.
+		// change, if set, is changed after the request.
 		change    string
 		wantNames []string
 	}{
-		{name: "subscribe a", subscribe: []string{"a-cla"}, wantNames: []string{"a-cla"}},
-		{name: "subscribe b too: only b is sent", subscribe: []string{"b-cla"}, wantNames: []string{"b-cla"}},
-		{name: "unsubscribe a, then a changes: nothing", unsubscribe: []string{"a-cla"}, change: "a-cla"},
-		{name: "b changes: sent", change: "b-cla", wantNames: []string{"b-cla"}},
-		{name: "subscribe a again: sent again", subscribe: []string{"a-cla"}, wantNames: []string{"a-cla"}},
-		{name: "a name that does not exist: nothing", subscribe: []string{"x-cla"}},
+		{name: "subscribe a", subscribe: []string{"a"}, wantNames: []string{"a"}},
+		{name: "subscribe b too: only b is sent", subscribe: []string{"b"}, wantNames: []string{"b"}},
+		{name: "unsubscribe a, then a changes: nothing", unsubscribe: []string{"a"}, change: "a"},
+		{name: "b changes: sent", change: "b", wantNames: []string{"b"}},
+		{name: "subscribe a again: sent again", subscribe: []string{"a"}, wantNames: []string{"a"}},
+		{name: "a changes: sent", change: "a", wantNames: []string{"a"}},
+		{name: "a name that does not exist: nothing", subscribe: []string{"x"}},
 	}
-	var last response
-	port := uint32(90)
-	for _, st := range steps {
-		req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: st.subscribe,
-			ResourceNamesUnsubscribe: st.unsubscribe, ResponseNonce: last.nonce}
-		c.send(req)
-		if st.change != "" {
-			// Let the request land before the change: a watch still open
-			// from before it would answer the change by the old
-			// subscription, as it may for Envoy too.
-			time.Sleep(100 * time.Millisecond)
-			port++
-			mustSetEndpoints(t, ts.Server, time.Time{}, cla(st.change, "10.0.0.9", port))
-		}
-		if st.wantNames == nil {
-			c.expectNone(t, 200*time.Millisecond)
-			continue
-		}
-		r := c.next(t)
-		if !slices.Equal(r.names, st.wantNames) {
-			t.Fatalf("%s: got %v, want %v", st.name, r.names, st.wantNames)
-		}
-		c.ack(r)
-		last = r
+	for _, typ := range types {
+		t.Run(TypeLabel(typ.typeURL), func(t *testing.T) {
+			ts := startServer(t, Options{})
+			typ.setup(t, ts)
+			c := openDelta(t, ts)
+			var last response
+			for i, st := range steps {
+				c.send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: typ.typeURL, ResourceNamesSubscribe: st.subscribe,
+					ResourceNamesUnsubscribe: st.unsubscribe, ResponseNonce: last.nonce})
+				if st.change != "" {
+					// Let the request land before the change: a watch still
+					// open from before it would answer the change by the old
+					// subscription, as it may for Envoy too.
+					time.Sleep(100 * time.Millisecond)
+					typ.change(t, ts, st.change, i)
+				}
+				if st.wantNames == nil {
+					c.expectNone(t, 200*time.Millisecond)
+					continue
+				}
+				r := c.next(t)
+				if r.typeURL != typ.typeURL || !slices.Equal(r.names, st.wantNames) {
+					t.Fatalf("%s: got %s %v, want %v", st.name, TypeLabel(r.typeURL), r.names, st.wantNames)
+				}
+				c.ack(r)
+				last = r
+			}
+		})
 	}
 }
 

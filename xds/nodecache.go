@@ -195,8 +195,11 @@ func (c *nodeCache) lacksAny(sub cachev3.Subscription, set *typeSet) bool {
 // differs, and removals of held resources that are gone.
 func (c *nodeCache) respondDelta(w *nodeWatch, set *typeSet) bool {
 	d, ours := w.sub.(*deltaSub)
-	if ours && d.wildcard && d.held != nil {
-		return c.respondHeld(w, d, set)
+	if ours && d.held != nil {
+		if d.wildcard {
+			return c.respondHeld(w, d, set)
+		}
+		return c.respondNamedHeld(w, d, set)
 	}
 	known := w.sub.ReturnedResources()
 	var changed []*encoded
@@ -220,14 +223,18 @@ func (c *nodeCache) respondDelta(w *nodeWatch, set *typeSet) bool {
 			}
 		}
 	} else {
-		next = make(map[string]string, len(w.sub.SubscribedResources()))
+		if !ours {
+			next = make(map[string]string, len(w.sub.SubscribedResources()))
+		}
 		for name := range w.sub.SubscribedResources() {
 			v, held := known[name]
 			if e := set.encoded[name]; e != nil {
 				if !held || v != e.hash {
 					changed = append(changed, e)
 				}
-				next[name] = e.hash
+				if next != nil {
+					next[name] = e.hash
+				}
 			} else if held {
 				removed = append(removed, name)
 			}
@@ -240,8 +247,9 @@ func (c *nodeCache) respondDelta(w *nodeWatch, set *typeSet) bool {
 	slices.SortFunc(changed, func(a, b *encoded) int { return strings.Compare(a.name, b.name) })
 	slices.Sort(removed)
 	resp := &deltaResponse{req: w.dreq, version: set.version, resources: changed, removed: removed, returned: next}
-	if ours && w.sub.IsWildcard() {
-		// Once sent, the stream holds exactly set (see respondHeld).
+	if ours {
+		// Once sent, the stream holds set: all of it (wildcard) or the
+		// version of each name it subscribes to (see respondHeld).
 		resp.set = set
 	}
 	w.delta <- resp
@@ -293,6 +301,30 @@ func (c *nodeCache) respondHeld(w *nodeWatch, d *deltaSub, set *typeSet) bool {
 	}
 	first := w.dreq.GetResponseNonce() == ""
 	if len(changed) == 0 && len(removed) == 0 && !first {
+		return false
+	}
+	slices.SortFunc(changed, func(a, b *encoded) int { return strings.Compare(a.name, b.name) })
+	slices.Sort(removed)
+	w.delta <- &deltaResponse{req: w.dreq, version: set.version, resources: changed, removed: removed, set: set}
+	return true
+}
+
+// respondNamedHeld is respondHeld for a named subscription (RDS): the
+// client holds held's version of each subscribed name, but those
+// subscribed since it was sent.
+func (c *nodeCache) respondNamedHeld(w *nodeWatch, d *deltaSub, set *typeSet) bool {
+	var changed []*encoded
+	var removed []string
+	for name := range d.subscribed {
+		e, h := set.encoded[name], d.holds(name)
+		switch {
+		case e != nil && (h == nil || h.hash != e.hash):
+			changed = append(changed, e)
+		case e == nil && h != nil:
+			removed = append(removed, name)
+		}
+	}
+	if len(changed) == 0 && len(removed) == 0 {
 		return false
 	}
 	slices.SortFunc(changed, func(a, b *encoded) int { return strings.Compare(a.name, b.name) })
