@@ -246,21 +246,7 @@ func (s *Server) serveDelta(ctx context.Context, str discoveryv3.AggregatedDisco
 		s.streamClosed(key)
 	}()
 
-	reqs := make(chan *discoveryv3.DeltaDiscoveryRequest)
-	go func() {
-		defer close(reqs)
-		for {
-			req, err := str.Recv()
-			if err != nil {
-				return
-			}
-			select {
-			case reqs <- req:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	reqs := receiveRequests(ctx, str.Recv)
 
 	// As in serveSotw: one open watch per type, each answering at most
 	// once, so the channel never holds more than one response per type.

@@ -38,6 +38,22 @@ func openDelta(t *testing.T, ts *testServer) *deltaClient {
 	return openClient(t, delta, dial(t, ts.addr), node1).(*deltaClient)
 }
 
+// syncedCDS is a server whose node holds clusters a and b, and a delta
+// client that subscribed to CDS by wildcard and ACKed the first response.
+func syncedCDS(t *testing.T) (*testServer, *deltaClient, response) {
+	t.Helper()
+	ts := startServer(t, Options{})
+	mustSet(t, ts.Server, node1, clusters(t, map[string]int64{"a": 1, "b": 1}), time.Time{})
+	c := openDelta(t, ts)
+	c.subscribe(resourcev3.ClusterType)
+	first := c.next(t)
+	if !slices.Equal(first.names, []string{"a", "b"}) || len(first.removed) != 0 {
+		t.Fatalf("first response: %v removed %v, want [a b] and nothing removed", first.names, first.removed)
+	}
+	c.ack(first)
+	return ts, c, first
+}
+
 // TestDeltaWildcardSendsWhatChanged: a wildcard CDS stream is sent the
 // clusters that changed or are new, and told of those removed, against
 // what it last held; system_version_info is the set's version.
@@ -55,15 +71,7 @@ func TestDeltaWildcardSendsWhatChanged(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ts := startServer(t, Options{})
-			mustSet(t, ts.Server, node1, clusters(t, map[string]int64{"a": 1, "b": 1}), time.Time{})
-			c := openDelta(t, ts)
-			c.subscribe(resourcev3.ClusterType)
-			first := c.next(t)
-			if !slices.Equal(first.names, []string{"a", "b"}) || len(first.removed) != 0 {
-				t.Fatalf("first response: %v removed %v, want [a b] and nothing removed", first.names, first.removed)
-			}
-			c.ack(first)
+			ts, c, _ := syncedCDS(t)
 
 			mustSet(t, ts.Server, node1, clusters(t, tc.next), time.Time{})
 			r := c.next(t)
@@ -281,12 +289,7 @@ func TestDeltaNackKeepsTheLastGoodState(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ts := startServer(t, Options{})
-			mustSet(t, ts.Server, node1, clusters(t, map[string]int64{"a": 1, "b": 1}), time.Time{})
-			c := openDelta(t, ts)
-			c.subscribe(resourcev3.ClusterType)
-			first := c.next(t)
-			c.ack(first)
+			ts, c, first := syncedCDS(t)
 
 			mustSet(t, ts.Server, node1, clusters(t, map[string]int64{"a": 2, "b": 1}), time.Time{})
 			refused := c.next(t)
