@@ -74,6 +74,12 @@ type deltaSub struct {
 	// heldWhole says held was sent to a wildcard stream: the client holds
 	// all of it.
 	heldWhole bool
+	// synced, for a named EDS subscription (returned is then nil), says
+	// the client holds the version of every subscribed name as of the
+	// endpoint cache's generation syncedGen, but those in pending: the
+	// endpoint cache knows what changed since (endpointCache.changedAt).
+	synced    bool
+	syncedGen uint64
 	// acked is the held set the client last acknowledged, and refused the
 	// set it last rejected, which is not sent again.
 	acked, refused *typeSet
@@ -130,6 +136,12 @@ func (d *deltaSub) materialize() {
 	d.held, d.pending = nil, nil
 }
 
+// desync leaves the synced state for a version map: the client is taken
+// to hold nothing, and is sent again what it subscribes to.
+func (d *deltaSub) desync() {
+	d.synced, d.pending, d.returned = false, nil, make(map[string]string)
+}
+
 // holds returns the version of name the client holds, if any, when it
 // holds a set.
 func (d *deltaSub) holds(name string) *encoded {
@@ -156,7 +168,7 @@ func (d *deltaSub) update(subscribe, unsubscribe []string) {
 			d.wildcard = true
 			continue
 		}
-		if _, ok := d.subscribed[name]; !ok && d.held != nil {
+		if _, ok := d.subscribed[name]; !ok && (d.held != nil || d.synced) {
 			if d.pending == nil {
 				d.pending = make(map[string]struct{})
 			}
@@ -181,6 +193,10 @@ func (d *deltaSub) update(subscribe, unsubscribe []string) {
 		delete(d.subscribed, name)
 		delete(d.pending, name)
 	}
+	if d.wildcard != wasWildcard && d.synced {
+		// A wildcard EDS subscription is served from a version map.
+		d.desync()
+	}
 	if d.wildcard != wasWildcard {
 		// A held set means all of it (wildcard) or only the subscribed
 		// names (named): moving between the two goes through the map.
@@ -194,6 +210,9 @@ func (d *deltaSub) sent(resp cachev3.DeltaResponse) {
 	if r, ok := resp.(*deltaResponse); ok && r.set != nil {
 		d.held, d.returned, d.refused, d.pending = r.set, nil, nil, nil
 		d.heldWhole = d.wildcard
+		return
+	} else if ok && r.synced {
+		d.synced, d.syncedGen, d.returned, d.pending = true, r.gen, nil, nil
 		return
 	}
 	d.returned = resp.GetNextVersionMap()

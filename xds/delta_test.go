@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -339,5 +340,97 @@ func TestDeltaWildcardHoldsTheSharedSet(t *testing.T) {
 	}
 	if held[0] != held[1] {
 		t.Errorf("two nodes with the same clusters hold different sets %p and %p", held[0], held[1])
+	}
+}
+
+// TestDeltaEndpointsKeepNoVersionMap: a named EDS subscription, once sent
+// its first response, keeps no version map (deltaSub.synced): what it
+// lacks after changes made while it had no watch (a response in flight) is
+// found from the endpoint cache's generations, whether the change log still
+// reaches back (a few changes) or not (more than changesKept).
+func TestDeltaEndpointsKeepNoVersionMap(t *testing.T) {
+	cases := []struct {
+		name string
+		// updates run while the stream has no watch open.
+		updates     func(c *endpointCache, enc func(*endpointv3.ClusterLoadAssignment) *encoded)
+		wantNames   []string
+		wantRemoved []string
+	}{
+		{"nothing changed", func(*endpointCache, func(*endpointv3.ClusterLoadAssignment) *encoded) {}, nil, nil},
+		{"same content set again", func(c *endpointCache, enc func(*endpointv3.ClusterLoadAssignment) *encoded) {
+			c.update([]*encoded{enc(cla("a", "10.0.0.1", 80))}, nil)
+		}, nil, nil},
+		{"one changed, one not subscribed changed", func(c *endpointCache, enc func(*endpointv3.ClusterLoadAssignment) *encoded) {
+			c.update([]*encoded{enc(cla("b", "10.0.0.2", 81)), enc(cla("z", "10.0.0.9", 81))}, nil)
+		}, []string{"b"}, nil},
+		{"one removed", func(c *endpointCache, enc func(*endpointv3.ClusterLoadAssignment) *encoded) {
+			c.update(nil, []string{"c"})
+		}, nil, []string{"c"}},
+		{"past the change log", func(c *endpointCache, enc func(*endpointv3.ClusterLoadAssignment) *encoded) {
+			c.update([]*encoded{enc(cla("a", "10.0.0.1", 81))}, nil)
+			for i := range changesKept + 1 {
+				c.update([]*encoded{enc(cla("z", "10.0.0.9", uint32(100+i)))}, nil)
+			}
+		}, []string{"a"}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			hashes := newResourceHashes()
+			enc := func(m *endpointv3.ClusterLoadAssignment) *encoded {
+				e, err := hashes.encode(m)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return e
+			}
+			c := newEndpointCache()
+			c.update([]*encoded{enc(cla("a", "10.0.0.1", 80)), enc(cla("b", "10.0.0.2", 80)), enc(cla("c", "10.0.0.3", 80))}, nil)
+			sub := newDeltaSub([]string{"a", "b", "c"}, nil, nil, false)
+			node := &corev3.Node{Id: node1}
+			watch := func(nonce string) (cachev3.DeltaResponse, bool) {
+				out := make(chan cachev3.DeltaResponse, 1)
+				req := &discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResponseNonce: nonce}
+				cancel, err := c.CreateDeltaWatch(req, sub, out)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer cancel()
+				select {
+				case r := <-out:
+					sub.sent(r)
+					return r, true
+				default:
+					return nil, false
+				}
+			}
+			if _, ok := watch(""); !ok {
+				t.Fatal("no first response")
+			}
+			if !sub.synced || sub.returned != nil {
+				t.Fatalf("after the first response: synced %v, returned %v; want synced and no map", sub.synced, sub.returned)
+			}
+			tc.updates(c, enc)
+			r, ok := watch("1")
+			if !ok {
+				if tc.wantNames != nil || tc.wantRemoved != nil {
+					t.Fatalf("no response, want %v removed %v", tc.wantNames, tc.wantRemoved)
+				}
+				return
+			}
+			out, err := r.GetDeltaDiscoveryResponse()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, res := range out.GetResources() {
+				names = append(names, res.GetName())
+			}
+			if !slices.Equal(names, tc.wantNames) || !slices.Equal(out.GetRemovedResources(), tc.wantRemoved) {
+				t.Fatalf("got %v removed %v, want %v removed %v", names, out.GetRemovedResources(), tc.wantNames, tc.wantRemoved)
+			}
+			if sub.returned != nil {
+				t.Errorf("a version map came back: %v", sub.returned)
+			}
+		})
 	}
 }
