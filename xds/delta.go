@@ -22,7 +22,8 @@ import (
 // per-node type that holds exactly a set the node cache built points at
 // that shared, immutable typeSet (deltaSub.held) and keeps no map; a named
 // one (RDS) points at the set it was last sent from, with the names
-// subscribed since.
+// subscribed since; a named EDS subscription keeps the endpoint cache's
+// generation it is synced at (deltaSub.synced), not a version map.
 //
 // The protocol is Envoy's delta xDS (NewGrpcMuxImpl and
 // DeltaSubscriptionState, source/extensions/config_subscription/grpc/,

@@ -49,13 +49,20 @@
 // a per-node type (LDS, CDS, RDS) records what it was sent as a pointer to
 // the node cache's shared, immutable typeSet it was last sent from (with,
 // for a named subscription, the names subscribed since), not a map of its
-// own (deltaSub.held). What is still per stream: every named
-// subscription's set of names (RDS and EDS, 2,000 each at 2,000 services),
-// and for EDS the name -> version map of what was sent, which the endpoint
-// cache edits in place. A SotW wildcard stream (LDS, CDS) is recorded with
-// one entry for the whole set it was sent, and request names are mapped to
-// the server's own strings before they are keyed (canonicalNames), so the
-// names are stored once.
+// own (deltaSub.held). A named delta EDS subscription, once sent its
+// first response, records only the endpoint cache's generation it is
+// synced at and the names subscribed since (deltaSub.synced): the cache
+// keeps, per name, the generation that last changed it, so what a stream
+// lacks is what changed after its generation (from the cache's short
+// change log, or by walking its names when the log no longer reaches
+// back). What is still per stream is every named subscription's set of
+// names (RDS and EDS, 2,000 each at 2,000 services); sharing those between
+// the streams of a view is the next step. SotW streams keep
+// go-control-plane's stream.Subscription, version maps included (the
+// endpoint cache edits them in place); a SotW wildcard stream (LDS, CDS)
+// is recorded with one entry for the whole set it was sent. Request names
+// are mapped to the server's own strings before they are keyed
+// (canonicalNames), so the names are stored once.
 //
 // # Streams
 //
