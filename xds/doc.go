@@ -1,8 +1,7 @@
 // Package xds serves Envoy resources to Envoy sidecars and proxyless gRPC
 // clients over ADS, state of the world and delta, on go-control-plane
-// v0.14.0's message types and cache interfaces: SotW streams are served by
-// a stream loop of Weft's own (sotw.go), delta streams by go-control-plane's
-// delta server. It knows nothing of ServiceProfiles or Kubernetes objects:
+// v0.14.0's message types and cache interfaces, by stream loops of Weft's
+// own: sotw.go for SotW streams, delta.go for delta streams. It knows nothing of ServiceProfiles or Kubernetes objects:
 // it serves the resources it is given.
 //
 // # Caches
@@ -45,17 +44,25 @@
 // (same namespace and kind) get the same typeSet, maps and encodings
 // included, so what a proxy adds is its own inbound listener and the
 // per-stream state. That state, not the configuration, is now most of a
-// proxy's memory: per stream and type, the subscribed names and the name ->
-// version map of what was sent (go-control-plane's stream.Subscription),
-// both proportional to the services a proxy sees; the caches edit the
-// latter in place, so it cannot be shared. Two things shrink it: a SotW
-// wildcard stream (LDS, CDS) is recorded with one entry for the whole set
-// it was sent, and request names are mapped to the server's own strings
-// before they are keyed (canonicalNames), so the names are stored once.
-// Going further (state per proxy that does not grow with the mesh) takes
-// subscriptions that point at shared, immutable per-view sets, with
-// copy-on-write version maps, which the caches would have to be rewritten
-// for.
+// proxy's memory: per stream and type, the subscribed names and what was
+// sent, both proportional to the services a proxy sees. A delta stream of
+// a per-node type (LDS, CDS, RDS) records what it was sent as a pointer to
+// the node cache's shared, immutable typeSet it was last sent from (with,
+// for a named subscription, the names subscribed since), not a map of its
+// own (deltaSub.held). A named delta EDS subscription, once sent its
+// first response, records only the endpoint cache's generation it is
+// synced at and the names subscribed since (deltaSub.synced): the cache
+// keeps, per name, the generation that last changed it, so what a stream
+// lacks is what changed after its generation (from the cache's short
+// change log, or by walking its names when the log no longer reaches
+// back). What is still per stream is every named subscription's set of
+// names (RDS and EDS, 2,000 each at 2,000 services); sharing those between
+// the streams of a view is the next step. SotW streams keep
+// go-control-plane's stream.Subscription, version maps included (the
+// endpoint cache edits them in place); a SotW wildcard stream (LDS, CDS)
+// is recorded with one entry for the whole set it was sent. Request names
+// are mapped to the server's own strings before they are keyed
+// (canonicalNames), so the names are stored once.
 //
 // # Streams
 //
@@ -76,8 +83,11 @@
 // repeating its names is never decoded, and changed names are decoded into
 // the endpoint cache's strings. Scanning and hashing the names' bytes is
 // what is left of such an ACK's cost.
-// Delta ACKs carry no names, and go-control-plane's delta server handles
-// them cheaply; it serves delta streams.
+// Weft's delta loop (serveDelta) has the same structure, hooks and
+// admission; its protocol rules, and where they differ from
+// go-control-plane's delta server (a NACK puts a wildcard stream back on
+// the set it acknowledged; nonces are checked), are in delta.go. Delta ACKs
+// carry no names, so an ACK costs a new watch and nothing else.
 //
 // # Reconnect storms
 //

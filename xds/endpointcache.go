@@ -50,6 +50,12 @@ type endpointCache struct {
 	// every request of a stream (Server.request makes sure of it), weakly,
 	// so a closed stream's entry goes with its Node.
 	current map[weak.Pointer[corev3.Node]]uint64
+	// changedAt is, per name, the generation that last changed or removed
+	// its resource: a delta stream synced at a generation (deltaSub.synced)
+	// holds the current version of every name it subscribes to that has
+	// not changed since, and needs no version map of its own. Removed
+	// names stay, so that a stream synced before the removal is told.
+	changedAt map[string]uint64
 
 	// names maps each held CLA's name to the cache's copy of the string,
 	// for xdsCodec to decode requests' names into without allocating. It
@@ -89,6 +95,7 @@ func newEndpointCache() *endpointCache {
 		resources: make(map[string]*encoded),
 		watches:   make(map[*edsWatch]struct{}),
 		current:   make(map[weak.Pointer[corev3.Node]]uint64),
+		changedAt: make(map[string]uint64),
 	}
 }
 
@@ -176,9 +183,14 @@ func (c *endpointCache) update(set []*encoded, remove []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	namesChanged := false
+	gen := c.gen + 1
 	for _, e := range set {
-		if _, held := c.resources[e.name]; !held {
+		prev, held := c.resources[e.name]
+		if !held {
 			namesChanged = true
+		}
+		if !held || prev.hash != e.hash {
+			c.changedAt[e.name] = gen
 		}
 		c.resources[e.name] = e
 		modified = append(modified, e.name)
@@ -186,6 +198,7 @@ func (c *endpointCache) update(set []*encoded, remove []string) {
 	for _, name := range remove {
 		if _, held := c.resources[name]; held {
 			namesChanged = true
+			c.changedAt[name] = gen
 		}
 		delete(c.resources, name)
 		modified = append(modified, name)
@@ -203,6 +216,12 @@ func (c *endpointCache) update(set []*encoded, remove []string) {
 	}
 	c.changes = append(c.changes, generation{gen: c.gen, names: modified})
 	for w := range c.watches {
+		if d, ok := w.sub.(*deltaSub); ok && d.synced {
+			if c.respondSynced(w, d, false) {
+				delete(c.watches, w)
+			}
+			continue
+		}
 		// Up to date before this update means up to date after it once
 		// its changed names are answered.
 		last, known := c.current[w.stream]
@@ -232,7 +251,123 @@ func (c *endpointCache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.
 	w := &edsWatch{sub: sub, stream: streamOf(req.GetNode()), delta: out, dreq: withoutDeltaNames(req)}
 	// A wildcard subscription's first request expects an answer, empty or
 	// not, to finish initializing.
-	return c.open(w, sub.IsWildcard() && req.GetResponseNonce() == ""), nil
+	replyEvenIfEmpty := sub.IsWildcard() && req.GetResponseNonce() == ""
+	if d, ok := sub.(*deltaSub); ok && !d.wildcard {
+		return c.openSynced(w, d, replyEvenIfEmpty), nil
+	}
+	return c.open(w, replyEvenIfEmpty), nil
+}
+
+// openSynced is open for a named subscription of Weft's delta loop, which
+// keeps no version map once synced (deltaSub.synced): what it holds is
+// the version of each subscribed name as of its generation.
+func (c *endpointCache) openSynced(w *edsWatch, d *deltaSub, replyEvenIfEmpty bool) func() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !d.synced {
+		// A first request, maybe listing what the client holds
+		// (initial_resource_versions): checked against the map once, and
+		// answered as a synced response.
+		changed, removed := c.lacking(d, nil)
+		if len(changed) > 0 || len(removed) > 0 || replyEvenIfEmpty {
+			c.sendSynced(w, changed, removed)
+			return func() {}
+		}
+		d.synced, d.syncedGen, d.returned, d.pending = true, c.gen, nil, nil
+	} else if c.respondSynced(w, d, replyEvenIfEmpty) {
+		return func() {}
+	}
+	c.watches[w] = struct{}{}
+	return func() {
+		c.mu.Lock()
+		delete(c.watches, w)
+		c.mu.Unlock()
+	}
+}
+
+// respondSynced answers a synced subscription with what changed since its
+// generation among the names it subscribes to, and the names subscribed
+// since; if nothing did, the subscription is synced at the current
+// generation and false returned. The caller holds c.mu.
+func (c *endpointCache) respondSynced(w *edsWatch, d *deltaSub, replyEvenIfEmpty bool) bool {
+	var changed []*encoded
+	var removed []string
+	check := func(name string) {
+		e := c.resources[name]
+		_, pending := d.pending[name]
+		switch {
+		case pending:
+			if e != nil {
+				changed = append(changed, e)
+			}
+		case c.changedAt[name] <= d.syncedGen:
+			// Held at the current version, or absent then and now.
+		case e != nil:
+			changed = append(changed, e)
+		default:
+			// Removed since: maybe it came and went unseen, and the
+			// client is told of a removal of what it lacks, which it
+			// ignores.
+			removed = append(removed, name)
+		}
+	}
+	for name := range d.pending {
+		check(name)
+	}
+	if names, ok := c.namesSince(d.syncedGen); ok {
+		for _, name := range names {
+			if _, sub := d.subscribed[name]; sub {
+				if _, p := d.pending[name]; !p {
+					check(name)
+				}
+			}
+		}
+	} else {
+		for name := range d.subscribed {
+			if _, p := d.pending[name]; !p {
+				check(name)
+			}
+		}
+	}
+	if len(changed) == 0 && len(removed) == 0 && !replyEvenIfEmpty {
+		d.syncedGen, d.pending = c.gen, nil
+		return false
+	}
+	c.sendSynced(w, changed, removed)
+	return true
+}
+
+// sendSynced answers w; once sent, its subscription is synced at the
+// current generation. The caller holds c.mu.
+func (c *endpointCache) sendSynced(w *edsWatch, changed []*encoded, removed []string) {
+	slices.SortFunc(changed, func(a, b *encoded) int { return strings.Compare(a.name, b.name) })
+	slices.Sort(removed)
+	named := make([]namedResource, 0, len(changed)+len(removed))
+	for _, e := range changed {
+		named = append(named, namedResource{name: e.name, hash: e.hash})
+	}
+	for _, name := range removed {
+		named = append(named, namedResource{name: name})
+	}
+	w.delta <- &deltaResponse{req: w.dreq, version: typeVersion(named), resources: changed, removed: removed, synced: true, gen: c.gen}
+}
+
+// namesSince returns the names changed after generation gen, or false
+// when the log no longer reaches back that far. The caller holds c.mu.
+func (c *endpointCache) namesSince(gen uint64) ([]string, bool) {
+	if gen == c.gen {
+		return nil, true
+	}
+	if len(c.changes) == 0 || c.changes[0].gen > gen+1 {
+		return nil, false
+	}
+	var names []string
+	for _, g := range c.changes {
+		if g.gen > gen {
+			names = append(names, g.names...)
+		}
+	}
+	return names, true
 }
 
 func (c *endpointCache) open(w *edsWatch, replyEvenIfEmpty bool) func() {

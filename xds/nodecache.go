@@ -194,14 +194,25 @@ func (c *nodeCache) lacksAny(sub cachev3.Subscription, set *typeSet) bool {
 // go-control-plane's SnapshotCache does: resources whose content hash
 // differs, and removals of held resources that are gone.
 func (c *nodeCache) respondDelta(w *nodeWatch, set *typeSet) bool {
+	d, ours := w.sub.(*deltaSub)
+	if ours && d.held != nil {
+		if d.wildcard {
+			return c.respondHeld(w, d, set)
+		}
+		return c.respondNamedHeld(w, d, set)
+	}
 	known := w.sub.ReturnedResources()
 	var changed []*encoded
 	var removed []string
 	var next map[string]string
 	if w.sub.IsWildcard() {
-		next = make(map[string]string, len(set.encoded))
+		if !ours {
+			next = make(map[string]string, len(set.encoded))
+		}
 		for name, e := range set.encoded {
-			next[name] = e.hash
+			if next != nil {
+				next[name] = e.hash
+			}
 			if v, ok := known[name]; !ok || v != e.hash {
 				changed = append(changed, e)
 			}
@@ -212,14 +223,18 @@ func (c *nodeCache) respondDelta(w *nodeWatch, set *typeSet) bool {
 			}
 		}
 	} else {
-		next = make(map[string]string, len(w.sub.SubscribedResources()))
+		if !ours {
+			next = make(map[string]string, len(w.sub.SubscribedResources()))
+		}
 		for name := range w.sub.SubscribedResources() {
 			v, held := known[name]
 			if e := set.encoded[name]; e != nil {
 				if !held || v != e.hash {
 					changed = append(changed, e)
 				}
-				next[name] = e.hash
+				if next != nil {
+					next[name] = e.hash
+				}
 			} else if held {
 				removed = append(removed, name)
 			}
@@ -231,7 +246,13 @@ func (c *nodeCache) respondDelta(w *nodeWatch, set *typeSet) bool {
 	}
 	slices.SortFunc(changed, func(a, b *encoded) int { return strings.Compare(a.name, b.name) })
 	slices.Sort(removed)
-	w.delta <- &deltaResponse{req: w.dreq, version: set.version, resources: changed, removed: removed, returned: next}
+	resp := &deltaResponse{req: w.dreq, version: set.version, resources: changed, removed: removed, returned: next}
+	if ours {
+		// Once sent, the stream holds set: all of it (wildcard) or the
+		// version of each name it subscribes to (see respondHeld).
+		resp.set = set
+	}
+	w.delta <- resp
 	return true
 }
 
@@ -249,4 +270,65 @@ func (c *nodeCache) canonical(nodeID, typeURL string, names []string) {
 			names[i] = r.name
 		}
 	}
+}
+
+// respondHeld is respondDelta for a wildcard stream of Weft's delta loop
+// that holds a whole set (d.held): what changed is the difference of two
+// immutable sets, and what the stream holds next is set itself, so no
+// per-stream version map is built. A set the client refused is not sent
+// again (see deltaSub.answered).
+func (c *nodeCache) respondHeld(w *nodeWatch, d *deltaSub, set *typeSet) bool {
+	if set == d.held || set == d.refused {
+		// Equal sets are shared (typeSets), so pointer equality is the
+		// common case; a first request still needs its empty answer.
+		if w.dreq.GetResponseNonce() != "" || set == d.refused {
+			return false
+		}
+	}
+	var changed []*encoded
+	var removed []string
+	if set != d.held {
+		for name, e := range set.encoded {
+			if h := d.held.encoded[name]; h == nil || h.hash != e.hash {
+				changed = append(changed, e)
+			}
+		}
+		for name := range d.held.encoded {
+			if set.encoded[name] == nil {
+				removed = append(removed, name)
+			}
+		}
+	}
+	first := w.dreq.GetResponseNonce() == ""
+	if len(changed) == 0 && len(removed) == 0 && !first {
+		return false
+	}
+	slices.SortFunc(changed, func(a, b *encoded) int { return strings.Compare(a.name, b.name) })
+	slices.Sort(removed)
+	w.delta <- &deltaResponse{req: w.dreq, version: set.version, resources: changed, removed: removed, set: set}
+	return true
+}
+
+// respondNamedHeld is respondHeld for a named subscription (RDS): the
+// client holds held's version of each subscribed name, but those
+// subscribed since it was sent.
+func (c *nodeCache) respondNamedHeld(w *nodeWatch, d *deltaSub, set *typeSet) bool {
+	var changed []*encoded
+	var removed []string
+	for name := range d.subscribed {
+		e, h := set.encoded[name], d.holds(name)
+		switch {
+		case e != nil && (h == nil || h.hash != e.hash):
+			changed = append(changed, e)
+		case e == nil && h != nil:
+			removed = append(removed, name)
+		}
+	}
+	if len(changed) == 0 && len(removed) == 0 {
+		return false
+	}
+	slices.SortFunc(changed, func(a, b *encoded) int { return strings.Compare(a.name, b.name) })
+	slices.Sort(removed)
+	w.delta <- &deltaResponse{req: w.dreq, version: set.version, resources: changed, removed: removed, set: set}
+	return true
 }

@@ -47,8 +47,17 @@ type deltaResponse struct {
 	resources []*encoded
 	removed   []string
 	returned  map[string]string
-	sent      func()
-	once      sync.Once
+	// set, instead of returned, is what a wildcard delta stream of a
+	// per-node type holds once this is sent: the whole set (see
+	// deltaSub.held).
+	set *typeSet
+	// synced, instead of returned, says that once this is sent the
+	// client holds every name it subscribes to as of generation gen of
+	// the endpoint cache (see deltaSub.synced).
+	synced bool
+	gen    uint64
+	sent   func()
+	once   sync.Once
 }
 
 var _ cachev3.DeltaResponse = (*deltaResponse)(nil)

@@ -15,8 +15,6 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	serverconfig "github.com/envoyproxy/go-control-plane/pkg/server/config"
-	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -109,8 +107,6 @@ type Server struct {
 	snapshots *nodeCache
 	endpoints *endpointCache
 	mux       *cachev3.MuxCache
-	// xds serves delta streams; SotW streams are served by serveSotw.
-	xds serverv3.Server
 
 	// setMu serializes snapshot updates so that "last good snapshot" and the
 	// pending-change bookkeeping agree with what the cache holds.
@@ -178,7 +174,6 @@ func New(opts Options) (*Server, error) {
 	}
 	s.metrics = m
 
-	logger := gcpLogger{s.log}
 	// The node cache answers a request with the subset of the snapshot it
 	// names instead of holding it until it names everything (the
 	// SnapshotCache's non-ADS mode; Contour does the same): per-node
@@ -197,12 +192,6 @@ func New(opts Options) (*Server, error) {
 			"endpoints": s.endpoints,
 		},
 	}
-	// The go-control-plane servers start no goroutines of their own; their
-	// context only ends stream loops, which Shutdown does per stream.
-	s.xds = serverv3.NewServer(context.Background(), s.mux, callbacks{s},
-		serverconfig.DeactivateLegacyWildcardForTypes(noLegacyWildcard),
-		func(o *serverconfig.Opts) { o.Logger = logger },
-	)
 	return s, nil
 }
 
@@ -455,58 +444,13 @@ func (s *Server) refused(err error, nodeID, why string) {
 	s.log.Warn("refusing xDS stream", "node", nodeID, "reason", why, "code", st.Code().String(), "error", st.Message())
 }
 
-// adsService wraps the ADS stream loops (Weft's SotW loop, go-control-plane's
-// delta server) with admission, so that Register works on any gRPC server
+// adsService wraps Weft's ADS stream loops (serveSotw, serveDelta) with
+// admission, so that Register works on any gRPC server
 // without an interceptor.
 type adsService struct {
 	discoveryv3.UnimplementedAggregatedDiscoveryServiceServer
 	s *Server
 }
-
-// The go-control-plane delta stream loop ends when the gRPC stream's Recv fails
-// or the server-wide context ends; it does not watch the stream's context.
-// To end one stream from outside (ClearNode, Shutdown), Recv is served from
-// a goroutine so that the wrapper can fail it when the stream's context is
-// cancelled. That goroutine ends when the handler returns, which cancels the
-// gRPC stream and so its blocked Recv.
-type recvResult[T any] struct {
-	msg *T
-	err error
-}
-
-func cancellableRecv[T any](ctx context.Context, recv func() (*T, error)) func() (*T, error) {
-	ch := make(chan recvResult[T])
-	go func() {
-		for {
-			m, err := recv()
-			select {
-			case ch <- recvResult[T]{m, err}:
-			case <-ctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	return func() (*T, error) {
-		select {
-		case r := <-ch:
-			return r.msg, r.err
-		case <-ctx.Done():
-			return nil, context.Cause(ctx)
-		}
-	}
-}
-
-type deltaStream struct {
-	discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesServer
-	ctx  context.Context
-	recv func() (*discoveryv3.DeltaDiscoveryRequest, error)
-}
-
-func (w deltaStream) Context() context.Context                          { return w.ctx }
-func (w deltaStream) Recv() (*discoveryv3.DeltaDiscoveryRequest, error) { return w.recv() }
 
 func (a *adsService) StreamAggregatedResources(stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
 	ctx, h, err := a.s.admit(stream.Context())
@@ -524,7 +468,7 @@ func (a *adsService) DeltaAggregatedResources(stream discoveryv3.AggregatedDisco
 		return err
 	}
 	defer a.s.release(h)
-	err = a.s.xds.DeltaAggregatedResources(deltaStream{stream, ctx, cancellableRecv(ctx, stream.Recv)})
+	err = a.s.serveDelta(ctx, stream)
 	return h.result(ctx, err)
 }
 

@@ -177,21 +177,10 @@ func (s *Server) serveSotw(ctx context.Context, str discoveryv3.AggregatedDiscov
 		s.streamClosed(key)
 	}()
 
-	reqs := make(chan *sotwRequest)
-	go func() {
-		defer close(reqs)
-		for {
-			req := newSotwRequest()
-			if err := str.RecvMsg(req); err != nil {
-				return
-			}
-			select {
-			case reqs <- req:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	reqs := receiveRequests(ctx, func() (*sotwRequest, error) {
+		req := newSotwRequest()
+		return req, str.RecvMsg(req)
+	})
 
 	// Every open watch answers at most once, into this channel, and a
 	// cancelled watch's answer is drained before its type gets a new watch:
@@ -285,6 +274,28 @@ func (s *Server) serveSotw(ctx context.Context, str discoveryv3.AggregatedDiscov
 			w.cancel = cancel
 		}
 	}
+}
+
+// receiveRequests reads a stream's requests on a goroutine of its own, so
+// that a stream loop waits for requests, responses and the end of ctx at
+// once. The channel closes when the stream or ctx ends.
+func receiveRequests[T any](ctx context.Context, recv func() (T, error)) <-chan T {
+	reqs := make(chan T)
+	go func() {
+		defer close(reqs)
+		for {
+			req, err := recv()
+			if err != nil {
+				return
+			}
+			select {
+			case reqs <- req:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return reqs
 }
 
 // dropQueued empties responses after typeURL's watch was cancelled: its

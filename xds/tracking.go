@@ -5,9 +5,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -121,73 +119,6 @@ func (t *streamType) takeSent(nonce string) (sentResponse, bool) {
 	}
 	return sentResponse{}, false
 }
-
-// callbacks implements go-control-plane's server callbacks, for its delta
-// server; they run synchronously on each stream's goroutine. serveSotw
-// calls the same Server methods itself.
-type callbacks struct{ s *Server }
-
-var _ serverv3.Callbacks = callbacks{}
-
-func (c callbacks) OnStreamOpen(ctx context.Context, id int64, _ string) error {
-	return c.s.streamOpened(ctx, streamKey{false, id})
-}
-
-func (c callbacks) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
-	return c.s.streamOpened(ctx, streamKey{true, id})
-}
-
-func (c callbacks) OnStreamClosed(id int64, _ *corev3.Node) { c.s.streamClosed(streamKey{false, id}) }
-
-func (c callbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
-	c.s.streamClosed(streamKey{true, id})
-}
-
-func (c callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
-	node, err := c.s.request(streamKey{false, id}, req.GetNode(), req.GetTypeUrl(), req.GetVersionInfo(), req.GetResponseNonce(), req.GetErrorDetail(), req.GetResourceNames())
-	if err != nil {
-		return err
-	}
-	req.Node = node
-	return nil
-}
-
-func (c callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
-	node, err := c.s.request(streamKey{true, id}, req.GetNode(), req.GetTypeUrl(), "", req.GetResponseNonce(), req.GetErrorDetail(), req.GetResourceNamesSubscribe())
-	if err != nil {
-		return err
-	}
-	req.Node = node
-	return nil
-}
-
-func (c callbacks) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
-	names := func() []string {
-		out := make([]string, 0, len(resp.GetResources()))
-		for _, a := range resp.GetResources() {
-			out = append(out, ResourceName(a.GetValue()))
-		}
-		return out
-	}
-	c.s.responded(streamKey{false, id}, resp.GetTypeUrl(), resp.GetVersionInfo(), resp.GetNonce(), names)
-}
-
-func (c callbacks) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
-	names := func() []string {
-		out := make([]string, 0, len(resp.GetResources()))
-		for _, r := range resp.GetResources() {
-			out = append(out, r.GetName())
-		}
-		return out
-	}
-	c.s.responded(streamKey{true, id}, resp.GetTypeUrl(), resp.GetSystemVersionInfo(), resp.GetNonce(), names)
-}
-
-func (callbacks) OnFetchRequest(context.Context, *discoveryv3.DiscoveryRequest) error {
-	return status.Error(codes.Unimplemented, "REST xDS is not served")
-}
-
-func (callbacks) OnFetchResponse(*discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {}
 
 // ResourceName reads field 1 of a marshalled resource: the name of a
 // Listener, Cluster, RouteConfiguration or Secret and the cluster_name of a
