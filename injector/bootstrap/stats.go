@@ -72,6 +72,8 @@ var StatsInclusion = struct {
 		".membership_healthy", ".outlier_detection.ejections_active",
 		".downstream_rq_total", ".downstream_rq_time", ".downstream_cx_active", ".downstream_cx_total",
 		".downstream_cx_rx_bytes_total", ".downstream_cx_tx_bytes_total",
+		// TLS handshakes per outbound cluster: the evidence `weft edges` shows as SECURED.
+		".ssl.handshake",
 	},
 	// A safe_regex must match the whole name (RE2::FullMatch).
 	Regexes: []string{`.*\.(?:up|down)stream_rq_[1-5]xx`},
