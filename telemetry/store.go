@@ -37,8 +37,8 @@ const (
 
 // seriesKey names one series of a proxy: kind, cluster or virtual host, route.
 type seriesKey struct {
-	kind  uint8
-	a, b  string
+	kind uint8
+	a, b string
 }
 
 // point is one flush of one series. Counters are Envoy's cumulative values
