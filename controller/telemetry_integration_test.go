@@ -163,7 +163,9 @@ func TestIntegrationEmbeddedMetrics(t *testing.T) {
 	now := time.Now()
 	ts := func(i int) int64 { return now.Add(time.Duration(i-2) * 10 * time.Second).UnixMilli() }
 	inbound := []string{"weft_http_prefix", "inbound"}
-	class := func(c string, kv []string) []string { return append(append([]string(nil), kv...), "weft_response_code_class", c) }
+	class := func(c string, kv []string) []string {
+		return append(append([]string(nil), kv...), "weft_response_code_class", c)
+	}
 	// Interval latency histogram of 100 samples: 50 in (1,5]ms, 40 in (5,10], 10 in (10,25].
 	lat := []uint64{0, 0, 50, 90, 100}
 	apiPod := func(ok, failed []float64, cx float64) []*statFlush {

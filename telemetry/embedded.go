@@ -126,23 +126,38 @@ func (s *Store) window(w time.Duration) map[string]map[seriesKey]agg {
 // histograms by adding those flushed inside the window.
 func reduce(k seriesKey, flushes []flush, from time.Time, bounds []float64) agg {
 	var a agg
-	samples := make([][]Sample, 8) // classes 1..5, retries, handshakes
+	var retries, handshakes []Sample
 	var span time.Duration
+	var prev *point
+	var prevT time.Time
 	for _, f := range flushes {
 		p := f.series[k]
 		if p == nil {
 			continue
 		}
 		if p.has&hasClasses != 0 {
-			for c := 1; c <= 5; c++ {
-				samples[c] = append(samples[c], Sample{f.t, float64(p.classes[c])})
+			// The classes are one proxy's counters flushed together: any of them
+			// falling means the proxy restarted, and the whole pair is dropped
+			// (a new baseline), as Increase does for one counter.
+			if prev != nil {
+				reset := false
+				for c := 1; c <= 5; c++ {
+					reset = reset || p.classes[c] < prev.classes[c]
+				}
+				if !reset {
+					for c := 1; c <= 5; c++ {
+						a.classes[c] += float64(p.classes[c] - prev.classes[c])
+					}
+					span += f.t.Sub(prevT)
+				}
 			}
+			prev, prevT = p, f.t
 		}
 		if p.has&hasRetries != 0 {
-			samples[6] = append(samples[6], Sample{f.t, float64(p.retries)})
+			retries = append(retries, Sample{f.t, float64(p.retries)})
 		}
 		if p.has&hasHandshakes != 0 {
-			samples[7] = append(samples[7], Sample{f.t, float64(p.handshakes)})
+			handshakes = append(handshakes, Sample{f.t, float64(p.handshakes)})
 		}
 		if !f.t.Before(from) && p.histCount > 0 {
 			if h, ok := a.hist.Add(Histogram{Bounds: bounds, Counts: p.hist, Count: p.histCount}); ok {
@@ -153,13 +168,8 @@ func reduce(k seriesKey, flushes []flush, from time.Time, bounds []float64) agg 
 		}
 		a.active = p.active
 	}
-	for c := 1; c <= 5; c++ {
-		inc, sp, _ := Increase(samples[c])
-		a.classes[c] = inc
-		span = max(span, sp)
-	}
-	a.retries, _, _ = Increase(samples[6])
-	a.handshakes, _, _ = Increase(samples[7])
+	a.retries, _, _ = Increase(retries)
+	a.handshakes, _, _ = Increase(handshakes)
 	if span > 0 {
 		a.rps = a.classes.Total() / span.Seconds()
 	}
