@@ -292,6 +292,18 @@ web   api   itm      itm      √
 			}
 		})
 	}
+	// Bad questions get a clear 400, never a table.
+	for q, want := range map[string]string{
+		"resource=cronjob":             `unknown resource "cronjob"`,
+		"resource=deploy&window=often": `window "often"`,
+		"resource=deploy&from=web":     `query.from: "web": want KIND/NAME`,
+		"resource=route":               "query.name: routes need a service name",
+	} {
+		code, body, err := rc.adminGet("/api/stat?" + q)
+		if err != nil || code != 400 || !strings.Contains(body, want) {
+			t.Errorf("/api/stat?%s: %d %v %q, want 400 containing %q", q, code, err, body, want)
+		}
+	}
 }
 
 func normalize(table string) string {
