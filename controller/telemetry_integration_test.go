@@ -208,7 +208,7 @@ func TestIntegrationEmbeddedMetrics(t *testing.T) {
 		n := float64(i)
 		// cluster.<name>.upstream_rq_<*xx>, upstream_rq_retry, ssl.handshake: Envoy 1.40 docs,
 		// configuration/upstream/cluster_manager/cluster_stats.rst; vhost.<vhost>.route.
-		// <stat_prefix>.*: configuration/http/http_filters/router_filter.rst (route stats).
+		// <stat_prefix>.*: route_components.proto Route.stat_prefix, the virtual cluster stats of router_filter.rst.
 		f.counter("cluster.upstream_rq", 150*n, class("2xx", cluster)...).
 			counter("cluster.upstream_rq", 10*n*(n-1), class("5xx", cluster)...).
 			counter("cluster.upstream_rq", 5*n*(n-1), class("4xx", cluster)...).

@@ -343,8 +343,9 @@ func (s *Store) Proxies() int {
 // tags from bootstrap.StatTags) to a series and the field it fills. Names:
 // Envoy 1.40 docs, configuration/upstream/cluster_manager/cluster_stats.rst
 // (cluster.<name>.upstream_rq_total, upstream_rq_<*xx>, upstream_rq_retry,
-// upstream_rq_time, ssl.handshake), configuration/http/http_filters/
-// router_filter.rst "Route level stats" (vhost.<vhost>.route.<prefix>.*), and
+// upstream_rq_time, ssl.handshake), route_components.proto Route.stat_prefix
+// (vhost.<vhost>.route.<prefix>.*, the virtual cluster statistics of
+// configuration/http/http_filters/router_filter.rst), and
 // configuration/http/http_conn_man/stats.rst (http.<prefix>.downstream_rq_total,
 // downstream_rq_<*xx>, downstream_rq_time, downstream_cx_active).
 func classify(name string, labels []*promclient.LabelPair) (seriesKey, string, bool) {
