@@ -35,6 +35,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"sync"
 	"time"
 
@@ -55,6 +56,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/weftmesh/weft/tap"
+	"github.com/weftmesh/weft/telemetry"
 	"github.com/weftmesh/weft/translate"
 	"github.com/weftmesh/weft/xds"
 )
@@ -190,6 +192,9 @@ type Controller struct {
 	tap     *tap.Hub
 	crds    *crdWatches
 	debounc *debouncer
+	// golden is the embedded metrics path's store, fed by proxies'
+	// metrics_service sinks over the xDS port.
+	golden *telemetry.Store
 
 	broadcaster record.EventBroadcaster
 	configErrs  *configErrorReporter
@@ -274,14 +279,11 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.TapLogService != nil {
 		c.tap = tap.NewHub(c.store, log.With("component", "tap"))
 		c.tap.Authorize = c.authorizeAccessLog
-		userServices := xo.Services
-		xo.Services = func(gs grpc.ServiceRegistrar) {
-			c.tap.Register(gs)
-			if userServices != nil {
-				userServices(gs)
-			}
-		}
+		xo.Services = append(slices.Clip(xo.Services), c.tap.Register)
 	}
+	c.golden = telemetry.NewStore(nil)
+	receiver := &telemetry.Receiver{Store: c.golden, Authenticate: xo.Authenticator, Log: cfg.Logger.With("component", "metrics")}
+	xo.Services = append(slices.Clip(xo.Services), receiver.Register)
 	// The validator is the pipeline's; it is set below once it exists.
 	var pipe *pipeline
 	xo.NodeValidator = func(ctx context.Context, node *corev3.Node) (xds.NodeInfo, error) {
@@ -448,7 +450,7 @@ func addrString(l net.Listener) string {
 	return l.Addr().String()
 }
 
-// AdminHandler serves /healthz, /readyz, /metrics, /api/tap (with Config.TapLogService), /debug/proxies[/<node>], /debug/config/<node>,
+// AdminHandler serves /healthz, /readyz, /metrics, /api/stat (golden metrics, telemetry.Table), /api/tap (with Config.TapLogService), /debug/proxies[/<node>], /debug/config/<node>,
 // /debug/config-errors, /debug/identity (the CA's sds.Status) and /debug/pprof/.
 func (c *Controller) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -487,6 +489,7 @@ func (c *Controller) AdminHandler() http.Handler {
 	if c.cfg.Identity != nil {
 		mux.Handle("GET /debug/identity", c.cfg.Identity.CA.StatusHandler())
 	}
+	mux.Handle("GET /api/stat", c.statHandler())
 	if c.tap != nil {
 		mux.Handle("GET "+tap.Path, c.tap.Handler(c.tapNodes))
 	}

@@ -73,10 +73,10 @@ type Options struct {
 	// ServerOptions are added to the gRPC server Serve builds (transport
 	// credentials, for example).
 	ServerOptions []grpc.ServerOption
-	// Services, when set, registers more services on the gRPC server Serve
-	// builds: the proxies reach them over the channel they already use for
-	// xDS (the access log service of `weft tap`).
-	Services func(grpc.ServiceRegistrar)
+	// Services are other gRPC services proxies reach over the xDS channel
+	// (the metrics service their stats sink streams to, the access log
+	// service of `weft tap`); Serve registers them next to ADS.
+	Services []func(grpc.ServiceRegistrar)
 	// ShutdownGrace bounds how long Serve waits for streams to end once its
 	// context is done. Default 5s.
 	ShutdownGrace time.Duration
@@ -95,7 +95,7 @@ type Server struct {
 	// hooks tracks running OnDisconnect calls; Serve waits for them.
 	hooks         sync.WaitGroup
 	serverOptions []grpc.ServerOption
-	services      func(grpc.ServiceRegistrar)
+	services      []func(grpc.ServiceRegistrar)
 	grace         time.Duration
 	// ackHook, when set (benchmarks), hears every ACK of a known response.
 	ackHook func(nodeID, typeURL string, at time.Time)
@@ -329,8 +329,8 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		grpc.ForceServerCodecV2(newXDSCodec(s.endpoints.intern)),
 	}, s.serverOptions...)...)
 	s.Register(gs)
-	if s.services != nil {
-		s.services(gs)
+	for _, register := range s.services {
+		register(gs)
 	}
 
 	served := make(chan error, 1)

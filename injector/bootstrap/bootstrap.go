@@ -126,7 +126,8 @@ func Envoy(c Config) (*bootstrapv3.Bootstrap, error) {
 			LdsConfig: adsSource(),
 			CdsConfig: adsSource(),
 		},
-		StatsConfig: statsConfig(c.clusterDomain()),
+		StatsConfig:        statsConfig(c.clusterDomain()),
+		StatsFlushInterval: statsFlushInterval(),
 	}
 	if c.ServerName == "" {
 		host, port, _ := splitHostPort(c.ControlPlaneAddress)
@@ -137,12 +138,14 @@ func Envoy(c Config) (*bootstrapv3.Bootstrap, error) {
 		return nil, err
 	}
 	b.DynamicResources.AdsConfig.GrpcServices = []*corev3.GrpcService{svc}
+	b.StatsSinks = statsSinks(svc)
 	return b, nil
 }
 
 // ControlPlaneService is how a sidecar with this bootstrap reaches the
 // control plane over gRPC: the ADS channel's service, which other gRPC
-// services of the control plane (the access log service of `weft tap`)
+// services of the control plane (the access log service of `weft tap`, the
+// metrics service of the stats sink)
 // reuse, with its TLS and token.
 func ControlPlaneService(c Config) (*corev3.GrpcService, error) {
 	if err := c.validate(); err != nil {
