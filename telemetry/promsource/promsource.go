@@ -147,7 +147,7 @@ func (s *Source) Query(ctx context.Context, q telemetry.Query) (telemetry.Table,
 	case telemetry.ResourceRoute:
 		return s.routes(ctx, q)
 	default:
-		return telemetry.Table{}, fmt.Errorf("query.resource %q: edges need peer identities, which only the embedded path (access logs) has", q.Resource)
+		return s.edges(ctx, q)
 	}
 }
 
@@ -191,6 +191,43 @@ func (s *Source) workloads(ctx context.Context, q telemetry.Query) (telemetry.Ta
 	rows, err := s.collect(ctx, g, key)
 	if err != nil {
 		return telemetry.Table{}, err
+	}
+	return telemetry.Table{Resource: q.Resource, Rows: rows}, nil
+}
+
+// edges is edges: which deployment calls which service, from the callers' outbound
+// clusters. Envoy's stats name the destination service, not the pods behind it, and
+// carry no peer identity, so Dst is a service and SECURED, CLIENT_ID and SERVER_ID
+// stay unknown ("-") on this path; the embedded path has them from access logs.
+func (s *Source) edges(ctx context.Context, q telemetry.Query) (telemetry.Table, error) {
+	matchers := []string{fmt.Sprintf(`%s=~%q`, bootstrap.TagCluster, `outbound\|\d+\|[^.]+\.[^.]+\.svc\.`+regexp.QuoteMeta(s.clusterDomain))}
+	if !q.AllNamespaces && q.Namespace != "" {
+		matchers = append(matchers, matchEq(LabelNamespace, q.Namespace))
+	}
+	by := fmt.Sprintf("%s, %s, weft_service", LabelNamespace, LabelDeployment)
+	svc := func(inner string) string {
+		return fmt.Sprintf(`label_replace(%s, "weft_service", "$1", %q, %q)`, inner, bootstrap.TagCluster, `outbound\|\d+\|([^.]+\.[^.]+)\..*`)
+	}
+	w := promDuration(q.WindowOrDefault())
+	g := golden{
+		classes: fmt.Sprintf(`sum by (%s, %s) (%s)`, by, bootstrap.TagResponseCodeClass, svc(fmt.Sprintf(`rate(%s%s[%s])`, metricUpstreamRq, selector(matchers), w))),
+		buckets: fmt.Sprintf(`sum by (%s, le) (%s)`, by, svc(fmt.Sprintf(`rate(%s%s[%s])`, metricUpstreamRqTime, selector(matchers), w))),
+	}
+	// The row key packs source and destination; rows are unpacked below.
+	key := func(m model.Metric) rowKey {
+		if m[LabelDeployment] == "" {
+			return rowKey{}
+		}
+		return rowKey{string(m[LabelNamespace]), string(m[LabelDeployment]) + "\x00" + string(m["weft_service"])}
+	}
+	rows, err := s.collect(ctx, g, key)
+	if err != nil {
+		return telemetry.Table{}, err
+	}
+	for i, r := range rows {
+		src, dst, _ := strings.Cut(r.Name, "\x00")
+		name, ns, _ := strings.Cut(dst, ".")
+		rows[i].Src, rows[i].Dst, rows[i].DstNamespace, rows[i].Name = src, name, ns, src+" > "+name
 	}
 	return telemetry.Table{Resource: q.Resource, Rows: rows}, nil
 }

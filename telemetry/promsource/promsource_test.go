@@ -220,6 +220,10 @@ func TestPrometheusSourceTables(t *testing.T) {
 			{Namespace: "shop", Name: "api", SuccessRate: ptr(1), RPS: 5, P50: ms(3), P95: ms(4.8), P99: ms(4.96)},
 		}},
 		{"no service of that name", telemetry.Query{Resource: telemetry.ResourceService, Namespace: "shop", Name: "nope"}, []telemetry.Row{}},
+		{"edges: deployment to service", telemetry.Query{Resource: telemetry.ResourceEdge, Namespace: "shop"}, []telemetry.Row{
+			{Namespace: "shop", Name: "web > api", Src: "web", Dst: "api", DstNamespace: "shop", SuccessRate: ptr(1), RPS: 5, P50: ms(3), P95: ms(4.8), P99: ms(4.96)},
+		}},
+		{"no edges from another namespace", telemetry.Query{Resource: telemetry.ResourceEdge, Namespace: "other"}, []telemetry.Row{}},
 		// 50 attempts per 10 s, 10 failed, 6 of them retried: 44 requests, 4 failures.
 		{"routes: effective takes the retries out", telemetry.Query{Resource: telemetry.ResourceRoute, Namespace: "shop", Name: "api"}, []telemetry.Row{
 			{Namespace: "shop", Name: "GET /items", Dst: "api", SuccessRate: ptr(1 - 4.0/44), RPS: 4.4,
@@ -254,7 +258,7 @@ func diffRows(got, want []telemetry.Row) string {
 		near := func(a, b float64) bool { return math.Abs(a-b) < 1e-6 }
 		nearP := func(a, b *float64) bool { return (a == nil) == (b == nil) && (a == nil || near(*a, *b)) }
 		nearD := func(a, b time.Duration) bool { return math.Abs(float64(a-b)) < float64(time.Microsecond) }
-		ok := g.Namespace == w.Namespace && g.Name == w.Name && g.Dst == w.Dst && g.Meshed == w.Meshed &&
+		ok := g.Namespace == w.Namespace && g.Name == w.Name && g.Src == w.Src && g.Dst == w.Dst && g.DstNamespace == w.DstNamespace && g.Meshed == w.Meshed &&
 			nearP(g.SuccessRate, w.SuccessRate) && near(g.RPS, w.RPS) &&
 			nearD(g.P50, w.P50) && nearD(g.P95, w.P95) && nearD(g.P99, w.P99) && g.TCPConnections == w.TCPConnections &&
 			nearP(g.EffectiveSuccess, w.EffectiveSuccess) && nearP(g.ActualSuccess, w.ActualSuccess) &&
@@ -305,7 +309,6 @@ func TestPrometheusSourceRefuses(t *testing.T) {
 		return nil, nil
 	}, "", time.Now)
 	for _, q := range []telemetry.Query{
-		{Resource: telemetry.ResourceEdge},
 		{Resource: telemetry.ResourceDeployment, From: "deploy/web"},
 		{Resource: "bogus"},
 		{Resource: telemetry.ResourceRoute},
