@@ -1,7 +1,6 @@
-package promsource
+package promsource_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math"
@@ -9,193 +8,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/promql"
-	"github.com/prometheus/prometheus/storage"
-	"github.com/prometheus/prometheus/util/teststorage"
 
 	"github.com/weftmesh/weft/telemetry"
+	"github.com/weftmesh/weft/telemetry/promsource"
+	"github.com/weftmesh/weft/telemetry/promsource/promsourcetest"
 )
-
-// proxyTarget is one scraped proxy: the labels ScrapeConfig's relabelling gives it and
-// the stand-in that serves its stats.
-type proxyTarget struct {
-	namespace, pod, deployment string
-	proxy                      *standInProxy
-	// perInterval is the traffic the proxy sees between two scrapes.
-	perInterval func(p *standInProxy)
-}
-
-const scrapeInterval = 10 * time.Second
-
-// shopTraffic is the traffic every test here measures, per 10 s scrape interval:
-//   - shop/web (2 pods) serves 90 2xx and 10 5xx each on inbound|8080, 50 at 3 ms,
-//     40 at 8 ms, 10 at 20 ms, with 3 inbound connections open; each pod calls api
-//     25 times (3 ms), and its profile route "GET /items" sees 20 2xx, 5 5xx and 3 retries
-//     at 8 ms;
-//   - shop/api (1 pod) serves 50 2xx at 3 ms on inbound|9090;
-//   - other/db-0 (a StatefulSet's pod: no deployment label) serves 10 2xx at 3 ms.
-func shopTraffic() []*proxyTarget {
-	inbound := func(port string, ok, fail float64, lat map[float64]float64, cx float64) func(p *standInProxy) {
-		return func(p *standInProxy) {
-			c := map[string]string{"weft_cluster": "inbound|" + port}
-			p.counters[newSeries("envoy_cluster_upstream_rq", with(c, "weft_response_code_class", "2xx"))] += ok
-			if fail > 0 {
-				p.counters[newSeries("envoy_cluster_upstream_rq", with(c, "weft_response_code_class", "5xx"))] += fail
-			}
-			for ms, n := range lat {
-				p.observe(newSeries("envoy_cluster_upstream_rq_time", c), ms, n)
-			}
-			p.gauges[newSeries("envoy_http_downstream_cx_active", map[string]string{"weft_http_prefix": "inbound"})] = cx
-		}
-	}
-	webInbound := inbound("8080", 90, 10, map[float64]float64{3: 50, 8: 40, 20: 10}, 3)
-	web := func(p *standInProxy) {
-		webInbound(p)
-		out := map[string]string{"weft_cluster": "outbound|80|api.shop.svc.cluster.local"}
-		p.counters[newSeries("envoy_cluster_upstream_rq", with(out, "weft_response_code_class", "2xx"))] += 25
-		p.observe(newSeries("envoy_cluster_upstream_rq_time", out), 3, 25)
-		rt := map[string]string{"weft_vhost": "api.shop.svc.cluster.local:80", "weft_route": "GET /items"}
-		p.counters[newSeries("envoy_vhost_route_upstream_rq", with(rt, "weft_response_code_class", "2xx"))] += 20
-		p.counters[newSeries("envoy_vhost_route_upstream_rq", with(rt, "weft_response_code_class", "5xx"))] += 5
-		p.counters[newSeries("envoy_vhost_route_upstream_rq_retry", rt)] += 3
-		p.observe(newSeries("envoy_vhost_route_upstream_rq_time", rt), 8, 25)
-	}
-	return []*proxyTarget{
-		{"shop", "web-7d9c-1", "web", newStandInProxy(), web},
-		{"shop", "web-7d9c-2", "web", newStandInProxy(), web},
-		{"shop", "api-5f6b-1", "api", newStandInProxy(), inbound("9090", 50, 0, map[float64]float64{3: 50}, 0)},
-		{"other", "db-0", "", newStandInProxy(), inbound("5432", 10, 0, map[float64]float64{3: 10}, 1)},
-	}
-}
-
-func with(m map[string]string, k, v string) map[string]string {
-	out := map[string]string{k: v}
-	for mk, mv := range m {
-		out[mk] = mv
-	}
-	return out
-}
-
-// scrapeInto plays the part of Prometheus' scrape loop: every interval each stand-in
-// proxy's traffic advances, its /stats/prometheus text is parsed as Prometheus parses
-// it, and the samples are stored with the target labels and an up series. It returns
-// the time of the last scrape.
-func scrapeInto(t *testing.T, app storage.Appender, targets []*proxyTarget, start time.Time, scrapes int) time.Time {
-	t.Helper()
-	at := start
-	for i := range scrapes {
-		at = start.Add(time.Duration(i) * scrapeInterval)
-		for _, tg := range targets {
-			if i > 0 {
-				tg.perInterval(tg.proxy)
-			} else {
-				// Counters start at a proxy's earlier traffic, not at zero, as a
-				// Prometheus that starts scraping a running mesh sees them.
-				for range 100 {
-					tg.perInterval(tg.proxy)
-				}
-			}
-			var text bytes.Buffer
-			tg.proxy.render(&text)
-			target := []string{"job", "weft-proxies", "instance", tg.pod + ":4192", LabelNamespace, tg.namespace, LabelPod, tg.pod}
-			if tg.deployment != "" {
-				target = append(target, LabelDeployment, tg.deployment)
-			}
-			appendExposition(t, app, &text, target, at)
-			if _, err := app.Append(0, labels.FromStrings(append([]string{"__name__", "up"}, target...)...), at.UnixMilli(), 1); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := app.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	return at
-}
-
-func appendExposition(t *testing.T, app storage.Appender, text *bytes.Buffer, target []string, at time.Time) {
-	t.Helper()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(text)
-	if err != nil {
-		t.Fatalf("stand-in exposition does not parse: %v", err)
-	}
-	add := func(name string, lbls []string, v float64) {
-		all := append(append([]string{"__name__", name}, target...), lbls...)
-		if _, err := app.Append(0, labels.FromStrings(all...), at.UnixMilli(), v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for name, mf := range families {
-		for _, m := range mf.GetMetric() {
-			var lbls []string
-			for _, lp := range m.GetLabel() {
-				lbls = append(lbls, lp.GetName(), lp.GetValue())
-			}
-			switch {
-			case m.Counter != nil:
-				add(name, lbls, m.GetCounter().GetValue())
-			case m.Gauge != nil:
-				add(name, lbls, m.GetGauge().GetValue())
-			case m.Histogram != nil:
-				h := m.GetHistogram()
-				for _, b := range h.GetBucket() {
-					add(name+"_bucket", append(lbls[:len(lbls):len(lbls)], "le", model.FloatString(b.GetUpperBound()).String()), float64(b.GetCumulativeCount()))
-				}
-				add(name+"_bucket", append(lbls[:len(lbls):len(lbls)], "le", "+Inf"), float64(h.GetSampleCount()))
-				add(name+"_sum", lbls, h.GetSampleSum())
-				add(name+"_count", lbls, float64(h.GetSampleCount()))
-			}
-		}
-	}
-}
-
-// engineSource is the Source over Prometheus' own PromQL engine and TSDB, holding what
-// a Prometheus would have scraped from shopTraffic for two minutes.
-func engineSource(t *testing.T) *Source {
-	t.Helper()
-	st := teststorage.New(t)
-	start := time.Unix(1_800_000_000, 0)
-	end := scrapeInto(t, st.Appender(context.Background()), shopTraffic(), start, 13)
-	engine := promql.NewEngine(promql.EngineOpts{MaxSamples: 1_000_000, Timeout: 10 * time.Second})
-	q := func(ctx context.Context, expr string, at time.Time) (model.Vector, error) {
-		qry, err := engine.NewInstantQuery(ctx, st, nil, expr, at)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", expr, err)
-		}
-		defer qry.Close()
-		res := qry.Exec(ctx)
-		if res.Err != nil {
-			return nil, fmt.Errorf("%s: %w", expr, res.Err)
-		}
-		vec, err := res.Vector()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", expr, err)
-		}
-		out := make(model.Vector, 0, len(vec))
-		for _, s := range vec {
-			m := model.Metric{}
-			s.Metric.Range(func(l labels.Label) { m[model.LabelName(l.Name)] = model.LabelValue(l.Value) })
-			out = append(out, &model.Sample{Metric: m, Value: model.SampleValue(s.F), Timestamp: model.Time(s.T)})
-		}
-		return out, nil
-	}
-	return NewWithQuery(q, "cluster.local", func() time.Time { return end })
-}
 
 func ptr(f float64) *float64 { return &f }
 
 func ms(f float64) time.Duration { return time.Duration(f * float64(time.Millisecond)) }
 
 // TestPrometheusSourceTables checks every table the Prometheus path answers against
-// numbers computed by hand from shopTraffic. Percentiles interpolate linearly inside
+// numbers computed by hand from promsourcetest.ShopTraffic. Percentiles interpolate linearly inside
 // Envoy's buckets as histogram_quantile does: web's p95 is rank 95 of 100, in
 // (10ms, 25ms] which holds ranks 91..100, so 10 + 15*(5/10) = 17.5 ms.
 func TestPrometheusSourceTables(t *testing.T) {
-	src := engineSource(t)
+	src := promsourcetest.ShopSource(t)
 	web := telemetry.Row{Namespace: "shop", Name: "web", SuccessRate: ptr(0.9), RPS: 20, P50: ms(5), P95: ms(17.5), P99: ms(23.5), TCPConnections: 6}
 	api := telemetry.Row{Namespace: "shop", Name: "api", SuccessRate: ptr(1), RPS: 5, P50: ms(3), P95: ms(4.8), P99: ms(4.96)}
 	tests := []struct {
@@ -292,7 +121,7 @@ func rowString(r telemetry.Row) string {
 
 // TestPrometheusDown: a Prometheus that is not there is a sentence naming it, not a stack of url errors.
 func TestPrometheusDown(t *testing.T) {
-	src, err := New("http://127.0.0.1:1", "cluster.local")
+	src, err := promsource.New("http://127.0.0.1:1", "cluster.local")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +133,7 @@ func TestPrometheusDown(t *testing.T) {
 
 // TestPrometheusSourceRefuses: what the Prometheus path cannot answer is said, not guessed.
 func TestPrometheusSourceRefuses(t *testing.T) {
-	src := NewWithQuery(func(context.Context, string, time.Time) (model.Vector, error) {
+	src := promsource.NewWithQuery(func(context.Context, string, time.Time) (model.Vector, error) {
 		t.Fatal("no query should be sent")
 		return nil, nil
 	}, "", time.Now)

@@ -1,4 +1,8 @@
-package promsource
+// Package promsourcetest stands in for what a Prometheus would hold after scraping a
+// mesh's Envoy proxies, for tests of promsource and of what shows its tables (the
+// dashboard): stand-in proxies render Envoy's Prometheus text format, a scrape loop
+// parses it as Prometheus does, and Prometheus' own PromQL engine and TSDB answer.
+package promsourcetest
 
 import (
 	"fmt"
