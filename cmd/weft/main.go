@@ -67,7 +67,8 @@ make demo prints the address of the control plane it starts:
 	cmd.PersistentFlags().StringVar(&g.cp, "cp", def, "control plane admin address (cp --admin-addr); env "+cpEnv)
 	cmd.PersistentFlags().DurationVar(&g.timeout, "timeout", 10*time.Second, "how long to wait for the control plane")
 	cmd.AddCommand(newProxyConfigCommand(g), newProxiesCommand(g), newVersionCommand(), newIdentityCommand(), newProfileCommand(), bench.NewCommand(),
-		newInjectCommand(), newUninjectCommand(), newInstallCommand(), newUninstallCommand(), newCheckCommand(g))
+		newInjectCommand(), newUninjectCommand(), newInstallCommand(), newUninstallCommand(), newCheckCommand(g),
+		newDashboardCommand(g))
 	return cmd
 }
 
