@@ -77,16 +77,20 @@ func TestPrometheusSourceTables(t *testing.T) {
 }
 
 // diffRows compares tables allowing for float rounding in rates and interpolation.
-func diffRows(got, want []telemetry.Row) string {
+func diffRows(got, want []telemetry.Row) string { return diffRowsWithin(got, want, 0) }
+
+// diffRowsWithin compares tables allowing a relative error in every number (real scrape
+// times jitter), or float rounding when it is 0.
+func diffRowsWithin(got, want []telemetry.Row, rel float64) string {
 	if len(got) != len(want) {
 		return fmt.Sprintf("%d rows, want %d:\n got %s\nwant %s", len(got), len(want), rowsString(got), rowsString(want))
 	}
 	var b strings.Builder
 	for i := range got {
 		g, w := got[i], want[i]
-		near := func(a, b float64) bool { return math.Abs(a-b) < 1e-6 }
+		near := func(a, b float64) bool { return math.Abs(a-b) < max(1e-6, rel*math.Abs(b)) }
 		nearP := func(a, b *float64) bool { return (a == nil) == (b == nil) && (a == nil || near(*a, *b)) }
-		nearD := func(a, b time.Duration) bool { return math.Abs(float64(a-b)) < float64(time.Microsecond) }
+		nearD := func(a, b time.Duration) bool { return near(float64(a)/1e3, float64(b)/1e3) }
 		ok := g.Namespace == w.Namespace && g.Name == w.Name && g.Src == w.Src && g.Dst == w.Dst && g.DstNamespace == w.DstNamespace && g.Meshed == w.Meshed &&
 			nearP(g.SuccessRate, w.SuccessRate) && near(g.RPS, w.RPS) &&
 			nearD(g.P50, w.P50) && nearD(g.P95, w.P95) && nearD(g.P99, w.P99) && g.TCPConnections == w.TCPConnections &&

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
+	"net/http"
 	"testing"
 	"time"
 
@@ -184,3 +186,45 @@ func ShopSource(t testing.TB) *promsource.Source {
 	return promsource.NewWithQuery(q, "cluster.local", func() time.Time { return end })
 }
 
+
+// Handler serves the target's /stats/prometheus as a running Envoy would at wall-clock
+// time: every counter and histogram grows linearly from start at the traffic's
+// per-interval rate (over a base of earlier traffic), so a real Prometheus scraping it
+// at any moments computes the same rates as ShopSource.
+func (tg *ProxyTarget) Handler(start time.Time) http.Handler {
+	base, step := newStandInProxy(), newStandInProxy()
+	for range 100 {
+		tg.perInterval(base)
+	}
+	tg.perInterval(step)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/stats/prometheus" {
+			http.NotFound(w, r)
+			return
+		}
+		k := time.Since(start).Seconds() / scrapeInterval.Seconds()
+		now := newStandInProxy()
+		for s, v := range base.counters {
+			now.counters[s] = v + k*step.counters[s]
+		}
+		maps.Copy(now.gauges, step.gauges)
+		for s, h := range base.histograms {
+			grown := make([]float64, len(h))
+			for i := range h {
+				grown[i] = h[i] + k*step.histograms[s][i]
+			}
+			now.histograms[s] = grown
+		}
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		now.render(w)
+	})
+}
+
+// Labels are the target labels a scrape job gives the proxy (ScrapeConfig's relabelling).
+func (tg *ProxyTarget) Labels() map[string]string {
+	l := map[string]string{promsource.LabelNamespace: tg.namespace, promsource.LabelPod: tg.pod}
+	if tg.deployment != "" {
+		l[promsource.LabelDeployment] = tg.deployment
+	}
+	return l
+}
