@@ -35,6 +35,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"sync"
 	"time"
 
@@ -54,6 +55,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 
+	"github.com/weftmesh/weft/telemetry"
 	"github.com/weftmesh/weft/xds"
 )
 
@@ -180,6 +182,9 @@ type Controller struct {
 	core    *coreInformers
 	crds    *crdWatches
 	debounc *debouncer
+	// golden is the embedded metrics path's store, fed by proxies'
+	// metrics_service sinks over the xDS port.
+	golden *telemetry.Store
 
 	broadcaster record.EventBroadcaster
 	configErrs  *configErrorReporter
@@ -261,6 +266,9 @@ func New(cfg Config) (*Controller, error) {
 		xo.Authenticator = cfg.Identity.Authenticator
 		xo.ServerOptions = append(append([]grpc.ServerOption(nil), xo.ServerOptions...), cfg.Identity.serverOptions()...)
 	}
+	c.golden = telemetry.NewStore(nil)
+	receiver := &telemetry.Receiver{Store: c.golden, Authenticate: xo.Authenticator, Log: cfg.Logger.With("component", "metrics")}
+	xo.Services = append(slices.Clip(xo.Services), receiver.Register)
 	// The validator is the pipeline's; it is set below once it exists.
 	var pipe *pipeline
 	xo.NodeValidator = func(ctx context.Context, node *corev3.Node) (xds.NodeInfo, error) {
@@ -427,7 +435,7 @@ func addrString(l net.Listener) string {
 	return l.Addr().String()
 }
 
-// AdminHandler serves /healthz, /readyz, /metrics, /debug/proxies[/<node>], /debug/config/<node>,
+// AdminHandler serves /healthz, /readyz, /metrics, /api/stat (golden metrics, telemetry.Table), /debug/proxies[/<node>], /debug/config/<node>,
 // /debug/config-errors, /debug/identity (the CA's sds.Status) and /debug/pprof/.
 func (c *Controller) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -466,6 +474,7 @@ func (c *Controller) AdminHandler() http.Handler {
 	if c.cfg.Identity != nil {
 		mux.Handle("GET /debug/identity", c.cfg.Identity.CA.StatusHandler())
 	}
+	mux.Handle("GET /api/stat", c.statHandler())
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)

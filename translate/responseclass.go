@@ -160,3 +160,21 @@ func responseClassesMetadata(ranges []statusRange) *structpb.Struct {
 		"classes": structpb.NewListValue(&structpb.ListValue{Values: list}),
 	}}
 }
+
+// StatusRange is one flattened response class: an inclusive status range
+// and whether a response in it is a failure.
+type StatusRange struct {
+	Min, Max  uint32
+	IsFailure bool
+}
+
+// ResponseClassRanges flattens a route's responseClasses into the disjoint,
+// sorted ranges the route metadata carries, for metrics that classify
+// outside Envoy (the control plane's embedded path).
+func ResponseClassRanges(classes []mesh.ResponseClass) []StatusRange {
+	var out []StatusRange
+	for _, r := range classify(classes).ranges() {
+		out = append(out, StatusRange{Min: r.min, Max: r.max, IsFailure: r.isFailure})
+	}
+	return out
+}

@@ -75,6 +75,10 @@ type Options struct {
 	// ServerOptions are added to the gRPC server Serve builds (transport
 	// credentials, for example).
 	ServerOptions []grpc.ServerOption
+	// Services are other gRPC services proxies reach over the xDS channel
+	// (the metrics service their stats sink streams to); Serve registers
+	// them next to ADS.
+	Services []func(grpc.ServiceRegistrar)
 	// ShutdownGrace bounds how long Serve waits for streams to end once its
 	// context is done. Default 5s.
 	ShutdownGrace time.Duration
@@ -93,6 +97,7 @@ type Server struct {
 	// hooks tracks running OnDisconnect calls; Serve waits for them.
 	hooks         sync.WaitGroup
 	serverOptions []grpc.ServerOption
+	services      []func(grpc.ServiceRegistrar)
 	grace         time.Duration
 	// ackHook, when set (benchmarks), hears every ACK of a known response.
 	ackHook func(nodeID, typeURL string, at time.Time)
@@ -136,6 +141,7 @@ func New(opts Options) (*Server, error) {
 		onDisconnect:  opts.OnDisconnect,
 		claims:        make(map[string]int),
 		serverOptions: opts.ServerOptions,
+		services:      opts.Services,
 		grace:         opts.ShutdownGrace,
 		hashes:        newResourceHashes(),
 		typeSets:      newTypeSets(),
@@ -334,6 +340,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		grpc.ForceServerCodecV2(newXDSCodec(s.endpoints.intern)),
 	}, s.serverOptions...)...)
 	s.Register(gs)
+	for _, register := range s.services {
+		register(gs)
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- gs.Serve(lis) }()

@@ -126,7 +126,8 @@ func Envoy(c Config) (*bootstrapv3.Bootstrap, error) {
 			LdsConfig: adsSource(),
 			CdsConfig: adsSource(),
 		},
-		StatsConfig: statsConfig(c.clusterDomain()),
+		StatsConfig:        statsConfig(c.clusterDomain()),
+		StatsFlushInterval: statsFlushInterval(),
 	}
 	if c.ServerName == "" {
 		host, port, _ := splitHostPort(c.ControlPlaneAddress)
@@ -134,6 +135,7 @@ func Envoy(c Config) (*bootstrapv3.Bootstrap, error) {
 		b.DynamicResources.AdsConfig.GrpcServices = []*corev3.GrpcService{{
 			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: XDSClusterName}},
 		}}
+		b.StatsSinks = statsSinks(b.DynamicResources.AdsConfig.GrpcServices[0])
 		return b, nil
 	}
 	g, err := c.googleGRPC()
@@ -143,6 +145,7 @@ func Envoy(c Config) (*bootstrapv3.Bootstrap, error) {
 	b.DynamicResources.AdsConfig.GrpcServices = []*corev3.GrpcService{{
 		TargetSpecifier: &corev3.GrpcService_GoogleGrpc_{GoogleGrpc: g},
 	}}
+	b.StatsSinks = statsSinks(b.DynamicResources.AdsConfig.GrpcServices[0])
 	return b, nil
 }
 

@@ -14,6 +14,7 @@ import (
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	grpccredv3 "github.com/envoyproxy/go-control-plane/envoy/config/grpc_credential/v3"
+	metricsv3 "github.com/envoyproxy/go-control-plane/envoy/config/metrics/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/grpc/serviceconfig"
 	grpcxds "google.golang.org/grpc/xds"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"sigs.k8s.io/yaml"
 
 	"github.com/weftmesh/weft/injector/bootstrap"
@@ -169,6 +171,27 @@ func TestEnvoyBootstrapShape(t *testing.T) {
 				if fb.GetSecretData().GetFilename() != tc.cfg.TokenPath || fb.GetHeaderKey() != "authorization" || fb.GetHeaderPrefix() != "Bearer " {
 					t.Errorf("token plugin reads %q into %q with prefix %q", fb.GetSecretData().GetFilename(), fb.GetHeaderKey(), fb.GetHeaderPrefix())
 				}
+			}
+
+			// The metrics sink streams over exactly the ADS channel (cluster, or TLS and
+			// token), cumulative counters, tag labels, histogram buckets only.
+			sinks := b.GetStatsSinks()
+			if len(sinks) != 1 || sinks[0].GetName() != "envoy.stat_sinks.metrics_service" {
+				t.Fatalf("stats_sinks %v, want one envoy.stat_sinks.metrics_service", sinks)
+			}
+			ms := &metricsv3.MetricsServiceConfig{}
+			if err := sinks[0].GetTypedConfig().UnmarshalTo(ms); err != nil {
+				t.Fatal(err)
+			}
+			if !proto.Equal(ms.GetGrpcService(), ads.GetGrpcServices()[0]) {
+				t.Errorf("metrics sink grpc_service %v differs from ADS's %v", ms.GetGrpcService(), ads.GetGrpcServices()[0])
+			}
+			if ms.GetReportCountersAsDeltas().GetValue() || !ms.GetEmitTagsAsLabels() ||
+				ms.GetHistogramEmitMode() != metricsv3.HistogramEmitMode_HISTOGRAM || ms.GetTransportApiVersion().String() != "V3" {
+				t.Errorf("metrics sink %v: want cumulative counters, tags as labels, histograms only, V3", ms)
+			}
+			if got := b.GetStatsFlushInterval().AsDuration(); got != bootstrap.StatsFlushInterval {
+				t.Errorf("stats_flush_interval %v, want %v", got, bootstrap.StatsFlushInterval)
 			}
 
 			// The health listener: on every address at ProxyHealthPort, GET /ready to the

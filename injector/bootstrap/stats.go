@@ -2,9 +2,13 @@ package bootstrap
 
 import (
 	"regexp"
+	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	metricsv3 "github.com/envoyproxy/go-control-plane/envoy/config/metrics/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -68,6 +72,8 @@ var StatsInclusion = struct {
 		".membership_healthy", ".outlier_detection.ejections_active",
 		".downstream_rq_total", ".downstream_rq_time", ".downstream_cx_active", ".downstream_cx_total",
 		".downstream_cx_rx_bytes_total", ".downstream_cx_tx_bytes_total",
+		// TLS handshakes per outbound cluster: the evidence `weft edges` shows as SECURED.
+		".ssl.handshake",
 	},
 	// A safe_regex must match the whole name (RE2::FullMatch).
 	Regexes: []string{`.*\.(?:up|down)stream_rq_[1-5]xx`},
@@ -102,3 +108,41 @@ func statsConfig(clusterDomain string) *metricsv3.StatsConfig {
 func exact(s string) *matcherv3.StringMatcher {
 	return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: s}}
 }
+
+// StatsFlushInterval is how often Envoy flushes its stats to the sinks (bootstrap
+// stats_flush_interval; Envoy's default is 5s). Every flush of every proxy is one message
+// the control plane decodes and stores, so 10s halves that work; a rate over the default
+// one-minute window still rests on six flushes.
+const StatsFlushInterval = 10 * time.Second
+
+// statsSinks streams every proxy's kept stats to the control plane (Envoy's
+// envoy.stat_sinks.metrics_service, envoy.service.metrics.v3.MetricsService.StreamMetrics,
+// source/extensions/stat_sinks/metrics_service/grpc_metrics_service_impl.cc) over the same
+// gRPC service as ADS: the same cluster, or the same TLS channel and token, so the control
+// plane authenticates the stream as it does xDS.
+//
+//   - report_counters_as_deltas false (the default): counters arrive cumulative. A message
+//     lost while a stream reconnects, or a proxy that moves to another replica, then costs
+//     nothing (the next value carries the total), and a restarted proxy shows as a counter
+//     going backwards, which telemetry.Increase turns into a new baseline. Deltas would lose
+//     those requests silently. This is also how Prometheus sees the same counters, so both
+//     paths compute rates the same way.
+//   - emit_tags_as_labels: names arrive tag-extracted with StatTags as labels (the same
+//     labels /stats/prometheus shows), so the control plane never re-parses cluster names.
+//   - histogram_emit_mode HISTOGRAM: the summary's quantiles cannot be merged across proxies
+//     or flushes; the buckets can. The sink fills them from intervalStatistics(): each
+//     message holds the samples of one flush interval only.
+func statsSinks(ads *corev3.GrpcService) []*metricsv3.StatsSink {
+	return []*metricsv3.StatsSink{{
+		Name: wellknown.MetricsService,
+		ConfigType: &metricsv3.StatsSink_TypedConfig{TypedConfig: mustAny(&metricsv3.MetricsServiceConfig{
+			GrpcService:            ads,
+			TransportApiVersion:    corev3.ApiVersion_V3,
+			ReportCountersAsDeltas: wrapperspb.Bool(false),
+			EmitTagsAsLabels:       true,
+			HistogramEmitMode:      metricsv3.HistogramEmitMode_HISTOGRAM,
+		})},
+	}}
+}
+
+func statsFlushInterval() *durationpb.Duration { return durationpb.New(StatsFlushInterval) }

@@ -8,6 +8,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	grpccredv3 "github.com/envoyproxy/go-control-plane/envoy/config/grpc_credential/v3"
+	metricsv3 "github.com/envoyproxy/go-control-plane/envoy/config/metrics/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
@@ -22,10 +23,14 @@ const BootstrapType = "type.googleapis.com/envoy.config.bootstrap.v3.Bootstrap"
 // kindGRPCCredentials is the registry of Google gRPC call credentials plugins.
 const kindGRPCCredentials extKind = 1 << 15
 
+// kindStatsSink is the registry of bootstrap stats_sinks.
+const kindStatsSink extKind = 1 << 14
+
 const fileBasedMetadataFactory = "envoy.grpc_credentials.file_based_metadata"
 
 func init() {
 	extensions[fullName(&grpccredv3.FileBasedMetadataConfig{})] = extension{kinds: kindGRPCCredentials, factory: fileBasedMetadataFactory}
+	extensions[fullName(&metricsv3.MetricsServiceConfig{})] = extension{kinds: kindStatsSink, factory: "envoy.stat_sinks.metrics_service"}
 }
 
 // Bootstrap finds what Envoy would refuse at start-up in a bootstrap: its static listeners
@@ -64,6 +69,7 @@ func Bootstrap(b *bootstrapv3.Bootstrap, serviceNode, serviceCluster string) []*
 }
 
 func (c *checker) checkBootstrap(b *bootstrapv3.Bootstrap, serviceNode, serviceCluster string) {
+	c.checkStatsSinks(b.GetStatsSinks())
 	dyn := b.GetDynamicResources()
 	c.push("dynamic_resources")
 	defer c.pop()
@@ -132,6 +138,24 @@ func (c *checker) checkAPIConfigSource(api *corev3.ApiConfigSource) {
 				c.pop()
 				c.pop()
 			}
+		}
+		c.pop()
+	}
+}
+
+// checkStatsSinks applies to a metrics_service sink's gRPC service what Envoy applies when it
+// creates the sink at start-up, before any CDS: an envoy_grpc service names a static cluster
+// (AsyncClientFactoryImpl, source/common/grpc/async_client_manager_impl.cc: "Unknown gRPC
+// client cluster").
+func (c *checker) checkStatsSinks(sinks []*metricsv3.StatsSink) {
+	for i, s := range sinks {
+		ms := &metricsv3.MetricsServiceConfig{}
+		if s.GetTypedConfig().UnmarshalTo(ms) != nil {
+			continue // an unknown or broken type is the generic walk's to report
+		}
+		c.pushIndex("stats_sinks", i)
+		if eg := ms.GetGrpcService().GetEnvoyGrpc(); eg != nil && c.clusters[eg.GetClusterName()] == nil {
+			c.errorAt("typed_config.grpc_service.envoy_grpc.cluster_name", "Unknown gRPC client cluster '%s'", eg.GetClusterName())
 		}
 		c.pop()
 	}

@@ -105,6 +105,16 @@ func TestBootstrapRules(t *testing.T) {
 			}}}
 			return b
 		}(), node: "n.s", cluster: "s", want: []string{"stats_config.stats_matcher.inclusion_list.patterns[0].safe_regex.regex: regex"}},
+		{name: "metrics sink through the xds cluster", b: func() *bootstrapv3.Bootstrap {
+			b := withStatic(adsBootstrap(envoyGRPC("xds")), xdsCluster)
+			b.StatsSinks = metricsSink(t, envoyGRPC("xds"))
+			return b
+		}(), node: "n.s", cluster: "s"},
+		{name: "metrics sink to an unknown cluster", b: func() *bootstrapv3.Bootstrap {
+			b := withStatic(adsBootstrap(envoyGRPC("xds")), xdsCluster)
+			b.StatsSinks = metricsSink(t, envoyGRPC("nowhere"))
+			return b
+		}(), node: "n.s", cluster: "s", want: []string{"stats_sinks[0].typed_config.grpc_service.envoy_grpc.cluster_name: Unknown gRPC client cluster 'nowhere'"}},
 		{name: "bad static cluster", b: withStatic(adsBootstrap(envoyGRPC("xds")), &clusterv3.Cluster{
 			Name: "xds", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
 		}), node: "n.s", cluster: "s",
@@ -129,4 +139,12 @@ func TestBootstrapRules(t *testing.T) {
 			}
 		})
 	}
+}
+
+func metricsSink(t *testing.T, gs *corev3.GrpcService) []*metricsv3.StatsSink {
+	a, err := anypb.New(&metricsv3.MetricsServiceConfig{GrpcService: gs, TransportApiVersion: corev3.ApiVersion_V3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []*metricsv3.StatsSink{{Name: "envoy.stat_sinks.metrics_service", ConfigType: &metricsv3.StatsSink_TypedConfig{TypedConfig: a}}}
 }

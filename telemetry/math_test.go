@@ -1,0 +1,180 @@
+package telemetry
+
+import (
+	"math"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+
+func at(sec int, v float64) Sample { return Sample{T: t0.Add(time.Duration(sec) * time.Second), V: v} }
+
+func TestIncreaseAndRate(t *testing.T) {
+	cases := []struct {
+		name       string
+		samples    []Sample
+		wantInc    float64
+		wantSpan   time.Duration
+		wantResets int
+		wantRate   float64
+		wantOK     bool
+	}{
+		{"steady", []Sample{at(0, 0), at(10, 10), at(20, 30)}, 30, 20 * time.Second, 0, 1.5, true},
+		// The proxy restarted between 10s and 20s: 100 -> 5 is dropped, 5 is the new
+		// baseline, and only the watched growth counts: (100 + 20) / 20s.
+		{"restart is a new baseline", []Sample{at(0, 0), at(10, 100), at(20, 5), at(30, 25)}, 120, 20 * time.Second, 1, 6, true},
+		{"only a restart", []Sample{at(0, 50), at(10, 3)}, 0, 0, 1, 0, false},
+		{"one sample", []Sample{at(0, 7)}, 0, 0, 0, 0, false},
+		{"garbage values are skipped", []Sample{at(0, 0), at(10, math.NaN()), at(20, -4), at(30, 10), at(40, 20)}, 10, 10 * time.Second, 0, 1, true},
+		{"repeated timestamp", []Sample{at(0, 0), at(0, 5), at(10, 15)}, 10, 10 * time.Second, 0, 1, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			inc, span, resets := Increase(c.samples)
+			if inc != c.wantInc || span != c.wantSpan || resets != c.wantResets {
+				t.Errorf("Increase = %v over %v, %d resets; want %v over %v, %d resets", inc, span, resets, c.wantInc, c.wantSpan, c.wantResets)
+			}
+			rate, ok := Rate(c.samples)
+			if ok != c.wantOK || math.Abs(rate-c.wantRate) > 1e-9 {
+				t.Errorf("Rate = %v, %v; want %v, %v", rate, ok, c.wantRate, c.wantOK)
+			}
+		})
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	// Ten samples: 2 at or below 0.5ms, 5 at or below 1ms, 8 <= 5ms, 9 <= 10ms, 10 <= 25ms.
+	h := Histogram{Bounds: []float64{0.5, 1, 5, 10, 25}, Counts: []float64{2, 5, 8, 9, 10}, Count: 10}
+	overflow := h
+	overflow.Count = 12 // two samples above the last bound (+Inf)
+	cases := []struct {
+		name   string
+		h      Histogram
+		q      float64
+		want   float64
+		wantOK bool
+	}{
+		// rank 1 in [0, 0.5] holding 2: 0 + 0.5*1/2
+		{"p10 first bucket starts at 0", h, 0.10, 0.25, true},
+		// rank 5 reaches bucket (0.5, 1] holding 3, 3 of them: 0.5 + 0.5*3/3
+		{"p50", h, 0.50, 1, true},
+		// rank 9.5 in (10, 25] holding 1, 0.5 of it: 10 + 15*0.5
+		{"p95", h, 0.95, 17.5, true},
+		// rank 9.9: 10 + 15*0.9
+		{"p99", h, 0.99, 23.5, true},
+		{"rank in +Inf answers the last bound", overflow, 0.99, 25, true},
+		{"no samples", Histogram{Bounds: h.Bounds, Counts: make([]float64, 5)}, 0.5, 0, false},
+		{"counts falling is garbage", Histogram{Bounds: h.Bounds, Counts: []float64{2, 1, 8, 9, 10}, Count: 10}, 0.5, 0, false},
+		{"counts above the total is garbage", Histogram{Bounds: h.Bounds, Counts: []float64{2, 5, 8, 9, 11}, Count: 10}, 0.5, 0, false},
+		{"bounds and counts disagree", Histogram{Bounds: h.Bounds, Counts: []float64{2, 5}, Count: 10}, 0.5, 0, false},
+		{"q out of range", h, 1.5, 0, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, ok := c.h.Quantile(c.q)
+			if ok != c.wantOK || math.Abs(got-c.want) > 1e-9 {
+				t.Errorf("Quantile(%v) = %v, %v; want %v, %v", c.q, got, ok, c.want, c.wantOK)
+			}
+		})
+	}
+	if d := Millis(h.Quantile(0.95)); d != 17500*time.Microsecond {
+		t.Errorf("Millis(p95) = %v, want 17.5ms", d)
+	}
+}
+
+func TestHistogramAddSub(t *testing.T) {
+	a := Histogram{Bounds: []float64{1, 10}, Counts: []float64{1, 2}, Count: 3, Sum: 30}
+	b := Histogram{Bounds: []float64{1, 10}, Counts: []float64{2, 4}, Count: 4, Sum: 12}
+	other := Histogram{Bounds: []float64{1, 5}, Counts: []float64{1, 1}, Count: 1}
+
+	sum, ok := Histogram{}.Add(a)
+	if !ok {
+		t.Fatal("Add to empty refused")
+	}
+	if sum, ok = sum.Add(b); !ok || sum.Count != 7 || sum.Counts[0] != 3 || sum.Counts[1] != 6 || sum.Sum != 42 {
+		t.Errorf("a+b = %+v, %v", sum, ok)
+	}
+	if _, ok := a.Add(other); ok {
+		t.Error("Add of different buckets accepted")
+	}
+	// Cumulative (Prometheus) histograms: b - a is what was observed in between...
+	cum := Histogram{Bounds: []float64{1, 10}, Counts: []float64{3, 6}, Count: 7, Sum: 42}
+	if d, ok := cum.Sub(a); !ok || d.Count != 4 || d.Counts[0] != 2 || d.Counts[1] != 4 {
+		t.Errorf("cum - a = %+v, %v", d, ok)
+	}
+	// ...and any count falling is a restart, never a negative bucket.
+	if _, ok := a.Sub(cum); ok {
+		t.Error("Sub across a restart accepted")
+	}
+}
+
+func TestFailures(t *testing.T) {
+	var c ClassCounts
+	c[2], c[4], c[5] = 90, 5, 5
+	no5xx := c
+	no5xx[5] = 0
+	cases := []struct {
+		name    string
+		counts  ClassCounts
+		ranges  []StatusRange
+		want    float64
+		wantOK  bool
+		success float64
+	}{
+		{"default: 5xx fail", c, nil, 5, true, 0.95},
+		{"4xx declared failures", c, []StatusRange{{400, 499, true}}, 10, true, 0.90},
+		{"5xx declared success", c, []StatusRange{{500, 599, false}}, 0, true, 1},
+		{"a range splitting 5xx cannot be counted from classes", c, []StatusRange{{500, 503, false}}, 0, false, 0},
+		{"a range inside 5xx that agrees with the default", c, []StatusRange{{500, 503, true}}, 5, true, 0.95},
+		{"a split class with no responses is fine", no5xx, []StatusRange{{500, 503, false}}, 0, true, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := tc.counts.Failures(tc.ranges)
+			if ok != tc.wantOK || got != tc.want {
+				t.Fatalf("Failures = %v, %v; want %v, %v", got, ok, tc.want, tc.wantOK)
+			}
+			if ok {
+				if s := SuccessRate(tc.counts.Total(), got); s == nil || math.Abs(*s-tc.success) > 1e-9 {
+					t.Errorf("SuccessRate = %v, want %v", s, tc.success)
+				}
+			}
+		})
+	}
+	if SuccessRate(0, 0) != nil {
+		t.Error("SuccessRate without traffic is not nil")
+	}
+	for _, st := range []struct {
+		status int
+		ranges []StatusRange
+		want   bool
+	}{{503, nil, true}, {404, nil, false}, {404, []StatusRange{{400, 404, true}}, true}, {503, []StatusRange{{500, 599, false}}, false}} {
+		if got := IsFailure(st.status, st.ranges); got != st.want {
+			t.Errorf("IsFailure(%d, %v) = %v", st.status, st.ranges, got)
+		}
+	}
+}
+
+func TestEffectiveActual(t *testing.T) {
+	cases := []struct {
+		name                   string
+		a                      Attempts
+		effT, effF, actT, actF float64
+	}{
+		// 10 requests, 5 of them failed once and succeeded on retry, 1 failed for good:
+		// 15 attempts, 6 failed. The client saw 10 requests and 1 failure (90%); the
+		// servers saw 15 and 6 (60%).
+		{"retries hide failures", Attempts{Total: 15, Failures: 6, Retries: 5}, 10, 1, 15, 6},
+		{"no retries", Attempts{Total: 10, Failures: 2}, 10, 2, 10, 2},
+		// Retries after connection resets leave no failed status behind.
+		{"retries without counted failures", Attempts{Total: 10, Retries: 2}, 8, 0, 10, 0},
+		{"garbage: more retries than attempts", Attempts{Total: 3, Failures: 1, Retries: 9}, 0, 0, 3, 1},
+	}
+	for _, c := range cases {
+		effT, effF, actT, actF := EffectiveActual(c.a)
+		if effT != c.effT || effF != c.effF || actT != c.actT || actF != c.actF {
+			t.Errorf("%s: got eff %v/%v act %v/%v, want eff %v/%v act %v/%v", c.name, effF, effT, actF, actT, c.effF, c.effT, c.actF, c.actT)
+		}
+	}
+}

@@ -1,0 +1,312 @@
+package telemetry
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	promclient "github.com/prometheus/client_model/go"
+
+	"github.com/weftmesh/weft/injector/bootstrap"
+)
+
+// Bounds of the embedded store. A proxy's memory is at most Slots flushes of
+// at most MaxSeries series each; a proxy silent for Retention is evicted,
+// and at most MaxProxies are kept (the oldest silent one makes room).
+const (
+	// Slots flushes per proxy: one minute of 10s flushes plus the baseline a
+	// one-minute rate needs.
+	Slots = 7
+	// MaxSeries bounds the series kept from one flush of one proxy: a proxy
+	// talks to a bounded number of services; garbage or a runaway stats
+	// config must not grow the control plane.
+	MaxSeries = 256
+	// Retention is how long a proxy that stopped reporting is remembered.
+	Retention = 2 * time.Minute
+	// MaxProxies bounds the number of proxies kept.
+	MaxProxies = 50_000
+)
+
+// Series kinds, one per place Weft asks Envoy for golden metrics.
+const (
+	kindInbound  uint8 = iota + 1 // http.inbound.*: the pod as a server
+	kindOutbound                  // cluster.outbound|port|fqdn.*: the pod as a client of a service
+	kindRoute                     // vhost.<fqdn:port>.route.<name>.*: a profile route, client side
+)
+
+// seriesKey names one series of a proxy: kind, cluster or virtual host, route.
+type seriesKey struct {
+	kind uint8
+	a, b string
+}
+
+// point is one flush of one series. Counters are Envoy's cumulative values
+// (report_counters_as_deltas is false); hist holds the flush interval's
+// samples only (the sink sends intervalStatistics()).
+type point struct {
+	total, retries, handshakes uint64
+	classes                    [6]uint64
+	has                        uint8 // which counters were present
+	active                     float64
+	hist                       []float64 // cumulative by bucket, over Bounds
+	histCount                  float64
+}
+
+const (
+	hasTotal uint8 = 1 << iota
+	hasRetries
+	hasHandshakes
+	hasClasses
+)
+
+type flush struct {
+	t      time.Time
+	series map[seriesKey]*point
+}
+
+type proxyState struct {
+	pod, namespace string
+	flushes        [Slots]flush
+	next, n        int
+	bounds         []float64
+	lastSeen       time.Time
+}
+
+// Store is the embedded path's memory: a rolling window of flushes per
+// proxy, fed by the metrics service receiver and read by Query.
+type Store struct {
+	mu      sync.Mutex
+	proxies map[string]*proxyState
+	// bounds is shared by every proxy whose histograms use Envoy's default
+	// buckets, so most proxies hold no copy.
+	bounds []float64
+	now    func() time.Time
+}
+
+// NewStore makes an empty store; now is the clock (tests fix it).
+func NewStore(now func() time.Time) *Store {
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{proxies: map[string]*proxyState{}, now: now}
+}
+
+// IngestResult says what one message gave and what was left out, so the
+// receiver can log garbage without failing the stream.
+type IngestResult struct {
+	Kept, Unknown, Bad int
+	// Problem describes the first bad metric, for the log.
+	Problem string
+}
+
+// Ingest records one StreamMetricsMessage's metric families for the proxy
+// named by nodeID ("<pod>.<namespace>"). Stat names Weft did not ask for are
+// counted as Unknown and skipped; malformed values (negative, NaN, histograms
+// whose buckets fall) are counted as Bad and skipped: they never reach a
+// table.
+func (s *Store) Ingest(pod, namespace string, families []*promclient.MetricFamily) IngestResult {
+	var res IngestResult
+	reject := func(format string, args ...any) {
+		res.Bad++
+		if res.Problem == "" {
+			res.Problem = fmt.Sprintf(format, args...)
+		}
+	}
+	series := map[seriesKey]*point{}
+	var bounds []float64
+	var ts time.Time
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			key, field, ok := classify(f.GetName(), m.GetLabel())
+			if !ok {
+				res.Unknown++
+				continue
+			}
+			p := series[key]
+			if p == nil {
+				if len(series) >= MaxSeries {
+					reject("more than %d series in one flush; %s dropped", MaxSeries, f.GetName())
+					continue
+				}
+				p = &point{}
+				series[key] = p
+			}
+			if m.TimestampMs != nil && ts.IsZero() {
+				ts = time.UnixMilli(m.GetTimestampMs())
+			}
+			switch {
+			case field == "time" && f.GetType() == promclient.MetricType_HISTOGRAM:
+				h := m.GetHistogram()
+				hb := make([]float64, len(h.GetBucket()))
+				hc := make([]float64, len(h.GetBucket()))
+				for i, b := range h.GetBucket() {
+					hb[i], hc[i] = b.GetUpperBound(), float64(b.GetCumulativeCount())
+				}
+				hist := Histogram{Bounds: hb, Counts: hc, Count: float64(h.GetSampleCount())}
+				if !hist.Valid() || (bounds != nil && !sameBounds(bounds, hb)) {
+					reject("%s: histogram buckets are not cumulative or differ from the proxy's others", f.GetName())
+					continue
+				}
+				bounds = hb
+				p.hist, p.histCount = hc, hist.Count
+			case field == "active" && f.GetType() == promclient.MetricType_GAUGE:
+				v := m.GetGauge().GetValue()
+				if bad(v) {
+					reject("%s: gauge %v", f.GetName(), v)
+					continue
+				}
+				p.active = v
+			case f.GetType() == promclient.MetricType_COUNTER:
+				v := m.GetCounter().GetValue()
+				if bad(v) || v != float64(uint64(v)) {
+					reject("%s: counter %v is not a count", f.GetName(), v)
+					continue
+				}
+				switch field {
+				case "total":
+					p.total, p.has = uint64(v), p.has|hasTotal
+				case "retry":
+					p.retries, p.has = uint64(v), p.has|hasRetries
+				case "handshake":
+					p.handshakes, p.has = uint64(v), p.has|hasHandshakes
+				default: // "1xx".."5xx"
+					p.classes[field[0]-'0'], p.has = uint64(v), p.has|hasClasses
+				}
+			default:
+				reject("%s: type %s where Envoy sends another", f.GetName(), f.GetType())
+				continue
+			}
+			res.Kept++
+		}
+	}
+	now := s.now()
+	if ts.IsZero() || ts.After(now.Add(time.Minute)) || ts.Before(now.Add(-Retention)) {
+		// No timestamp, or a clock too far off to place the flush: the
+		// control plane's arrival time is the honest substitute.
+		ts = now
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := namespace + "/" + pod
+	ps := s.proxies[id]
+	if ps == nil {
+		s.evictLocked(now)
+		ps = &proxyState{pod: pod, namespace: namespace}
+		s.proxies[id] = ps
+	}
+	if bounds != nil {
+		switch {
+		case s.bounds == nil:
+			s.bounds = bounds
+		case ps.bounds == nil && !sameBounds(s.bounds, bounds):
+			ps.bounds = bounds
+		}
+	}
+	ps.lastSeen = now
+	if ps.n > 0 && !ts.After(ps.flushes[(ps.next+Slots-1)%Slots].t) {
+		// Out of order or repeated: a rate needs increasing time.
+		res.Bad += res.Kept
+		res.Kept = 0
+		if res.Problem == "" {
+			res.Problem = "flush timestamp not after the previous one"
+		}
+		return res
+	}
+	ps.flushes[ps.next] = flush{t: ts, series: series}
+	ps.next = (ps.next + 1) % Slots
+	ps.n = min(ps.n+1, Slots)
+	return res
+}
+
+// evictLocked drops proxies silent for Retention and, at MaxProxies, the
+// longest silent one.
+func (s *Store) evictLocked(now time.Time) {
+	var oldestID string
+	var oldest time.Time
+	for id, ps := range s.proxies {
+		if now.Sub(ps.lastSeen) > Retention {
+			delete(s.proxies, id)
+			continue
+		}
+		if oldestID == "" || ps.lastSeen.Before(oldest) {
+			oldestID, oldest = id, ps.lastSeen
+		}
+	}
+	if len(s.proxies) >= MaxProxies && oldestID != "" {
+		delete(s.proxies, oldestID)
+	}
+}
+
+// Proxies is the number of proxies remembered.
+func (s *Store) Proxies() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.proxies)
+}
+
+// classify maps a tag-extracted stat name and its labels (emit_tags_as_labels,
+// tags from bootstrap.StatTags) to a series and the field it fills. Names:
+// Envoy 1.40 docs, configuration/upstream/cluster_manager/cluster_stats.rst
+// (cluster.<name>.upstream_rq_total, upstream_rq_<*xx>, upstream_rq_retry,
+// upstream_rq_time, ssl.handshake), configuration/http/http_filters/
+// router_filter.rst "Route level stats" (vhost.<vhost>.route.<prefix>.*), and
+// configuration/http/http_conn_man/stats.rst (http.<prefix>.downstream_rq_total,
+// downstream_rq_<*xx>, downstream_rq_time, downstream_cx_active).
+func classify(name string, labels []*promclient.LabelPair) (seriesKey, string, bool) {
+	var cluster, vhost, route, httpPrefix, class string
+	for _, l := range labels {
+		switch l.GetName() {
+		case bootstrap.TagCluster:
+			cluster = l.GetValue()
+		case bootstrap.TagVirtualHost:
+			vhost = l.GetValue()
+		case bootstrap.TagRoute:
+			route = l.GetValue()
+		case bootstrap.TagHTTPPrefix:
+			httpPrefix = l.GetValue()
+		case bootstrap.TagResponseCodeClass:
+			class = l.GetValue()
+		}
+	}
+	var key seriesKey
+	var stat string
+	switch {
+	case strings.HasPrefix(name, "cluster.") && strings.HasPrefix(cluster, "outbound|"):
+		key, stat = seriesKey{kind: kindOutbound, a: cluster}, strings.TrimPrefix(name, "cluster.")
+		if stat == "ssl.handshake" {
+			return key, "handshake", true
+		}
+	case strings.HasPrefix(name, "vhost.route.") && vhost != "" && route != "":
+		key, stat = seriesKey{kind: kindRoute, a: vhost, b: route}, strings.TrimPrefix(name, "vhost.route.")
+	case strings.HasPrefix(name, "http.") && httpPrefix == "inbound":
+		key, stat = seriesKey{kind: kindInbound}, strings.TrimPrefix(name, "http.")
+		switch stat {
+		case "downstream_rq_total":
+			return key, "total", true
+		case "downstream_rq":
+			return key, class, validClass(class)
+		case "downstream_rq_time":
+			return key, "time", true
+		case "downstream_cx_active":
+			return key, "active", true
+		}
+		return key, "", false
+	default:
+		return key, "", false
+	}
+	switch stat {
+	case "upstream_rq_total":
+		return key, "total", true
+	case "upstream_rq":
+		return key, class, validClass(class)
+	case "upstream_rq_retry":
+		return key, "retry", true
+	case "upstream_rq_time":
+		return key, "time", true
+	}
+	return key, "", false
+}
+
+func validClass(c string) bool { return len(c) == 3 && c[0] >= '1' && c[0] <= '5' && c[1:] == "xx" }

@@ -1,0 +1,122 @@
+package telemetry
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	promclient "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/weftmesh/weft/injector/bootstrap"
+)
+
+// inboundOK is one flush of a proxy's http.inbound.downstream_rq_2xx, as Envoy 1.40's
+// metrics_service sink sends it with emit_tags_as_labels (tag-extracted name, tags as labels).
+func inboundOK(v float64, ts time.Time) []*promclient.MetricFamily {
+	return []*promclient.MetricFamily{{
+		Name: proto.String("http.downstream_rq"), Type: promclient.MetricType_COUNTER.Enum(),
+		Metric: []*promclient.Metric{{
+			Label: []*promclient.LabelPair{
+				{Name: proto.String(bootstrap.TagHTTPPrefix), Value: proto.String("inbound")},
+				{Name: proto.String(bootstrap.TagResponseCodeClass), Value: proto.String("2xx")},
+			},
+			Counter:     &promclient.Counter{Value: proto.Float64(v)},
+			TimestampMs: proto.Int64(ts.UnixMilli()),
+		}},
+	}}
+}
+
+type oneDir []Workload
+
+func (d oneDir) Workloads() []Workload                      { return d }
+func (oneDir) ResponseClasses(_, _, _ string) []StatusRange { return nil }
+
+func TestStoreRatesAndBadInput(t *testing.T) {
+	now := t0
+	dir := oneDir{{Namespace: "shop", Pod: "web-0", Deployment: "web", Meshed: true}}
+	cases := []struct {
+		name     string
+		values   []float64 // one flush every 10s, the last one now
+		wantRate string
+		wantBad  int
+	}{
+		{"steady", []float64{0, 100, 200}, "10.0rps", 0},
+		// The proxy restarted between the second and third flush: 100 -> 30 is a new
+		// baseline, the rate rests on the 10s watched before it.
+		{"counter goes backwards", []float64{0, 100, 30}, "10.0rps", 0},
+		{"only a restart", []float64{500, 30}, "-", 0},
+		{"negative and fractional counters are garbage", []float64{0, -5, 7.5}, "-", 2},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var clock time.Time
+			s := NewStore(func() time.Time { return clock })
+			bad := 0
+			for i, v := range c.values {
+				clock = now.Add(time.Duration(i-len(c.values)+1) * 10 * time.Second)
+				bad += s.Ingest("web-0", "shop", inboundOK(v, clock)).Bad
+			}
+			if bad != c.wantBad {
+				t.Errorf("bad = %d, want %d", bad, c.wantBad)
+			}
+			tab, err := (&Embedded{Store: s, Dir: dir}).Query(context.Background(), Query{Resource: ResourceDeployment, Namespace: "shop"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(tab.Rows) != 1 || FormatRPS(tab.Rows[0].RPS) != c.wantRate {
+				t.Fatalf("rows %+v, want one with %s", tab.Rows, c.wantRate)
+			}
+			if r := tab.Rows[0]; c.wantRate == "-" && r.SuccessRate != nil {
+				t.Errorf("success %v without a usable rate", *r.SuccessRate)
+			}
+		})
+	}
+}
+
+func TestStoreUnknownAndOutOfOrder(t *testing.T) {
+	clock := t0
+	s := NewStore(func() time.Time { return clock })
+	unknown := []*promclient.MetricFamily{{Name: proto.String("listener.0.0.0.0_15006.downstream_cx_total"), Type: promclient.MetricType_COUNTER.Enum(),
+		Metric: []*promclient.Metric{{Counter: &promclient.Counter{Value: proto.Float64(3)}}}}}
+	if r := s.Ingest("web-0", "shop", unknown); r.Unknown != 1 || r.Kept != 0 || r.Bad != 0 {
+		t.Errorf("unknown stat: %+v", r)
+	}
+	clock = clock.Add(10 * time.Second)
+	s.Ingest("web-0", "shop", inboundOK(5, clock))
+	// A flush stamped before the previous one cannot be placed in the window.
+	if r := s.Ingest("web-0", "shop", inboundOK(9, clock.Add(-5*time.Second))); r.Bad != 1 || r.Kept != 0 {
+		t.Errorf("out-of-order flush: %+v", r)
+	}
+}
+
+func TestStoreBounds(t *testing.T) {
+	clock := t0
+	s := NewStore(func() time.Time { return clock })
+	// Flood one flush with more series than a proxy may have.
+	var fams []*promclient.MetricFamily
+	for i := range MaxSeries + 10 {
+		fams = append(fams, &promclient.MetricFamily{Name: proto.String("cluster.upstream_rq_total"), Type: promclient.MetricType_COUNTER.Enum(),
+			Metric: []*promclient.Metric{{
+				Label:   []*promclient.LabelPair{{Name: proto.String(bootstrap.TagCluster), Value: proto.String("outbound|80|s" + string(rune('a'+i%26)) + string(rune('a'+i/26)) + ".shop.svc.cluster.local")}},
+				Counter: &promclient.Counter{Value: proto.Float64(1)},
+			}}})
+	}
+	if r := s.Ingest("web-0", "shop", fams); r.Kept != MaxSeries || r.Bad != 10 {
+		t.Errorf("flood: %+v, want %d kept and 10 bad", r, MaxSeries)
+	}
+	// More flushes than Slots keep Slots.
+	for range 2 * Slots {
+		clock = clock.Add(10 * time.Second)
+		s.Ingest("web-0", "shop", inboundOK(1, clock))
+	}
+	if n := s.proxies["shop/web-0"].n; n != Slots {
+		t.Errorf("%d flushes kept, want %d", n, Slots)
+	}
+	// A proxy silent for longer than Retention is gone once another reports.
+	clock = clock.Add(Retention + time.Second)
+	s.Ingest("api-0", "shop", inboundOK(1, clock))
+	if s.Proxies() != 1 {
+		t.Errorf("%d proxies after retention, want 1", s.Proxies())
+	}
+}
