@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,13 +14,6 @@ import (
 	"github.com/weftmesh/weft/dashboard"
 	"github.com/weftmesh/weft/telemetry"
 )
-
-// embeddedSource answers telemetry queries from the control plane's embedded window
-// (its admin query endpoint). Until that client is wired here, the dashboard needs
-// --prometheus.
-var embeddedSource = func(*globals) (telemetry.Source, error) {
-	return nil, errors.New("the control plane's telemetry endpoint is not available to weft dashboard yet: give --prometheus URL")
-}
 
 func newDashboardCommand(g *globals) *cobra.Command {
 	var addr string
@@ -40,14 +32,7 @@ with --prometheus, from a Prometheus that scrapes the proxies.`,
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:50750", "address to serve the dashboard on")
 	cmd.Flags().DurationVar(&window, "window", telemetry.DefaultWindow, "how far back the numbers look")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		var embedded telemetry.Source
-		if prom.url == "" {
-			var err error
-			if embedded, err = embeddedSource(g); err != nil {
-				return err
-			}
-		}
-		src, err := prom.source(embedded)
+		src, err := prom.source(adminSource{g})
 		if err != nil {
 			return err
 		}

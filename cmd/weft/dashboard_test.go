@@ -27,12 +27,14 @@ func TestDashboardCommand(t *testing.T) {
 	tests := []struct {
 		name    string
 		args    []string
+		path    string
 		want    string
 		wantErr string
 	}{
 		{name: "Prometheus down", args: []string{"dashboard", "--prometheus", "http://127.0.0.1:1", "--addr", "127.0.0.1:0"},
-			want: "cannot reach Prometheus at http://127.0.0.1:1"},
-		{name: "no source yet", args: []string{"dashboard", "--addr", "127.0.0.1:0"}, wantErr: "give --prometheus URL"},
+			path: "namespaces/shop", want: "cannot reach Prometheus at http://127.0.0.1:1"},
+		{name: "control plane down", args: []string{"dashboard", "--cp", "http://127.0.0.1:1", "--addr", "127.0.0.1:0"},
+			path: "", want: "namespaces: "},
 		{name: "bad address", args: []string{"dashboard", "--prometheus", "http://127.0.0.1:1", "--addr", "256.0.0.1:x"}, wantErr: "serving the dashboard on 256.0.0.1:x"},
 	}
 	for _, tc := range tests {
@@ -60,7 +62,7 @@ func TestDashboardCommand(t *testing.T) {
 				t.Fatalf("the command ended before serving: %v", err)
 			}
 			url := strings.TrimSpace(strings.TrimPrefix(line, "Weft dashboard: "))
-			resp, err := http.Get(url + "namespaces/shop")
+			resp, err := http.Get(url + tc.path)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -42,8 +42,8 @@ func Files() (map[string][]byte, error) {
 
 var datasource = common.DataSourceRef{Type: cog.ToPtr("prometheus"), Uid: cog.ToPtr("${datasource}")}
 
-// inbound selects a proxy's inbound clusters: the traffic a workload serves.
-const inbound = `weft_cluster=~"inbound\\|\\d+"`
+// inbound selects a proxy's inbound HTTP connection manager: the traffic a workload serves.
+const inbound = `weft_http_prefix="inbound"`
 
 func board(uid, title string, vars ...cog.Builder[dashboard.VariableModel]) *dashboard.DashboardBuilder {
 	b := dashboard.NewDashboardBuilder(title).
@@ -85,10 +85,10 @@ func panel(title, unit string, targets ...target) *timeseries.PanelBuilder {
 // golden are the panels of success rate, request rate, latency and connections for a
 // selector, grouped by a label: the same expressions promsource runs.
 func golden(sel, by, legend string) []*timeseries.PanelBuilder {
-	success := fmt.Sprintf(`1 - (sum by (%[2]s) (rate(envoy_cluster_upstream_rq{%[1]s,weft_response_code_class="5xx"}[$__rate_interval])) or sum by (%[2]s) (rate(envoy_cluster_upstream_rq{%[1]s}[$__rate_interval])) * 0) / sum by (%[2]s) (rate(envoy_cluster_upstream_rq{%[1]s}[$__rate_interval]))`, sel, by)
-	rps := fmt.Sprintf(`sum by (%s) (rate(envoy_cluster_upstream_rq{%s}[$__rate_interval]))`, by, sel)
+	success := fmt.Sprintf(`1 - (sum by (%[2]s) (rate(envoy_http_downstream_rq{%[1]s,weft_response_code_class="5xx"}[$__rate_interval])) or sum by (%[2]s) (rate(envoy_http_downstream_rq{%[1]s}[$__rate_interval])) * 0) / sum by (%[2]s) (rate(envoy_http_downstream_rq{%[1]s}[$__rate_interval]))`, sel, by)
+	rps := fmt.Sprintf(`sum by (%s) (rate(envoy_http_downstream_rq{%s}[$__rate_interval]))`, by, sel)
 	q := func(phi string) string {
-		return fmt.Sprintf(`histogram_quantile(%s, sum by (%s, le) (rate(envoy_cluster_upstream_rq_time_bucket{%s}[$__rate_interval])))`, phi, by, sel)
+		return fmt.Sprintf(`histogram_quantile(%s, sum by (%s, le) (rate(envoy_http_downstream_rq_time_bucket{%s}[$__rate_interval])))`, phi, by, sel)
 	}
 	return []*timeseries.PanelBuilder{
 		panel("Success rate", "percentunit", target{success, legend}).Max(1),
@@ -108,29 +108,29 @@ func mesh() *dashboard.DashboardBuilder {
 
 func namespace() *dashboard.DashboardBuilder {
 	b := board("weft-namespace", "Weft / Namespace",
-		labelValues("namespace", "namespace", "envoy_cluster_upstream_rq", inbound))
+		labelValues("namespace", "namespace", "envoy_http_downstream_rq", inbound))
 	sel := inbound + `,namespace="$namespace"`
 	for _, p := range golden(sel, "deployment", "{{deployment}}") {
 		b.WithPanel(p)
 	}
 	return b.WithPanel(panel("Open inbound connections", "short",
-		target{`sum by (deployment) (envoy_http_downstream_cx_active{weft_http_prefix="inbound",namespace="$namespace"})`, "{{deployment}}"}))
+		target{`sum by (deployment) (envoy_http_downstream_cx_active{`+inbound+`,namespace="$namespace"})`, "{{deployment}}"}))
 }
 
 func deployment() *dashboard.DashboardBuilder {
 	b := board("weft-deployment", "Weft / Deployment",
-		labelValues("namespace", "namespace", "envoy_cluster_upstream_rq", inbound),
-		labelValues("deployment", "deployment", "envoy_cluster_upstream_rq", inbound+`,namespace="$namespace"`))
+		labelValues("namespace", "namespace", "envoy_http_downstream_rq", inbound),
+		labelValues("deployment", "deployment", "envoy_http_downstream_rq", inbound+`,namespace="$namespace"`))
 	sel := inbound + `,namespace="$namespace",deployment="$deployment"`
 	for _, p := range golden(sel, "pod", "{{pod}}") {
 		b.WithPanel(p)
 	}
 	b.WithPanel(panel("Responses by class", "reqps",
-		target{fmt.Sprintf(`sum by (weft_response_code_class) (rate(envoy_cluster_upstream_rq{%s}[$__rate_interval]))`, sel), "{{weft_response_code_class}}"}))
+		target{fmt.Sprintf(`sum by (weft_response_code_class) (rate(envoy_http_downstream_rq{%s}[$__rate_interval]))`, sel), "{{weft_response_code_class}}"}))
 	b.WithPanel(panel("Outbound requests per second by service", "reqps",
 		target{`sum by (weft_cluster) (rate(envoy_cluster_upstream_rq{weft_cluster=~"outbound\\|.+",namespace="$namespace",deployment="$deployment"}[$__rate_interval]))`, "{{weft_cluster}}"}))
 	return b.WithPanel(panel("Open inbound connections", "short",
-		target{`sum by (pod) (envoy_http_downstream_cx_active{weft_http_prefix="inbound",namespace="$namespace",deployment="$deployment"})`, "{{pod}}"}))
+		target{`sum by (pod) (envoy_http_downstream_cx_active{`+sel+`})`, "{{pod}}"}))
 }
 
 func route() *dashboard.DashboardBuilder {

@@ -72,13 +72,14 @@ const ScrapeConfig = `- job_name: weft-proxies
 
 // Metric names on the Prometheus path (Envoy's formatter, see the package comment).
 const (
-	metricUpstreamRq      = "envoy_cluster_upstream_rq"
-	metricUpstreamRqTime  = "envoy_cluster_upstream_rq_time_bucket"
-	metricDownstreamCx    = "envoy_http_downstream_cx_active"
-	metricRouteRq         = "envoy_vhost_route_upstream_rq"
-	metricRouteRqTime     = "envoy_vhost_route_upstream_rq_time_bucket"
-	metricRouteRetry      = "envoy_vhost_route_upstream_rq_retry"
-	inboundClusterPattern = `inbound\\|\\d+`
+	metricUpstreamRq       = "envoy_cluster_upstream_rq"
+	metricUpstreamRqTime   = "envoy_cluster_upstream_rq_time_bucket"
+	metricDownstreamRq     = "envoy_http_downstream_rq"
+	metricDownstreamRqTime = "envoy_http_downstream_rq_time_bucket"
+	metricDownstreamCx     = "envoy_http_downstream_cx_active"
+	metricRouteRq          = "envoy_vhost_route_upstream_rq"
+	metricRouteRqTime      = "envoy_vhost_route_upstream_rq_time_bucket"
+	metricRouteRetry       = "envoy_vhost_route_upstream_rq_retry"
 )
 
 // InstantQuery evaluates one PromQL expression at one time and returns its vector.
@@ -161,8 +162,9 @@ var groupLabels = map[string][]string{
 // rowKey names a row: namespace and name.
 type rowKey struct{ ns, name string }
 
-// workloads is stat ns|deploy|pod: inbound traffic as the serving proxies saw it,
-// as Linkerd's stat does.
+// workloads is stat ns|deploy|pod: inbound traffic as the serving proxies' inbound HTTP
+// connection manager saw it (http.inbound.downstream_rq_<*xx>, downstream_rq_time,
+// downstream_cx_active), as Linkerd's stat and the embedded path do.
 func (s *Source) workloads(ctx context.Context, q telemetry.Query) (telemetry.Table, error) {
 	group := groupLabels[q.Resource]
 	nameLabel := group[len(group)-1]
@@ -173,14 +175,13 @@ func (s *Source) workloads(ctx context.Context, q telemetry.Query) (telemetry.Ta
 	if q.Name != "" {
 		scope = append(scope, matchEq(nameLabel, q.Name))
 	}
-	inbound := selector(append([]string{fmt.Sprintf(`%s=~"%s"`, bootstrap.TagCluster, inboundClusterPattern)}, scope...))
+	inbound := selector(append([]string{matchEq(bootstrap.TagHTTPPrefix, "inbound")}, scope...))
 	by := strings.Join(group, ", ")
 	w := promDuration(q.WindowOrDefault())
 	g := golden{
-		classes: fmt.Sprintf(`sum by (%s, %s) (rate(%s%s[%s]))`, by, bootstrap.TagResponseCodeClass, metricUpstreamRq, inbound, w),
-		buckets: fmt.Sprintf(`sum by (%s, le) (rate(%s%s[%s]))`, by, metricUpstreamRqTime, inbound, w),
-		tcp: fmt.Sprintf(`sum by (%s) (%s%s)`, by, metricDownstreamCx,
-			selector(append([]string{matchEq(bootstrap.TagHTTPPrefix, "inbound")}, scope...))),
+		classes: fmt.Sprintf(`sum by (%s, %s) (rate(%s%s[%s]))`, by, bootstrap.TagResponseCodeClass, metricDownstreamRq, inbound, w),
+		buckets: fmt.Sprintf(`sum by (%s, le) (rate(%s%s[%s]))`, by, metricDownstreamRqTime, inbound, w),
+		tcp:     fmt.Sprintf(`sum by (%s) (%s%s)`, by, metricDownstreamCx, inbound),
 	}
 	key := func(m model.Metric) rowKey {
 		if q.Resource == telemetry.ResourceNamespace {

@@ -31,27 +31,28 @@ type ProxyTarget struct {
 const scrapeInterval = 10 * time.Second
 
 // ShopTraffic is the traffic the tests measure, per 10 s scrape interval:
-//   - shop/web (2 pods) serves 90 2xx and 10 5xx each on inbound|8080, 50 at 3 ms,
+//   - shop/web (2 pods) serves 90 2xx and 10 5xx each (inbound HTTP), 50 at 3 ms,
 //     40 at 8 ms, 10 at 20 ms, with 3 inbound connections open; each pod calls api
 //     25 times (3 ms), and its profile route "GET /items" sees 20 2xx, 5 5xx and 3 retries
 //     at 8 ms;
-//   - shop/api (1 pod) serves 50 2xx at 3 ms on inbound|9090;
+//   - shop/api (1 pod) serves 50 2xx at 3 ms;
 //   - other/db-0 (a StatefulSet's pod: no deployment label) serves 10 2xx at 3 ms.
 func ShopTraffic() []*ProxyTarget {
-	inbound := func(port string, ok, fail float64, lat map[float64]float64, cx float64) func(p *standInProxy) {
+	inbound := func(ok, fail float64, lat map[float64]float64, cx float64) func(p *standInProxy) {
 		return func(p *standInProxy) {
-			c := map[string]string{"weft_cluster": "inbound|" + port}
-			p.counters[newSeries("envoy_cluster_upstream_rq", with(c, "weft_response_code_class", "2xx"))] += ok
+			h := map[string]string{"weft_http_prefix": "inbound"}
+			p.counters[newSeries("envoy_http_downstream_rq", with(h, "weft_response_code_class", "2xx"))] += ok
+			p.counters[newSeries("envoy_http_downstream_rq_total", h)] += ok + fail
 			if fail > 0 {
-				p.counters[newSeries("envoy_cluster_upstream_rq", with(c, "weft_response_code_class", "5xx"))] += fail
+				p.counters[newSeries("envoy_http_downstream_rq", with(h, "weft_response_code_class", "5xx"))] += fail
 			}
 			for ms, n := range lat {
-				p.observe(newSeries("envoy_cluster_upstream_rq_time", c), ms, n)
+				p.observe(newSeries("envoy_http_downstream_rq_time", h), ms, n)
 			}
-			p.gauges[newSeries("envoy_http_downstream_cx_active", map[string]string{"weft_http_prefix": "inbound"})] = cx
+			p.gauges[newSeries("envoy_http_downstream_cx_active", h)] = cx
 		}
 	}
-	webInbound := inbound("8080", 90, 10, map[float64]float64{3: 50, 8: 40, 20: 10}, 3)
+	webInbound := inbound(90, 10, map[float64]float64{3: 50, 8: 40, 20: 10}, 3)
 	web := func(p *standInProxy) {
 		webInbound(p)
 		out := map[string]string{"weft_cluster": "outbound|80|api.shop.svc.cluster.local"}
@@ -66,8 +67,8 @@ func ShopTraffic() []*ProxyTarget {
 	return []*ProxyTarget{
 		{"shop", "web-7d9c-1", "web", newStandInProxy(), web},
 		{"shop", "web-7d9c-2", "web", newStandInProxy(), web},
-		{"shop", "api-5f6b-1", "api", newStandInProxy(), inbound("9090", 50, 0, map[float64]float64{3: 50}, 0)},
-		{"other", "db-0", "", newStandInProxy(), inbound("5432", 10, 0, map[float64]float64{3: 10}, 1)},
+		{"shop", "api-5f6b-1", "api", newStandInProxy(), inbound(50, 0, map[float64]float64{3: 50}, 0)},
+		{"other", "db-0", "", newStandInProxy(), inbound(10, 0, map[float64]float64{3: 10}, 1)},
 	}
 }
 
@@ -185,7 +186,6 @@ func ShopSource(t testing.TB) *promsource.Source {
 	}
 	return promsource.NewWithQuery(q, "cluster.local", func() time.Time { return end })
 }
-
 
 // Handler serves the target's /stats/prometheus as a running Envoy would at wall-clock
 // time: every counter and histogram grows linearly from start at the traffic's
