@@ -114,7 +114,7 @@ func namespace() *dashboard.DashboardBuilder {
 		b.WithPanel(p)
 	}
 	return b.WithPanel(panel("Open inbound connections", "short",
-		target{`sum by (deployment) (envoy_http_downstream_cx_active{`+inbound+`,namespace="$namespace"})`, "{{deployment}}"}))
+		target{`sum by (deployment) (envoy_http_downstream_cx_active{` + inbound + `,namespace="$namespace"})`, "{{deployment}}"}))
 }
 
 func deployment() *dashboard.DashboardBuilder {
@@ -130,7 +130,7 @@ func deployment() *dashboard.DashboardBuilder {
 	b.WithPanel(panel("Outbound requests per second by service", "reqps",
 		target{`sum by (weft_cluster) (rate(envoy_cluster_upstream_rq{weft_cluster=~"outbound\\|.+",namespace="$namespace",deployment="$deployment"}[$__rate_interval]))`, "{{weft_cluster}}"}))
 	return b.WithPanel(panel("Open inbound connections", "short",
-		target{`sum by (pod) (envoy_http_downstream_cx_active{`+sel+`})`, "{{pod}}"}))
+		target{`sum by (pod) (envoy_http_downstream_cx_active{` + sel + `})`, "{{pod}}"}))
 }
 
 func route() *dashboard.DashboardBuilder {
