@@ -134,7 +134,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		{name: "namespaces", url: srv.URL + "/", wantPath: "/",
 			want: []string{"Namespaces", "shop", "92.00%", "25.0rps", "other", "100.00%", "1.0rps"}},
 		{name: "namespace", click: `a[href="/namespaces/shop"]`, wantPath: "/namespaces/shop",
-			want: []string{"Namespace shop", "Deployments", "api", "web", "90.00%", "20.0rps", "18ms", "Services", "Edges", "5.0rps · 100.00%"},
+			want: []string{"Namespace shop", "Deployments", "api", "web", "90.00%", "20.0rps", "18ms", "Services", "Edges", "6.0rps · 83.33%"},
 			sel: []string{`svg.topology path.edge[data-src="shop/web"][data-dst="shop/api"]`,
 				`svg.topology g.node[data-id="shop/web"]`, `svg.topology g.node[data-id="shop/api"]`}},
 		{name: "deployment", click: `td a[href="/namespaces/shop/deployments/web"]`, wantPath: "/namespaces/shop/deployments/web",

@@ -80,6 +80,7 @@ const (
 	metricRouteRq          = "envoy_vhost_route_upstream_rq"
 	metricRouteRqTime      = "envoy_vhost_route_upstream_rq_time_bucket"
 	metricRouteRetry       = "envoy_vhost_route_upstream_rq_retry"
+	metricClusterRetry     = "envoy_cluster_upstream_rq_retry"
 )
 
 // InstantQuery evaluates one PromQL expression at one time and returns its vector.
@@ -185,7 +186,7 @@ func (s *Source) workloads(ctx context.Context, q telemetry.Query) (telemetry.Ta
 	}
 	key := func(m model.Metric) rowKey {
 		if q.Resource == telemetry.ResourceNamespace {
-			return rowKey{"", string(m[LabelNamespace])}
+			return rowKey{string(m[LabelNamespace]), string(m[LabelNamespace])}
 		}
 		return rowKey{string(m[LabelNamespace]), string(m[model.LabelName(nameLabel)])}
 	}
@@ -284,6 +285,26 @@ func (s *Source) routes(ctx context.Context, q telemetry.Query) (telemetry.Table
 	if err != nil {
 		return telemetry.Table{}, err
 	}
+	// [DEFAULT] is the service's outbound clusters (every port) minus its routes: the
+	// requests no profile route matched, as the embedded path computes it.
+	cluster := fmt.Sprintf(`%s=~%q`, bootstrap.TagCluster, fmt.Sprintf(`outbound\|\d+\|%s\.%s\.svc\.%s`,
+		regexp.QuoteMeta(q.Name), regexp.QuoteMeta(ns), regexp.QuoteMeta(s.clusterDomain)))
+	minus := func(by, clusterMetric, routeMetric string) string {
+		c := fmt.Sprintf(`sum by (%s) (rate(%s{%s}[%s]))`, by, clusterMetric, cluster, w)
+		r := fmt.Sprintf(`sum by (%s) (rate(%s{%s}[%s]))`, by, routeMetric, sel, w)
+		return fmt.Sprintf(`clamp_min(%s - (%s or %s * 0), 0)`, c, r, c)
+	}
+	def := golden{
+		classes: minus(bootstrap.TagResponseCodeClass, metricUpstreamRq, metricRouteRq),
+		buckets: minus("le", metricUpstreamRqTime, metricRouteRqTime),
+		retries: fmt.Sprintf(`clamp_min(sum(rate(%s{%s}[%s])) - (sum(rate(%s{%s}[%s])) or vector(0)), 0)`,
+			metricClusterRetry, cluster, w, metricRouteRetry, sel, w),
+	}
+	defRows, err := s.collect(ctx, def, func(model.Metric) rowKey { return rowKey{ns, telemetry.DefaultRoute} })
+	if err != nil {
+		return telemetry.Table{}, err
+	}
+	rows = append(rows, defRows...)
 	for i := range rows {
 		rows[i].Dst = q.Name
 	}

@@ -1,9 +1,11 @@
 package promsource_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -42,15 +44,17 @@ func TestPrometheusSourceTables(t *testing.T) {
 		}},
 		// shop: 250 responses per 10 s, 20 of them 5xx; 150 at or under 5 ms, 230 under 10 ms.
 		{"namespaces", telemetry.Query{Resource: telemetry.ResourceNamespace}, []telemetry.Row{
-			{Name: "other", SuccessRate: ptr(1), RPS: 1, P50: ms(3), P95: ms(4.8), P99: ms(4.96), TCPConnections: 1},
-			{Name: "shop", SuccessRate: ptr(0.92), RPS: 25, P50: ms(1 + 4*125.0/150), P95: ms(10 + 15*7.5/20), P99: ms(10 + 15*17.5/20), TCPConnections: 6},
+			{Namespace: "other", Name: "other", SuccessRate: ptr(1), RPS: 1, P50: ms(3), P95: ms(4.8), P99: ms(4.96), TCPConnections: 1},
+			{Namespace: "shop", Name: "shop", SuccessRate: ptr(0.92), RPS: 25, P50: ms(1 + 4*125.0/150), P95: ms(10 + 15*7.5/20), P99: ms(10 + 15*17.5/20), TCPConnections: 6},
 		}},
+		// 60 attempts per 10 s, 10 failed; 10 at 3 ms and 50 at 8 ms: p50 is rank 30, the
+		// 20th of the 50 in (5ms, 10ms].
 		{"services, as their clients saw them", telemetry.Query{Resource: telemetry.ResourceService, Namespace: "shop"}, []telemetry.Row{
-			{Namespace: "shop", Name: "api", SuccessRate: ptr(1), RPS: 5, P50: ms(3), P95: ms(4.8), P99: ms(4.96)},
+			{Namespace: "shop", Name: "api", SuccessRate: ptr(50.0 / 60), RPS: 6, P50: ms(7), P95: ms(9.7), P99: ms(9.94)},
 		}},
 		{"no service of that name", telemetry.Query{Resource: telemetry.ResourceService, Namespace: "shop", Name: "nope"}, []telemetry.Row{}},
 		{"edges: deployment to service", telemetry.Query{Resource: telemetry.ResourceEdge, Namespace: "shop"}, []telemetry.Row{
-			{Namespace: "shop", Name: "web > api", Src: "web", Dst: "api", DstNamespace: "shop", SuccessRate: ptr(1), RPS: 5, P50: ms(3), P95: ms(4.8), P99: ms(4.96)},
+			{Namespace: "shop", Name: "web > api", Src: "web", Dst: "api", DstNamespace: "shop", SuccessRate: ptr(50.0 / 60), RPS: 6, P50: ms(7), P95: ms(9.7), P99: ms(9.94)},
 		}},
 		{"no edges from another namespace", telemetry.Query{Resource: telemetry.ResourceEdge, Namespace: "other"}, []telemetry.Row{}},
 		// 50 attempts per 10 s, 10 failed, 6 of them retried: 44 requests, 4 failures.
@@ -58,6 +62,10 @@ func TestPrometheusSourceTables(t *testing.T) {
 			{Namespace: "shop", Name: "GET /items", Dst: "api", SuccessRate: ptr(1 - 4.0/44), RPS: 4.4,
 				EffectiveSuccess: ptr(1 - 4.0/44), EffectiveRPS: 4.4, ActualSuccess: ptr(0.8), ActualRPS: 5,
 				P50: ms(7.5), P95: ms(9.75), P99: ms(9.95)},
+			// the cluster's 60 attempts less the route's 50: 10 2xx at 3 ms, no retries.
+			{Namespace: "shop", Name: telemetry.DefaultRoute, Dst: "api", SuccessRate: ptr(1), RPS: 1,
+				EffectiveSuccess: ptr(1), EffectiveRPS: 1, ActualSuccess: ptr(1), ActualRPS: 1,
+				P50: ms(3), P95: ms(4.8), P99: ms(4.96)},
 		}},
 	}
 	for _, tc := range tests {
@@ -150,4 +158,50 @@ func TestPrometheusSourceRefuses(t *testing.T) {
 			t.Errorf("%+v: no error", q)
 		}
 	}
+}
+
+// TestSameTablesAsEmbedded: the same traffic, streamed to the control plane's embedded
+// store by the metrics_service sink and scraped by Prometheus from /stats/prometheus,
+// gives the same tables. MESHED is left out (Prometheus does not know the pods without
+// a proxy), and so are services and edges, which the two paths measure at different
+// ends: the embedded path knows which pods a service selects and reports their inbound
+// side (and edges to the deployments behind a service, with identities), while
+// Prometheus' series name only the service a client called.
+func TestSameTablesAsEmbedded(t *testing.T) {
+	prom := promsourcetest.ShopSource(t)
+	embedded := promsourcetest.ShopEmbedded(t)
+	for _, q := range []telemetry.Query{
+		{Resource: telemetry.ResourceDeployment, Namespace: "shop"},
+		{Resource: telemetry.ResourceDeployment, AllNamespaces: true},
+		{Resource: telemetry.ResourcePod, Namespace: "shop"},
+		{Resource: telemetry.ResourceNamespace},
+		{Resource: telemetry.ResourceRoute, Namespace: "shop", Name: "api"},
+	} {
+		t.Run(fmt.Sprintf("%s ns=%s all=%v", q.Resource, q.Namespace, q.AllNamespaces), func(t *testing.T) {
+			want, err := embedded.Query(context.Background(), q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := prom.Query(context.Background(), q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range want.Rows {
+				want.Rows[i].Meshed = ""
+			}
+			if len(want.Skipped) > 0 {
+				t.Errorf("the embedded path skipped %v", want.Skipped)
+			}
+			if diff := diffRows(got.Rows, sortRows(want.Rows)); diff != "" {
+				t.Error(diff)
+			}
+		})
+	}
+}
+
+func sortRows(rows []telemetry.Row) []telemetry.Row {
+	slices.SortFunc(rows, func(a, b telemetry.Row) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
+	return rows
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/util/teststorage"
 
+	"github.com/weftmesh/weft/telemetry"
 	"github.com/weftmesh/weft/telemetry/promsource"
 )
 
@@ -32,37 +33,41 @@ const scrapeInterval = 10 * time.Second
 
 // ShopTraffic is the traffic the tests measure, per 10 s scrape interval:
 //   - shop/web (2 pods) serves 90 2xx and 10 5xx each (inbound HTTP), 50 at 3 ms,
-//     40 at 8 ms, 10 at 20 ms, with 3 inbound connections open; each pod calls api
-//     25 times (3 ms), and its profile route "GET /items" sees 20 2xx, 5 5xx and 3 retries
-//     at 8 ms;
+//     40 at 8 ms, 10 at 20 ms, with 3 inbound connections open; each pod makes 30
+//     attempts on api: 25 on its profile route "GET /items" (20 2xx, 5 5xx, 3 of them
+//     retries, at 8 ms) and 5 no route matched (2xx at 3 ms);
 //   - shop/api (1 pod) serves 50 2xx at 3 ms;
 //   - other/db-0 (a StatefulSet's pod: no deployment label) serves 10 2xx at 3 ms.
 func ShopTraffic() []*ProxyTarget {
 	inbound := func(ok, fail float64, lat map[float64]float64, cx float64) func(p *standInProxy) {
 		return func(p *standInProxy) {
 			h := map[string]string{"weft_http_prefix": "inbound"}
-			p.counters[newSeries("envoy_http_downstream_rq", with(h, "weft_response_code_class", "2xx"))] += ok
-			p.counters[newSeries("envoy_http_downstream_rq_total", h)] += ok + fail
+			p.counters[newSeries("http.downstream_rq", with(h, "weft_response_code_class", "2xx"))] += ok
+			p.counters[newSeries("http.downstream_rq_total", h)] += ok + fail
 			if fail > 0 {
-				p.counters[newSeries("envoy_http_downstream_rq", with(h, "weft_response_code_class", "5xx"))] += fail
+				p.counters[newSeries("http.downstream_rq", with(h, "weft_response_code_class", "5xx"))] += fail
 			}
 			for ms, n := range lat {
-				p.observe(newSeries("envoy_http_downstream_rq_time", h), ms, n)
+				p.observe(newSeries("http.downstream_rq_time", h), ms, n)
 			}
-			p.gauges[newSeries("envoy_http_downstream_cx_active", h)] = cx
+			p.gauges[newSeries("http.downstream_cx_active", h)] = cx
 		}
 	}
 	webInbound := inbound(90, 10, map[float64]float64{3: 50, 8: 40, 20: 10}, 3)
 	web := func(p *standInProxy) {
 		webInbound(p)
+		// The cluster counts every attempt: the route's 25 (20 2xx, 5 5xx at 8 ms) and
+		// 5 requests no route matched (2xx at 3 ms).
 		out := map[string]string{"weft_cluster": "outbound|80|api.shop.svc.cluster.local"}
-		p.counters[newSeries("envoy_cluster_upstream_rq", with(out, "weft_response_code_class", "2xx"))] += 25
-		p.observe(newSeries("envoy_cluster_upstream_rq_time", out), 3, 25)
+		p.counters[newSeries("cluster.upstream_rq", with(out, "weft_response_code_class", "2xx"))] += 25
+		p.counters[newSeries("cluster.upstream_rq", with(out, "weft_response_code_class", "5xx"))] += 5
+		p.observe(newSeries("cluster.upstream_rq_time", out), 8, 25)
+		p.observe(newSeries("cluster.upstream_rq_time", out), 3, 5)
 		rt := map[string]string{"weft_vhost": "api.shop.svc.cluster.local:80", "weft_route": "GET /items"}
-		p.counters[newSeries("envoy_vhost_route_upstream_rq", with(rt, "weft_response_code_class", "2xx"))] += 20
-		p.counters[newSeries("envoy_vhost_route_upstream_rq", with(rt, "weft_response_code_class", "5xx"))] += 5
-		p.counters[newSeries("envoy_vhost_route_upstream_rq_retry", rt)] += 3
-		p.observe(newSeries("envoy_vhost_route_upstream_rq_time", rt), 8, 25)
+		p.counters[newSeries("vhost.route.upstream_rq", with(rt, "weft_response_code_class", "2xx"))] += 20
+		p.counters[newSeries("vhost.route.upstream_rq", with(rt, "weft_response_code_class", "5xx"))] += 5
+		p.counters[newSeries("vhost.route.upstream_rq_retry", rt)] += 3
+		p.observe(newSeries("vhost.route.upstream_rq_time", rt), 8, 25)
 	}
 	return []*ProxyTarget{
 		{"shop", "web-7d9c-1", "web", newStandInProxy(), web},
@@ -90,15 +95,7 @@ func scrapeInto(t testing.TB, app storage.Appender, targets []*ProxyTarget, star
 	for i := range scrapes {
 		at = start.Add(time.Duration(i) * scrapeInterval)
 		for _, tg := range targets {
-			if i > 0 {
-				tg.perInterval(tg.proxy)
-			} else {
-				// Counters start at a proxy's earlier traffic, not at zero, as a
-				// Prometheus that starts scraping a running mesh sees them.
-				for range 100 {
-					tg.perInterval(tg.proxy)
-				}
-			}
+			advance(tg, i)
 			var text bytes.Buffer
 			tg.proxy.render(&text)
 			target := []string{"job", "weft-proxies", "instance", tg.pod + ":4192", promsource.LabelNamespace, tg.namespace, promsource.LabelPod, tg.pod}
@@ -227,4 +224,52 @@ func (tg *ProxyTarget) Labels() map[string]string {
 		l[promsource.LabelDeployment] = tg.deployment
 	}
 	return l
+}
+
+// shopDirectory is the mesh model's view of ShopTraffic's pods for the embedded path.
+type shopDirectory []telemetry.Workload
+
+func (d shopDirectory) Workloads() []telemetry.Workload { return d }
+
+func (shopDirectory) ResponseClasses(_, _, _ string) []telemetry.StatusRange { return nil }
+
+// ShopEmbedded is the control plane's embedded Source holding the same traffic as
+// ShopSource, streamed by the same stand-in proxies as Envoy's metrics_service sink
+// streams it, one message per 10 s flush, over the same two minutes.
+func ShopEmbedded(t testing.TB) *telemetry.Embedded {
+	t.Helper()
+	start := time.Unix(1_800_000_000, 0)
+	now := start
+	store := telemetry.NewStore(func() time.Time { return now })
+	targets := ShopTraffic()
+	var dir shopDirectory
+	for _, tg := range targets {
+		w := telemetry.Workload{Namespace: tg.namespace, Pod: tg.pod, Deployment: tg.deployment, Meshed: true}
+		if tg.deployment != "" {
+			w.Services = []string{tg.deployment}
+		}
+		dir = append(dir, w)
+	}
+	for i := range 13 {
+		now = start.Add(time.Duration(i) * scrapeInterval)
+		for _, tg := range targets {
+			advance(tg, i)
+			if r := store.Ingest(tg.pod, tg.namespace, tg.proxy.families(now)); r.Bad > 0 || r.Unknown > 0 {
+				t.Fatalf("the store refused the stand-in's stats for %s: %+v", tg.pod, r)
+			}
+		}
+	}
+	return &telemetry.Embedded{Store: store, Dir: dir, ClusterDomain: "cluster.local"}
+}
+
+// advance moves a target's traffic on to scrape i: the first scrape finds 100
+// intervals of earlier traffic, as a scrape of a running mesh does.
+func advance(tg *ProxyTarget, i int) {
+	if i > 0 {
+		tg.perInterval(tg.proxy)
+		return
+	}
+	for range 100 {
+		tg.perInterval(tg.proxy)
+	}
 }
