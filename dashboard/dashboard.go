@@ -131,10 +131,24 @@ func (h *Handler) base(title string, crumbs ...crumb) page {
 	return page{Title: title, Crumbs: append([]crumb{{"Namespaces", "/"}}, crumbs...), Refresh: int(h.refresh / time.Second), Window: w.String()}
 }
 
+// rows asks the source for q; an error is added to the page's and leaves no rows.
+func (h *Handler) rows(ctx context.Context, p *page, what string, q telemetry.Query) []telemetry.Row {
+	rows, err := h.query(ctx, q)
+	p.Error = joinErr(p.Error, h.explain(err, what))
+	return rows
+}
+
+// detail is the page of one named resource of a namespace.
+func (h *Handler) detail(r *http.Request, kind string) (p page, ns, name string) {
+	ns, name = r.PathValue("ns"), r.PathValue("name")
+	p = h.base(kind+" "+name, crumb{ns, "/namespaces/" + url.PathEscape(ns)}, crumb{name, ""})
+	p.Namespace, p.Name = ns, name
+	return p, ns, name
+}
+
 func (h *Handler) namespaces(w http.ResponseWriter, r *http.Request) {
 	p := h.base("Namespaces")
-	rows, err := h.query(r.Context(), telemetry.Query{Resource: telemetry.ResourceNamespace, AllNamespaces: true})
-	p.Error = h.explain(err, "namespaces")
+	rows := h.rows(r.Context(), &p, "namespaces", telemetry.Query{Resource: telemetry.ResourceNamespace, AllNamespaces: true})
 	p.Tables = []section{{Title: "Namespaces", Resource: telemetry.ResourceNamespace, Rows: rows,
 		Link: func(r telemetry.Row) string { return "/namespaces/" + url.PathEscape(r.Name) }}}
 	h.render(w, "list.html", p)
@@ -144,20 +158,15 @@ func (h *Handler) namespace(w http.ResponseWriter, r *http.Request) {
 	ns := r.PathValue("ns")
 	p := h.base("Namespace "+ns, crumb{ns, ""})
 	p.Namespace = ns
-	deploys, err := h.query(r.Context(), telemetry.Query{Resource: telemetry.ResourceDeployment, Namespace: ns})
-	p.Error = h.explain(err, "deployments")
-	svcs, err := h.query(r.Context(), telemetry.Query{Resource: telemetry.ResourceService, Namespace: ns})
-	p.Error = joinErr(p.Error, h.explain(err, "services"))
-	edges, err := h.query(r.Context(), telemetry.Query{Resource: telemetry.ResourceEdge, Namespace: ns})
-	if err != nil {
-		p.Error = joinErr(p.Error, h.explain(err, "edges"))
-	}
+	deploys := h.rows(r.Context(), &p, "deployments", telemetry.Query{Resource: telemetry.ResourceDeployment, Namespace: ns})
+	svcs := h.rows(r.Context(), &p, "services", telemetry.Query{Resource: telemetry.ResourceService, Namespace: ns})
+	edges := h.rows(r.Context(), &p, "edges", telemetry.Query{Resource: telemetry.ResourceEdge, Namespace: ns})
 	p.TopologySVG = topology(ns, edges)
 	p.Tables = []section{
 		{Title: "Deployments", Resource: telemetry.ResourceDeployment, Rows: deploys, Link: func(r telemetry.Row) string {
 			return "/namespaces/" + url.PathEscape(ns) + "/deployments/" + url.PathEscape(r.Name)
 		}},
-		{Title: "Services", Resource: telemetry.ResourceService, Rows: svcs, Note: "as their clients' proxies saw them",
+		{Title: "Services", Resource: telemetry.ResourceService, Rows: svcs,
 			Link: func(r telemetry.Row) string {
 				return "/namespaces/" + url.PathEscape(ns) + "/services/" + url.PathEscape(r.Name)
 			}},
@@ -167,13 +176,9 @@ func (h *Handler) namespace(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) deployment(w http.ResponseWriter, r *http.Request) {
-	ns, name := r.PathValue("ns"), r.PathValue("name")
-	p := h.base("Deployment "+name, crumb{ns, "/namespaces/" + url.PathEscape(ns)}, crumb{name, ""})
-	p.Namespace, p.Name = ns, name
-	deploy, err := h.query(r.Context(), telemetry.Query{Resource: telemetry.ResourceDeployment, Namespace: ns, Name: name})
-	p.Error = h.explain(err, "deployment "+name)
-	pods, err := h.query(r.Context(), telemetry.Query{Resource: telemetry.ResourcePod, Namespace: ns})
-	p.Error = joinErr(p.Error, h.explain(err, "pods"))
+	p, ns, name := h.detail(r, "Deployment")
+	deploy := h.rows(r.Context(), &p, "deployment "+name, telemetry.Query{Resource: telemetry.ResourceDeployment, Namespace: ns, Name: name})
+	pods := h.rows(r.Context(), &p, "pods", telemetry.Query{Resource: telemetry.ResourcePod, Namespace: ns})
 	// A pod belongs to the deployment when its name is the ReplicaSet's: <deployment>-<hash>-<suffix>.
 	pods = slices.DeleteFunc(pods, func(r telemetry.Row) bool { return !ownedBy(r.Name, name) })
 	p.Tables = []section{
@@ -184,13 +189,9 @@ func (h *Handler) deployment(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) service(w http.ResponseWriter, r *http.Request) {
-	ns, name := r.PathValue("ns"), r.PathValue("name")
-	p := h.base("Service "+name, crumb{ns, "/namespaces/" + url.PathEscape(ns)}, crumb{name, ""})
-	p.Namespace, p.Name = ns, name
-	svc, err := h.query(r.Context(), telemetry.Query{Resource: telemetry.ResourceService, Namespace: ns, Name: name})
-	p.Error = h.explain(err, "service "+name)
-	routes, err := h.query(r.Context(), telemetry.Query{Resource: telemetry.ResourceRoute, Namespace: ns, Name: name})
-	p.Error = joinErr(p.Error, h.explain(err, "routes"))
+	p, ns, name := h.detail(r, "Service")
+	svc := h.rows(r.Context(), &p, "service "+name, telemetry.Query{Resource: telemetry.ResourceService, Namespace: ns, Name: name})
+	routes := h.rows(r.Context(), &p, "routes", telemetry.Query{Resource: telemetry.ResourceRoute, Namespace: ns, Name: name})
 	p.Tables = []section{
 		{Title: "Golden metrics", Resource: telemetry.ResourceService, Rows: svc},
 		{Title: "Routes", Resource: telemetry.ResourceRoute, Rows: routes, Note: "effective: as the client saw it, after retries; actual: every attempt"},
