@@ -19,6 +19,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/weftmesh/weft/dashboard"
+	"github.com/weftmesh/weft/telemetry"
 	"github.com/weftmesh/weft/telemetry/promsource/promsourcetest"
 )
 
@@ -87,14 +88,27 @@ func (b *browserErrors) take() []string {
 	return e
 }
 
-// TestDashboardInBrowser loads every page in headless Chromium against the Prometheus
-// path fed by promsourcetest's stand-in Envoy proxies (shop/web calls shop/api), follows
-// the links from page to page, checks what a person would read and that the topology
-// draws the web -> api edge, fails on any console error, and saves a screenshot of
-// each page under test-artifacts/dashboard.
+// TestDashboardInBrowser loads every page in headless Chromium over both paths fed by
+// promsourcetest's stand-in Envoy proxies (shop/web calls shop/api): the control plane's
+// embedded store, which the proxies' metrics_service stream fills, and Prometheus, which
+// scrapes them. It follows the links from page to page, checks what a person would read
+// and that the topology draws the web -> api edge, fails on any console error, and saves
+// a screenshot of each page under test-artifacts/dashboard/<path>.
 func TestDashboardInBrowser(t *testing.T) {
 	exe := chromium(t)
-	h, err := dashboard.New(promsourcetest.ShopSource(t), dashboard.Options{})
+	for _, tc := range []struct {
+		name string
+		src  telemetry.Source
+	}{
+		{"embedded", promsourcetest.ShopEmbedded(t)},
+		{"prometheus", promsourcetest.ShopSource(t)},
+	} {
+		t.Run(tc.name, func(t *testing.T) { browse(t, exe, tc.name, tc.src) })
+	}
+}
+
+func browse(t *testing.T, exe, name string, src telemetry.Source) {
+	h, err := dashboard.New(src, dashboard.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +134,10 @@ func TestDashboardInBrowser(t *testing.T) {
 			t.Fatalf("enabling the browser's log: %v", err)
 		}
 	}
-	dir := artifacts(t)
+	dir := filepath.Join(artifacts(t), name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name string
@@ -134,7 +151,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		{name: "namespaces", url: srv.URL + "/", wantPath: "/",
 			want: []string{"Namespaces", "shop", "92.00%", "25.0rps", "other", "100.00%", "1.0rps"}},
 		{name: "namespace", click: `a[href="/namespaces/shop"]`, wantPath: "/namespaces/shop",
-			want: []string{"Namespace shop", "Deployments", "api", "web", "90.00%", "20.0rps", "18ms", "Services", "Edges", "6.0rps · 83.33%"},
+			want: []string{"Namespace shop", "Deployments", "api", "web", "90.00%", "20.0rps", "18ms", "Services", "Edges", "6.0rps"},
 			sel: []string{`svg.topology path.edge[data-src="shop/web"][data-dst="shop/api"]`,
 				`svg.topology g.node[data-id="shop/web"]`, `svg.topology g.node[data-id="shop/api"]`}},
 		{name: "deployment", click: `td a[href="/namespaces/shop/deployments/web"]`, wantPath: "/namespaces/shop/deployments/web",

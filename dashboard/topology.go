@@ -107,7 +107,10 @@ func topology(ns string, edges []telemetry.Row) template.HTML {
 			fmt.Fprintf(&b, `<path class="edge %s" data-src="%s" data-dst="%s" d="M%d,%d C%d,%d %d,%d %d,%d" marker-end="url(#arrow-%s)"/>`,
 				h, esc(l.from.id), esc(l.to.id), sx, sy, mx, sy, mx, ey, ex, ey, h)
 		}
-		label := telemetry.FormatRPS(l.row.RPS) + " · " + telemetry.FormatSuccess(l.row.SuccessRate)
+		label := telemetry.FormatRPS(l.row.RPS)
+		if l.row.SuccessRate != nil {
+			label += " · " + telemetry.FormatSuccess(l.row.SuccessRate)
+		}
 		if l.row.Secured != nil && *l.row.Secured {
 			label += " · mTLS"
 		}
