@@ -64,6 +64,18 @@ metadata: {name: api, namespace: itm}
 spec:
   selector: {app: api}
   ports: [{name: http, port: 9090, targetPort: 9090}]
+---
+apiVersion: linkerd.io/v1alpha2
+kind: ServiceProfile
+metadata: {name: api.itm.svc.cluster.local, namespace: itm}
+spec:
+  routes:
+  - name: get-items
+    condition: {method: GET, pathRegex: /items}
+    isRetryable: true
+    responseClasses:
+    - condition: {status: {min: 400, max: 499}}
+      isFailure: true
 `
 
 // envoyBuckets are Envoy's default histogram bounds in ms
@@ -135,6 +147,7 @@ func streamFlushes(t *testing.T, conn *grpc.ClientConn, nodeID string, flushes [
 
 func TestIntegrationEmbeddedMetrics(t *testing.T) {
 	requireEnv(t)
+	ensureCRDs(t)
 	ctx := t.Context()
 	rc := startController(t)
 	if _, err := env.Apply(ctx, []byte(metricsApp)); err != nil {
@@ -151,6 +164,9 @@ func TestIntegrationEmbeddedMetrics(t *testing.T) {
 			}
 		}
 		return n == 3
+	})
+	waitUntil(t, time.Minute, "the profile's response classes", func() bool {
+		return len((storeDirectory{rc.store, "cluster.local"}).ResponseClasses("itm", "api", "get-items")) > 0
 	})
 
 	conn, err := grpc.NewClient(rc.XDSAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -192,13 +208,15 @@ func TestIntegrationEmbeddedMetrics(t *testing.T) {
 		n := float64(i)
 		// cluster.<name>.upstream_rq_<*xx>, upstream_rq_retry, ssl.handshake: Envoy 1.40 docs,
 		// configuration/upstream/cluster_manager/cluster_stats.rst; vhost.<vhost>.route.
-		// <stat_prefix>.*: configuration/http/http_filters/router_filter.rst (route stats).
+		// <stat_prefix>.*: route_components.proto Route.stat_prefix, the virtual cluster stats of router_filter.rst.
 		f.counter("cluster.upstream_rq", 150*n, class("2xx", cluster)...).
 			counter("cluster.upstream_rq", 10*n*(n-1), class("5xx", cluster)...).
+			counter("cluster.upstream_rq", 5*n*(n-1), class("4xx", cluster)...).
 			counter("cluster.upstream_rq_retry", 5*n, cluster...).
 			counter("cluster.ssl.handshake", n, cluster...).
 			counter("vhost.route.upstream_rq", 100*n, class("2xx", route)...).
 			counter("vhost.route.upstream_rq", 10*n*(n-1), class("5xx", route)...).
+			counter("vhost.route.upstream_rq", 5*n*(n-1), class("4xx", route)...).
 			counter("vhost.route.upstream_rq_retry", 5*n, route...).
 			// What the embedded path does not use or cannot trust: skipped, never shown.
 			counter("cluster.upstream_cx_destroy_with_active_rq", 3, cluster...).
@@ -263,20 +281,22 @@ NAME   MESHED   SUCCESS   RPS       LATENCY_P50   LATENCY_P95   LATENCY_P99   TC
 NAME   MESHED   SUCCESS   RPS       LATENCY_P50   LATENCY_P95   LATENCY_P99   TCP_CONN
 api    2/2      97.50%    20.0rps   5ms           18ms          24ms          5
 `},
-		// web's proxy as a client of api: 320 attempts, 20 failed.
+		// web's proxy as a client of api: 330 attempts, 20 of them 5xx (failures by
+		// default: the profile's classes are per route), 10 4xx.
 		{"stat deploy --from", url.Values{"resource": {"deploy"}, "namespace": {"itm"}, "from": {"deploy/web"}}, `
 NAME   MESHED   SUCCESS   RPS       LATENCY_P50   LATENCY_P95   LATENCY_P99   TCP_CONN
-api    2/2      93.75%    16.0rps   -             -             -             0
+api    2/2      93.94%    16.5rps   -             -             -             0
 `},
 		{"stat deploy --to", url.Values{"resource": {"deploy"}, "namespace": {"itm"}, "to": {"deploy/api"}}, `
 NAME   MESHED   SUCCESS   RPS       LATENCY_P50   LATENCY_P95   LATENCY_P99   TCP_CONN
-web    1/1      93.75%    16.0rps   -             -             -             0
+web    1/1      93.94%    16.5rps   -             -             -             0
 `},
-		// get-items: 220 attempts, 20 failed, 10 retries: the client saw 210 requests and
-		// 10 failures. [DEFAULT]: the cluster's other 100 attempts.
+		// get-items: 230 attempts, 20 5xx and 10 4xx, which its responseClasses call
+		// failures too: 30 failed; 10 retries: the client saw 220 requests and 20 failures.
+		// [DEFAULT]: the cluster's other 100 attempts.
 		{"routes wide", url.Values{"resource": {"route"}, "namespace": {"itm"}, "name": {"api"}, "o": {"wide"}}, `
 ROUTE       SERVICE   EFFECTIVE_SUCCESS   EFFECTIVE_RPS   ACTUAL_SUCCESS   ACTUAL_RPS   LATENCY_P50   LATENCY_P95   LATENCY_P99
-get-items   api       95.24%              10.5rps         90.91%           11.0rps      -             -             -
+get-items   api       90.91%              11.0rps         86.96%           11.5rps      -             -             -
 [DEFAULT]   api       100.00%             5.0rps          100.00%          5.0rps       -             -             -
 `},
 		{"edges", url.Values{"resource": {"edge"}, "namespace": {"itm"}}, `
@@ -291,6 +311,18 @@ web   api   itm      itm      √
 				t.Errorf("got\n%s\nwant\n%s", got, want)
 			}
 		})
+	}
+	// Bad questions get a clear 400, never a table.
+	for q, want := range map[string]string{
+		"resource=cronjob":             `unknown resource "cronjob"`,
+		"resource=deploy&window=often": `window "often"`,
+		"resource=deploy&from=web":     `query.from: "web": want KIND/NAME`,
+		"resource=route":               "query.name: routes need a service name",
+	} {
+		code, body, err := rc.adminGet("/api/stat?" + q)
+		if err != nil || code != 400 || !strings.Contains(body, want) {
+			t.Errorf("/api/stat?%s: %d %v %q, want 400 containing %q", q, code, err, body, want)
+		}
 	}
 }
 

@@ -87,93 +87,72 @@ type proxySeries struct {
 	series map[seriesKey]agg
 }
 
-// window reads every proxy's series over the last w.
+// window sums every proxy's series over the last w: the increases of the
+// flushes inside it, and their interval histograms.
 func (s *Store) window(w time.Duration) map[string]map[seriesKey]agg {
-	now := s.now()
-	from := now.Add(-w)
+	from := s.now().Add(-w)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := map[string]map[seriesKey]agg{}
 	for id, ps := range s.proxies {
-		var flushes []flush
-		for i := 0; i < ps.n; i++ {
-			f := ps.flushes[(ps.next-ps.n+i+Slots)%Slots]
-			if f.t.Before(from) {
-				flushes = flushes[:0] // keep only the newest flush before the window as baseline
-			}
-			flushes = append(flushes, f)
-		}
 		bounds := ps.bounds
 		if bounds == nil {
 			bounds = s.bounds
 		}
-		series := map[seriesKey]agg{}
-		keys := map[seriesKey]bool{}
-		for _, f := range flushes {
-			for k := range f.series {
-				keys[k] = true
+		sums := make([]agg, len(ps.keys))
+		spans := make([]uint64, len(ps.keys))
+		present := make([]bool, len(ps.keys))
+		latest := make([]time.Time, len(ps.keys))
+		for i := 0; i < ps.n; i++ {
+			f := ps.flushes[(ps.next-ps.n+i+Slots)%Slots]
+			if f.t.Before(from) {
+				continue
+			}
+			for _, sm := range f.samples {
+				a := &sums[sm.id]
+				present[sm.id] = true
+				for c := range 5 {
+					a.classes[c+1] += float64(sm.classes[c])
+				}
+				a.retries += float64(sm.retries)
+				a.handshakes += float64(sm.handshakes)
+				spans[sm.id] += uint64(sm.spanMs)
+				if f.t.After(latest[sm.id]) {
+					a.active, latest[sm.id] = float64(sm.active), f.t
+				}
+				if sm.histCount == 0 {
+					continue
+				}
+				h := Histogram{Bounds: bounds, Counts: make([]float64, len(bounds)), Count: float64(sm.histCount)}
+				hist := f.hists[sm.histOff : sm.histOff+sm.histLen]
+				for b := range bounds {
+					if b < len(hist) {
+						h.Counts[b] = float64(hist[b])
+					} else {
+						h.Counts[b] = h.Count
+					}
+				}
+				if sum, ok := a.hist.Add(h); ok {
+					a.hist = sum
+				} else {
+					a.partial = true
+				}
 			}
 		}
-		for k := range keys {
-			series[k] = reduce(k, flushes, from, bounds)
+		series := map[seriesKey]agg{}
+		for i, k := range ps.keys {
+			if !present[i] {
+				continue
+			}
+			a := sums[i]
+			if spans[i] > 0 {
+				a.rps = a.classes.Total() / (float64(spans[i]) / 1000)
+			}
+			series[k] = a
 		}
 		out[id] = series
 	}
 	return out
-}
-
-// reduce sums one series over flushes: counters by Increase, interval
-// histograms by adding those flushed inside the window.
-func reduce(k seriesKey, flushes []flush, from time.Time, bounds []float64) agg {
-	var a agg
-	var retries, handshakes []Sample
-	var span time.Duration
-	var prev *point
-	var prevT time.Time
-	for _, f := range flushes {
-		p := f.series[k]
-		if p == nil {
-			continue
-		}
-		if p.has&hasClasses != 0 {
-			// The classes are one proxy's counters flushed together: any of them
-			// falling means the proxy restarted, and the whole pair is dropped
-			// (a new baseline), as Increase does for one counter.
-			if prev != nil {
-				reset := false
-				for c := 1; c <= 5; c++ {
-					reset = reset || p.classes[c] < prev.classes[c]
-				}
-				if !reset {
-					for c := 1; c <= 5; c++ {
-						a.classes[c] += float64(p.classes[c] - prev.classes[c])
-					}
-					span += f.t.Sub(prevT)
-				}
-			}
-			prev, prevT = p, f.t
-		}
-		if p.has&hasRetries != 0 {
-			retries = append(retries, Sample{f.t, float64(p.retries)})
-		}
-		if p.has&hasHandshakes != 0 {
-			handshakes = append(handshakes, Sample{f.t, float64(p.handshakes)})
-		}
-		if !f.t.Before(from) && p.histCount > 0 {
-			if h, ok := a.hist.Add(Histogram{Bounds: bounds, Counts: p.hist, Count: p.histCount}); ok {
-				a.hist = h
-			} else {
-				a.partial = true
-			}
-		}
-		a.active = p.active
-	}
-	a.retries, _, _ = Increase(retries)
-	a.handshakes, _, _ = Increase(handshakes)
-	if span > 0 {
-		a.rps = a.classes.Total() / span.Seconds()
-	}
-	return a
 }
 
 // dest is a service named by an outbound cluster or a virtual host.

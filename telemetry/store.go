@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -15,9 +16,9 @@ import (
 // at most MaxSeries series each; a proxy silent for Retention is evicted,
 // and at most MaxProxies are kept (the oldest silent one makes room).
 const (
-	// Slots flushes per proxy: one minute of 10s flushes plus the baseline a
-	// one-minute rate needs.
-	Slots = 7
+	// Slots flushes per proxy: one minute of 10s flushes. Increases are
+	// computed on arrival, so no baseline flush is kept.
+	Slots = 6
 	// MaxSeries bounds the series kept from one flush of one proxy: a proxy
 	// talks to a bounded number of services; garbage or a runaway stats
 	// config must not grow the control plane.
@@ -41,32 +42,64 @@ type seriesKey struct {
 	a, b string
 }
 
-// point is one flush of one series. Counters are Envoy's cumulative values
-// (report_counters_as_deltas is false); hist holds the flush interval's
-// samples only (the sink sends intervalStatistics()).
+// point is one series as one message carries it: Envoy's cumulative
+// counters (report_counters_as_deltas is false) and the flush interval's
+// histogram (the sink sends intervalStatistics()). It lives only while a
+// message is ingested.
 type point struct {
-	total, retries, handshakes uint64
-	classes                    [6]uint64
-	has                        uint8 // which counters were present
-	active                     float64
-	hist                       []float64 // cumulative by bucket, over Bounds
-	histCount                  float64
+	retries, handshakes uint64
+	classes             [6]uint64
+	has                 uint8 // which counters were present
+	active              float64
+	hist                []float64 // cumulative by bucket, over the proxy's bounds
+	histCount           float64
 }
 
 const (
-	hasTotal uint8 = 1 << iota
-	hasRetries
+	hasRetries uint8 = 1 << iota
 	hasHandshakes
 	hasClasses
 )
 
+// sample is what the store keeps of one series in one flush: the increases
+// since the series' previous flush, computed on arrival exactly as Increase
+// computes them (a counter that fell is a restart: no increase, a new
+// baseline), so a flush costs a few dozen bytes, not a copy of the message.
+type sample struct {
+	id                  uint16
+	classes             [5]uint32 // 1xx..5xx
+	retries, handshakes uint32
+	// spanMs is the time the class counters were watched over (0 for the
+	// first flush of a series and across a restart).
+	spanMs    uint32
+	active    float32
+	histCount uint32
+	// hist is flush.hists[histOff:histOff+histLen]: cumulative by bucket,
+	// with the trailing buckets that equal histCount left out (latencies
+	// rarely reach Envoy's upper buckets); one array per flush, not one
+	// allocation per series.
+	histOff, histLen uint16
+}
+
+// last is a series' previous cumulative values, once per series.
+type last struct {
+	tMs                 int64 // 0: never seen
+	retries, handshakes uint64
+	classes             [6]uint64
+	has                 uint8
+}
+
 type flush struct {
-	t      time.Time
-	series map[seriesKey]*point
+	t       time.Time
+	samples []sample
+	hists   []uint32
 }
 
 type proxyState struct {
 	pod, namespace string
+	ids            map[seriesKey]uint16
+	keys           []seriesKey
+	last           []last
 	flushes        [Slots]flush
 	next, n        int
 	bounds         []float64
@@ -165,7 +198,7 @@ func (s *Store) Ingest(pod, namespace string, families []*promclient.MetricFamil
 				}
 				switch field {
 				case "total":
-					p.total, p.has = uint64(v), p.has|hasTotal
+					// Requests, not responses: rates and success count responses.
 				case "retry":
 					p.retries, p.has = uint64(v), p.has|hasRetries
 				case "handshake":
@@ -214,10 +247,70 @@ func (s *Store) Ingest(pod, namespace string, families []*promclient.MetricFamil
 		}
 		return res
 	}
-	ps.flushes[ps.next] = flush{t: ts, series: series}
+	if len(ps.keys)+len(series) > MaxSeries {
+		// The proxy's services changed beyond the bound over its life: start
+		// it afresh rather than grow (its rates resume after one flush).
+		*ps = proxyState{pod: pod, namespace: namespace, bounds: ps.bounds, lastSeen: now}
+	}
+	if ps.ids == nil {
+		ps.ids = map[seriesKey]uint16{}
+	}
+	samples := make([]sample, 0, len(series))
+	var hists []uint32
+	for key, p := range series {
+		id, ok := ps.ids[key]
+		if !ok {
+			id = uint16(len(ps.keys))
+			ps.ids[key] = id
+			ps.keys = append(ps.keys, key)
+			ps.last = append(ps.last, last{})
+		}
+		var sm sample
+		sm, hists = ps.advance(id, ts, p, hists)
+		samples = append(samples, sm)
+	}
+	ps.flushes[ps.next] = flush{t: ts, samples: samples, hists: slices.Clip(hists)}
 	ps.next = (ps.next + 1) % Slots
 	ps.n = min(ps.n+1, Slots)
 	return res
+}
+
+// advance turns a series' cumulative values into increases since its
+// previous flush and remembers them as the next baseline.
+func (ps *proxyState) advance(id uint16, ts time.Time, p *point, hists []uint32) (sample, []uint32) {
+	prev := &ps.last[id]
+	out := sample{id: id, active: float32(p.active), histCount: uint32(p.histCount)}
+	seen := prev.tMs != 0
+	if p.has&hasClasses != 0 && seen && prev.has&hasClasses != 0 {
+		reset := false
+		for c := 1; c <= 5; c++ {
+			reset = reset || p.classes[c] < prev.classes[c]
+		}
+		if !reset {
+			for c := 1; c <= 5; c++ {
+				out.classes[c-1] = uint32(min(p.classes[c]-prev.classes[c], 1<<32-1))
+			}
+			out.spanMs = uint32(ts.UnixMilli() - prev.tMs)
+		}
+	}
+	if p.has&hasRetries != 0 && seen && prev.has&hasRetries != 0 && p.retries >= prev.retries {
+		out.retries = uint32(min(p.retries-prev.retries, 1<<32-1))
+	}
+	if p.has&hasHandshakes != 0 && seen && prev.has&hasHandshakes != 0 && p.handshakes >= prev.handshakes {
+		out.handshakes = uint32(min(p.handshakes-prev.handshakes, 1<<32-1))
+	}
+	if p.histCount > 0 {
+		n := len(p.hist)
+		for n > 0 && p.hist[n-1] == p.histCount {
+			n--
+		}
+		out.histOff, out.histLen = uint16(len(hists)), uint16(n)
+		for i := range n {
+			hists = append(hists, uint32(p.hist[i]))
+		}
+	}
+	*prev = last{tMs: ts.UnixMilli(), retries: p.retries, handshakes: p.handshakes, classes: p.classes, has: p.has}
+	return out, hists
 }
 
 // evictLocked drops proxies silent for Retention and, at MaxProxies, the
@@ -250,8 +343,9 @@ func (s *Store) Proxies() int {
 // tags from bootstrap.StatTags) to a series and the field it fills. Names:
 // Envoy 1.40 docs, configuration/upstream/cluster_manager/cluster_stats.rst
 // (cluster.<name>.upstream_rq_total, upstream_rq_<*xx>, upstream_rq_retry,
-// upstream_rq_time, ssl.handshake), configuration/http/http_filters/
-// router_filter.rst "Route level stats" (vhost.<vhost>.route.<prefix>.*), and
+// upstream_rq_time, ssl.handshake), route_components.proto Route.stat_prefix
+// (vhost.<vhost>.route.<prefix>.*, the virtual cluster statistics of
+// configuration/http/http_filters/router_filter.rst), and
 // configuration/http/http_conn_man/stats.rst (http.<prefix>.downstream_rq_total,
 // downstream_rq_<*xx>, downstream_rq_time, downstream_cx_active).
 func classify(name string, labels []*promclient.LabelPair) (seriesKey, string, bool) {
