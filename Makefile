@@ -22,6 +22,10 @@ $(if $(and $(K8S_VERSION),$(ETCD_VERSION),$(KWOK_VERSION)),,$(error cannot read 
 CM_TOOLS_DIR := $(TOOLS_DIR)/certmanager
 CM_VERSION   := $(shell awk '{ sub(/^require /, "") } $$1 == "github.com/cert-manager/cert-manager" && $$2 ~ /^v/ { print $$2; exit }' $(CM_TOOLS_DIR)/go.mod)
 $(if $(CM_VERSION),,$(error cannot read the pinned cert-manager version from $(CM_TOOLS_DIR)/go.mod))
+# The Prometheus server, for telemetry/promsource's TestRealPrometheus, likewise.
+PROM_TOOLS_DIR := $(TOOLS_DIR)/prometheus
+PROM_VERSION   := $(shell awk '{ sub(/^require /, "") } $$1 == "github.com/prometheus/prometheus" && $$2 ~ /^v/ { print $$2; exit }' $(PROM_TOOLS_DIR)/go.mod)
+$(if $(PROM_VERSION),,$(error cannot read the pinned Prometheus version from $(PROM_TOOLS_DIR)/go.mod))
 K8S_MAJOR    := $(word 1,$(subst ., ,$(patsubst v%,%,$(K8S_VERSION))))
 K8S_MINOR    := $(word 2,$(subst ., ,$(patsubst v%,%,$(K8S_VERSION))))
 
@@ -32,7 +36,7 @@ K8S_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
 	-X k8s.io/component-base/version.gitTreeState=clean
 
 K8S_BINS  := kube-apiserver kube-controller-manager kube-scheduler
-ALL_BINS  := $(K8S_BINS) etcd kwok cert-manager-controller
+ALL_BINS  := $(K8S_BINS) etcd kwok cert-manager-controller prometheus
 
 # Packages that run goroutines against each other get the race detector; the rest run
 # without it to keep `make test` reasonable on two cores. Patterns that match nothing yet
@@ -47,7 +51,7 @@ TEST_TIMEOUT ?= 20m
 help:
 	@echo "make demo   start a local Kubernetes with the sample app; Ctrl-C tears it down"
 	@echo "make test   build the Kubernetes binaries if needed, go vet, go test (race where it matters)"
-	@echo "make bins   build kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok, cert-manager-controller into bin/"
+	@echo "make bins   build kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok, cert-manager-controller, prometheus into bin/"
 	@echo "make devcluster   start only the local Kubernetes and print its kubeconfig"
 	@echo "make bench  measure the control plane under simulated proxies (docs/performance.md)"
 	@echo "make clean  remove bin/"
@@ -62,7 +66,7 @@ $(STAMPS)/%.version: FORCE
 	@want='$(call stampfor,$*)'; \
 	if [ "$$(cat $@ 2>/dev/null)" != "$$want" ]; then echo "$$want" > $@; fi
 
-stampfor = $(if $(filter $(1),$(K8S_BINS)),k8s.io/kubernetes $(K8S_VERSION),$(if $(filter etcd,$(1)),go.etcd.io/etcd/server/v3 $(ETCD_VERSION),$(if $(filter cert-manager-controller,$(1)),github.com/cert-manager/cert-manager $(CM_VERSION),sigs.k8s.io/kwok $(KWOK_VERSION))))
+stampfor = $(if $(filter $(1),$(K8S_BINS)),k8s.io/kubernetes $(K8S_VERSION),$(if $(filter etcd,$(1)),go.etcd.io/etcd/server/v3 $(ETCD_VERSION),$(if $(filter cert-manager-controller,$(1)),github.com/cert-manager/cert-manager $(CM_VERSION),$(if $(filter prometheus,$(1)),github.com/prometheus/prometheus $(PROM_VERSION),sigs.k8s.io/kwok $(KWOK_VERSION)))))
 
 $(addprefix $(BIN)/,$(K8S_BINS)): $(BIN)/%: $(STAMPS)/%.version
 	@echo "building $* $(K8S_VERSION)"
@@ -79,6 +83,10 @@ $(BIN)/kwok: $(STAMPS)/kwok.version
 $(BIN)/cert-manager-controller: $(STAMPS)/cert-manager-controller.version $(CM_TOOLS_DIR)/main.go
 	@echo "building cert-manager-controller $(CM_VERSION)"
 	cd $(CM_TOOLS_DIR) && $(GO) build -trimpath -o $@ .
+
+$(BIN)/prometheus: $(STAMPS)/prometheus.version
+	@echo "building prometheus $(PROM_VERSION)"
+	cd $(PROM_TOOLS_DIR) && $(GO) build -trimpath -o $@ github.com/prometheus/prometheus/cmd/prometheus
 
 .PHONY: FORCE
 FORCE:

@@ -68,7 +68,7 @@ make demo prints the address of the control plane it starts:
 	cmd.PersistentFlags().DurationVar(&g.timeout, "timeout", 10*time.Second, "how long to wait for the control plane")
 	cmd.AddCommand(newProxyConfigCommand(g), newProxiesCommand(g), newVersionCommand(), newIdentityCommand(), newProfileCommand(), bench.NewCommand(),
 		newInjectCommand(), newUninjectCommand(), newInstallCommand(), newUninstallCommand(), newCheckCommand(g),
-		newStatCommand(g), newRoutesCommand(g), newEdgesCommand(g), newTapCommand(g), newTopCommand(g))
+		newStatCommand(g), newRoutesCommand(g), newEdgesCommand(g), newTapCommand(g), newTopCommand(g), newDashboardCommand(g))
 	return cmd
 }
 

@@ -49,6 +49,7 @@ type statFlags struct {
 	from, to  string
 	output    string
 	window    time.Duration
+	prom      *prometheusFlags
 }
 
 func (f *statFlags) register(cmd *cobra.Command, fromTo bool) {
@@ -60,6 +61,7 @@ func (f *statFlags) register(cmd *cobra.Command, fromTo bool) {
 	}
 	cmd.Flags().StringVarP(&f.output, "output", "o", "table", "table, wide or json")
 	cmd.Flags().DurationVarP(&f.window, "time-window", "t", telemetry.DefaultWindow, "how far back to look (the control plane keeps about a minute)")
+	f.prom = addPrometheusFlags(cmd.Flags())
 }
 
 // runQuery asks src and prints the table; rows a source skipped are named
@@ -70,6 +72,9 @@ func runQuery(ctx context.Context, w, errw io.Writer, src telemetry.Source, q te
 		return err
 	}
 	if err := q.Validate(); err != nil {
+		return err
+	}
+	if src, err = f.prom.source(src); err != nil {
 		return err
 	}
 	t, err := src.Query(ctx, q)

@@ -77,7 +77,7 @@ type Config struct {
 // Names that appear in the bootstrap and, for some, in what kubelet or the control plane
 // see.
 const (
-	// HealthListenerName serves /ready on mesh.ProxyHealthPort.
+	// HealthListenerName serves /ready and /stats/prometheus on mesh.ProxyHealthPort.
 	HealthListenerName = "weft-health"
 	// AdminClusterName is the static cluster to the admin interface on 127.0.0.1, the one
 	// upstream of the health listener.
@@ -85,8 +85,12 @@ const (
 	// XDSClusterName is the static cluster to the control plane, used for plaintext xDS
 	// only: TLS xDS goes through Envoy's Google gRPC client, which names no cluster.
 	XDSClusterName = "weft-xds"
-	// ReadyPath is the one path the health listener forwards to the admin interface.
+	// ReadyPath is kubelet's readiness path, forwarded to the admin interface.
 	ReadyPath = "/ready"
+	// PrometheusStatsPath is Envoy's admin endpoint of its stats in Prometheus' text
+	// format, forwarded for a Prometheus that scrapes the proxies (the only other admin
+	// path the health listener forwards; it only reads).
+	PrometheusStatsPath = "/stats/prometheus"
 	// xdsStatPrefix roots the Google gRPC client's stats of the xDS stream.
 	xdsStatPrefix = "weft_xds"
 	// fileBasedMetadata is Envoy's call credentials plugin that reads a header value
@@ -370,9 +374,10 @@ func staticCluster(name, host string, port uint32, http2 bool) *clusterv3.Cluste
 	return cl
 }
 
-// healthListener lets kubelet reach Envoy's /ready on the pod IP without exposing the
-// admin interface: exactly GET /ready goes to the admin cluster, everything else is a 404
-// answered by Envoy itself.
+// healthListener lets kubelet reach Envoy's /ready, and a Prometheus Envoy's
+// /stats/prometheus, on the pod IP without exposing the rest of the admin interface
+// (which can change the proxy): exactly GET /ready and GET /stats/prometheus go to the
+// admin cluster, everything else is a 404 answered by Envoy itself.
 func healthListener() *listenerv3.Listener {
 	routes := &routev3.RouteConfiguration{
 		Name: HealthListenerName,
@@ -380,18 +385,8 @@ func healthListener() *listenerv3.Listener {
 			Name:    HealthListenerName,
 			Domains: []string{"*"},
 			Routes: []*routev3.Route{
-				{
-					Match: &routev3.RouteMatch{
-						PathSpecifier: &routev3.RouteMatch_Path{Path: ReadyPath},
-						Headers: []*routev3.HeaderMatcher{{
-							Name:                 ":method",
-							HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: exact("GET")},
-						}},
-					},
-					Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-						ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: AdminClusterName},
-					}},
-				},
+				adminGet(ReadyPath),
+				adminGet(PrometheusStatsPath),
 				{
 					Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 					Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 404}},
@@ -415,6 +410,22 @@ func healthListener() *listenerv3.Listener {
 			Name:       wellknown.HTTPConnectionManager,
 			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(hcm)},
 		}}}},
+	}
+}
+
+// adminGet routes exactly GET path to the admin cluster.
+func adminGet(path string) *routev3.Route {
+	return &routev3.Route{
+		Match: &routev3.RouteMatch{
+			PathSpecifier: &routev3.RouteMatch_Path{Path: path},
+			Headers: []*routev3.HeaderMatcher{{
+				Name:                 ":method",
+				HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: exact("GET")},
+			}},
+		},
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: AdminClusterName},
+		}},
 	}
 }
 

@@ -194,8 +194,8 @@ func TestEnvoyBootstrapShape(t *testing.T) {
 				t.Errorf("stats_flush_interval %v, want %v", got, bootstrap.StatsFlushInterval)
 			}
 
-			// The health listener: on every address at ProxyHealthPort, GET /ready to the
-			// admin cluster, nothing else of the admin interface.
+			// The health listener: on every address at ProxyHealthPort, GET /ready and GET
+			// /stats/prometheus to the admin cluster, nothing else of the admin interface.
 			ls := b.GetStaticResources().GetListeners()
 			if len(ls) != 1 || ls[0].GetAddress().GetSocketAddress().GetPortValue() != mesh.ProxyHealthPort {
 				t.Fatalf("static listeners %v, want one on %d", ls, mesh.ProxyHealthPort)
@@ -210,8 +210,15 @@ func TestEnvoyBootstrapShape(t *testing.T) {
 					toAdmin = append(toAdmin, r)
 				}
 			}
-			if len(toAdmin) != 1 || toAdmin[0].GetMatch().GetPath() != "/ready" {
-				t.Errorf("routes to the admin cluster: %v, want exactly path /ready", toAdmin)
+			var paths []string
+			for _, r := range toAdmin {
+				if r.GetMatch().GetPath() == "" || len(r.GetMatch().GetHeaders()) != 1 || r.GetMatch().GetHeaders()[0].GetStringMatch().GetExact() != "GET" {
+					t.Errorf("route to the admin cluster %v: want an exact path for GET only", r)
+				}
+				paths = append(paths, r.GetMatch().GetPath())
+			}
+			if !slices.Equal(paths, []string{"/ready", "/stats/prometheus"}) {
+				t.Errorf("paths routed to the admin cluster: %v, want exactly /ready and /stats/prometheus", paths)
 			}
 		})
 	}

@@ -1,0 +1,164 @@
+// Package grafana generates Weft's Grafana dashboards (deploy/dashboards/*.json) with
+// grafana-foundation-sdk: the mesh, a namespace, a deployment and a service's routes
+// over the Envoy series a Prometheus scrapes from every proxy (the scrape job is
+// promsource.ScrapeConfig, the series are those injector/bootstrap/stats.go keeps),
+// and the control plane's own weft_ metrics. The queries are those promsource runs,
+// so Grafana, `weft stat --prometheus` and `weft dashboard` show the same numbers.
+package grafana
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/grafana/grafana-foundation-sdk/go/cog"
+	"github.com/grafana/grafana-foundation-sdk/go/common"
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/prometheus"
+	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
+)
+
+// Files are the dashboards by file name under deploy/dashboards.
+func Files() (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for name, b := range map[string]*dashboard.DashboardBuilder{
+		"weft-mesh.json":          mesh(),
+		"weft-namespace.json":     namespace(),
+		"weft-deployment.json":    deployment(),
+		"weft-route.json":         route(),
+		"weft-control-plane.json": controlPlane(),
+	} {
+		d, err := b.Build()
+		if err != nil {
+			return nil, fmt.Errorf("building %s: %w", name, err)
+		}
+		j, err := json.MarshalIndent(d, "", "  ")
+		if err != nil {
+			return nil, fmt.Errorf("encoding %s: %w", name, err)
+		}
+		out[name] = append(j, '\n')
+	}
+	return out, nil
+}
+
+var datasource = common.DataSourceRef{Type: cog.ToPtr("prometheus"), Uid: cog.ToPtr("${datasource}")}
+
+// inbound selects a proxy's inbound HTTP connection manager: the traffic a workload serves.
+const inbound = `weft_http_prefix="inbound"`
+
+func board(uid, title string, vars ...cog.Builder[dashboard.VariableModel]) *dashboard.DashboardBuilder {
+	b := dashboard.NewDashboardBuilder(title).
+		Uid(uid).
+		Tags([]string{"weft"}).
+		Refresh("30s").
+		Time("now-1h", "now").
+		Timezone(common.TimeZoneBrowser).
+		Readonly().
+		WithVariable(dashboard.NewDatasourceVariableBuilder("datasource").Label("Prometheus").Type("prometheus"))
+	for _, v := range vars {
+		b.WithVariable(v)
+	}
+	return b
+}
+
+// labelValues is a variable listing the values of label on metric, filtered by selector.
+func labelValues(name, label, metric, selector string) *dashboard.QueryVariableBuilder {
+	q := fmt.Sprintf("label_values(%s{%s}, %s)", metric, selector, label)
+	return dashboard.NewQueryVariableBuilder(name).Label(label).
+		Datasource(datasource).
+		Query(dashboard.StringOrMap{String: cog.ToPtr(q)}).
+		Definition(q).
+		Refresh(dashboard.VariableRefreshOnTimeRangeChanged).
+		Sort(dashboard.VariableSortAlphabeticalAsc)
+}
+
+// target is one PromQL query and how its series are named in the legend.
+type target struct{ expr, legend string }
+
+func panel(title, unit string, targets ...target) *timeseries.PanelBuilder {
+	p := timeseries.NewPanelBuilder().Title(title).Unit(unit).Datasource(datasource).Span(12).Height(8).Min(0)
+	for _, t := range targets {
+		p.WithTarget(prometheus.NewDataqueryBuilder().Expr(t.expr).LegendFormat(t.legend))
+	}
+	return p
+}
+
+// golden are the panels of success rate, request rate, latency and connections for a
+// selector, grouped by a label: the same expressions promsource runs.
+func golden(sel, by, legend string) []*timeseries.PanelBuilder {
+	success := fmt.Sprintf(`1 - (sum by (%[2]s) (rate(envoy_http_downstream_rq{%[1]s,weft_response_code_class="5xx"}[$__rate_interval])) or sum by (%[2]s) (rate(envoy_http_downstream_rq{%[1]s}[$__rate_interval])) * 0) / sum by (%[2]s) (rate(envoy_http_downstream_rq{%[1]s}[$__rate_interval]))`, sel, by)
+	rps := fmt.Sprintf(`sum by (%s) (rate(envoy_http_downstream_rq{%s}[$__rate_interval]))`, by, sel)
+	q := func(phi string) string {
+		return fmt.Sprintf(`histogram_quantile(%s, sum by (%s, le) (rate(envoy_http_downstream_rq_time_bucket{%s}[$__rate_interval])))`, phi, by, sel)
+	}
+	return []*timeseries.PanelBuilder{
+		panel("Success rate", "percentunit", target{success, legend}).Max(1),
+		panel("Requests per second", "reqps", target{rps, legend}),
+		panel("Latency p50 / p95 / p99", "ms",
+			target{q("0.5"), legend + " p50"}, target{q("0.95"), legend + " p95"}, target{q("0.99"), legend + " p99"}),
+	}
+}
+
+func mesh() *dashboard.DashboardBuilder {
+	b := board("weft-mesh", "Weft / Mesh")
+	for _, p := range golden(inbound, "namespace", "{{namespace}}") {
+		b.WithPanel(p)
+	}
+	return b.WithPanel(panel("Proxies scraped", "short", target{`count by (namespace) (up{job="weft-proxies"} == 1)`, "{{namespace}}"}))
+}
+
+func namespace() *dashboard.DashboardBuilder {
+	b := board("weft-namespace", "Weft / Namespace",
+		labelValues("namespace", "namespace", "envoy_http_downstream_rq", inbound))
+	sel := inbound + `,namespace="$namespace"`
+	for _, p := range golden(sel, "deployment", "{{deployment}}") {
+		b.WithPanel(p)
+	}
+	return b.WithPanel(panel("Open inbound connections", "short",
+		target{`sum by (deployment) (envoy_http_downstream_cx_active{` + inbound + `,namespace="$namespace"})`, "{{deployment}}"}))
+}
+
+func deployment() *dashboard.DashboardBuilder {
+	b := board("weft-deployment", "Weft / Deployment",
+		labelValues("namespace", "namespace", "envoy_http_downstream_rq", inbound),
+		labelValues("deployment", "deployment", "envoy_http_downstream_rq", inbound+`,namespace="$namespace"`))
+	sel := inbound + `,namespace="$namespace",deployment="$deployment"`
+	for _, p := range golden(sel, "pod", "{{pod}}") {
+		b.WithPanel(p)
+	}
+	b.WithPanel(panel("Responses by class", "reqps",
+		target{fmt.Sprintf(`sum by (weft_response_code_class) (rate(envoy_http_downstream_rq{%s}[$__rate_interval]))`, sel), "{{weft_response_code_class}}"}))
+	b.WithPanel(panel("Outbound requests per second by service", "reqps",
+		target{`sum by (weft_cluster) (rate(envoy_cluster_upstream_rq{weft_cluster=~"outbound\\|.+",namespace="$namespace",deployment="$deployment"}[$__rate_interval]))`, "{{weft_cluster}}"}))
+	return b.WithPanel(panel("Open inbound connections", "short",
+		target{`sum by (pod) (envoy_http_downstream_cx_active{` + sel + `})`, "{{pod}}"}))
+}
+
+func route() *dashboard.DashboardBuilder {
+	b := board("weft-route", "Weft / Routes",
+		labelValues("vhost", "weft_vhost", "envoy_vhost_route_upstream_rq", ""))
+	sel := `weft_vhost="$vhost"`
+	actual := fmt.Sprintf(`sum by (weft_route) (rate(envoy_vhost_route_upstream_rq{%s}[$__rate_interval]))`, sel)
+	retries := fmt.Sprintf(`sum by (weft_route) (rate(envoy_vhost_route_upstream_rq_retry{%s}[$__rate_interval]))`, sel)
+	failed := fmt.Sprintf(`sum by (weft_route) (rate(envoy_vhost_route_upstream_rq{%s,weft_response_code_class="5xx"}[$__rate_interval]))`, sel)
+	return b.
+		WithPanel(panel("Requests per second: effective (after retries) and actual (every attempt)", "reqps",
+			target{fmt.Sprintf(`%s - (%s or %s * 0)`, actual, retries, actual), "{{weft_route}} effective"},
+			target{actual, "{{weft_route}} actual"})).
+		WithPanel(panel("Actual success rate", "percentunit",
+			target{fmt.Sprintf(`1 - (%s or %s * 0) / %s`, failed, actual, actual), "{{weft_route}}"}).Max(1)).
+		WithPanel(panel("Retries per second", "reqps", target{retries, "{{weft_route}}"})).
+		WithPanel(panel("Latency p95", "ms",
+			target{fmt.Sprintf(`histogram_quantile(0.95, sum by (weft_route, le) (rate(envoy_vhost_route_upstream_rq_time_bucket{%s}[$__rate_interval])))`, sel), "{{weft_route}}"}))
+}
+
+func controlPlane() *dashboard.DashboardBuilder {
+	return board("weft-control-plane", "Weft / Control plane").
+		WithPanel(panel("Connected proxies", "short", target{`sum(weft_xds_connected_proxies)`, "proxies"})).
+		WithPanel(panel("xDS pushes per second by type", "ops", target{`sum by (type) (rate(weft_xds_pushes_total[$__rate_interval]))`, "{{type}}"})).
+		WithPanel(panel("NACKs per second by type", "ops", target{`sum by (type) (rate(weft_xds_nacks_total[$__rate_interval]))`, "{{type}}"})).
+		WithPanel(panel("Cache update p99", "s", target{`histogram_quantile(0.99, sum by (le) (rate(weft_xds_cache_update_seconds_bucket[$__rate_interval])))`, "p99"})).
+		WithPanel(panel("Controller flush p99", "s", target{`histogram_quantile(0.99, sum by (le) (rate(weft_controller_flush_seconds_bucket[$__rate_interval])))`, "p99"})).
+		WithPanel(panel("Translate p99", "s", target{`histogram_quantile(0.99, sum by (le) (rate(weft_controller_translate_seconds_bucket[$__rate_interval])))`, "p99"})).
+		WithPanel(panel("Object events per second", "ops", target{`sum by (kind) (rate(weft_controller_object_events_total[$__rate_interval]))`, "{{kind}}"})).
+		WithPanel(panel("Configuration errors", "short", target{`sum(weft_config_errors)`, "errors"}))
+}

@@ -1,0 +1,327 @@
+package grafana
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/prometheus/model/labels"
+	promparser "github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/weftmesh/weft/injector/bootstrap"
+	"github.com/weftmesh/weft/telemetry/promsource"
+)
+
+var update = flag.Bool("update", false, "rewrite deploy/dashboards from the generator")
+
+const dir = "../../deploy/dashboards"
+
+// TestDashboardFiles: the JSON in deploy/dashboards is what the generator writes
+// (go test ./dashboard/grafana -update rewrites it), and nothing else is there.
+func TestDashboardFiles(t *testing.T) {
+	files, err := Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *update {
+		for name, b := range files {
+			if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	on, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range on {
+		name := filepath.Base(path)
+		want, ok := files[name]
+		if !ok {
+			t.Errorf("%s is not generated (stale?)", path)
+			continue
+		}
+		got, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s differs from the generator's; run go test ./dashboard/grafana -update", path)
+		}
+	}
+	if len(on) != len(files) {
+		t.Errorf("%d files in %s, the generator writes %d", len(on), dir, len(files))
+	}
+}
+
+// series is a metric name and the labels it can carry.
+type series map[string]map[string]bool
+
+func (s series) add(name string, lbls ...string) {
+	if s[name] == nil {
+		s[name] = map[string]bool{}
+	}
+	for _, l := range lbls {
+		s[name][l] = true
+	}
+}
+
+// envoySeries are the Prometheus series a Weft proxy can expose: every stat the
+// bootstrap's StatsInclusion keeps, for each kind of prefix that carries it, named as
+// Envoy 1.40's /stats/prometheus names a stat (source/server/admin/prometheus_stats.cc:
+// the tag-extracted name with every character outside [a-zA-Z0-9_] as "_", "envoy_" in
+// front; the tags, extracted as Envoy's TagExtractorImpl does, removing the regex's first
+// capture group, as labels), plus the scrape job's target labels.
+func envoySeries(t *testing.T) series {
+	t.Helper()
+	tags := bootstrap.StatTags("cluster.local")
+	sample := map[string][]string{
+		// the kinds of prefix, each with a sample name, and which stats they carry
+		"cluster.inbound|8080.":                                 {"upstream_", ".membership_healthy", ".outlier_detection.ejections_active"},
+		"cluster.outbound|80|api.shop.svc.cluster.local.":       {"upstream_", ".membership_healthy", ".outlier_detection.ejections_active"},
+		"vhost.api.shop.svc.cluster.local:80.route.GET /items.": {"upstream_"},
+		"http.inbound.": {"downstream_"},
+		"tcp.outbound.": {"downstream_"},
+	}
+	var suffixes []string
+	for _, s := range bootstrap.StatsInclusion.Suffixes {
+		suffixes = append(suffixes, strings.TrimPrefix(s, "."))
+	}
+	// the response-class regex keeps upstream_rq_[1-5]xx and downstream_rq_[1-5]xx
+	suffixes = append(suffixes, "upstream_rq_2xx", "downstream_rq_2xx")
+	kept := regexp.MustCompile(`^(?:` + strings.Join(bootstrap.StatsInclusion.Regexes, "|") + `)$`)
+	sanitize := regexp.MustCompile(`[^a-zA-Z0-9_]`)
+	out := series{}
+	for prefix, carries := range sample {
+		for _, suffix := range suffixes {
+			if !slices.ContainsFunc(carries, func(c string) bool { return strings.HasPrefix(suffix, c) || "."+suffix == c }) {
+				continue
+			}
+			stat := prefix + suffix
+			if !slices.ContainsFunc(bootstrap.StatsInclusion.Suffixes, func(s string) bool { return strings.HasSuffix(stat, s) }) && !kept.MatchString(stat) {
+				t.Fatalf("%s is not kept by StatsInclusion", stat)
+			}
+			name, lbls := extract(t, tags, stat)
+			prom := "envoy_" + sanitize.ReplaceAllString(name, "_")
+			lbls = append(lbls, promsource.LabelNamespace, promsource.LabelPod, promsource.LabelDeployment, "job", "instance")
+			if strings.HasSuffix(suffix, "_time") {
+				out.add(prom+"_bucket", append(lbls, "le")...)
+				out.add(prom+"_sum", lbls...)
+				out.add(prom+"_count", lbls...)
+				continue
+			}
+			out.add(prom, lbls...)
+		}
+	}
+	out.add("up", "job", "instance", promsource.LabelNamespace, promsource.LabelPod, promsource.LabelDeployment)
+	return out
+}
+
+// extract applies the tag rules as Envoy does: each rule whose regex matches the
+// original name removes its first capture group and names a tag.
+func extract(t *testing.T, tags []bootstrap.StatTag, stat string) (string, []string) {
+	t.Helper()
+	remove := make([]bool, len(stat))
+	var lbls []string
+	for _, tag := range tags {
+		m := regexp.MustCompile(tag.Regex).FindStringSubmatchIndex(stat)
+		if m == nil || m[2] < 0 {
+			continue
+		}
+		for i := m[2]; i < m[3]; i++ {
+			remove[i] = true
+		}
+		lbls = append(lbls, tag.Name)
+	}
+	var b strings.Builder
+	for i := range stat {
+		if !remove[i] {
+			b.WriteByte(stat[i])
+		}
+	}
+	return b.String(), lbls
+}
+
+// cpSeries are the control plane's metrics as its code registers them: every
+// prometheus.*Opts literal's Name, with the label names of the *Vec it builds.
+func cpSeries(t *testing.T) series {
+	t.Helper()
+	out := series{}
+	for _, file := range []string{"../../xds/metrics.go", "../../controller/metrics.go"} {
+		f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok || len(call.Args) == 0 {
+				return true
+			}
+			sel, ok := call.Fun.(*ast.SelectorExpr)
+			if !ok || !strings.HasPrefix(sel.Sel.Name, "New") {
+				return true
+			}
+			opts, ok := call.Args[0].(*ast.CompositeLit)
+			if !ok {
+				return true
+			}
+			var name string
+			for _, e := range opts.Elts {
+				if kv, ok := e.(*ast.KeyValueExpr); ok && kv.Key.(*ast.Ident).Name == "Name" {
+					if lit, ok := kv.Value.(*ast.BasicLit); ok {
+						name, _ = strconv.Unquote(lit.Value)
+					}
+				}
+			}
+			if name == "" {
+				return true
+			}
+			var lbls []string
+			if len(call.Args) > 1 {
+				if l, ok := call.Args[1].(*ast.CompositeLit); ok {
+					for _, e := range l.Elts {
+						if lit, ok := e.(*ast.BasicLit); ok {
+							s, _ := strconv.Unquote(lit.Value)
+							lbls = append(lbls, s)
+						}
+					}
+				}
+			}
+			lbls = append(lbls, "job", "instance")
+			if strings.Contains(sel.Sel.Name, "Histogram") {
+				out.add(name+"_bucket", append(lbls, "le")...)
+				out.add(name+"_sum", lbls...)
+				out.add(name+"_count", lbls...)
+			} else {
+				out.add(name, lbls...)
+			}
+			return true
+		})
+	}
+	if len(out) < 10 {
+		t.Fatalf("found only %d control plane metrics in xds and controller: the scan is broken", len(out))
+	}
+	return out
+}
+
+// grafanaVars replaces Grafana's variables with values PromQL accepts.
+var grafanaVars = strings.NewReplacer("$__rate_interval", "5m", "$namespace", "shop", "$deployment", "web", "$vhost", "api.shop.svc.cluster.local:80", "${datasource}", "prom")
+
+// TestDashboardQueriesLint parses every panel's and variable's PromQL with Prometheus'
+// parser and checks that each metric it selects and each label it matches or groups by
+// is one a Weft proxy (through the bootstrap's stats rules and the scrape job) or the
+// control plane actually exposes.
+func TestDashboardQueriesLint(t *testing.T) {
+	known := envoySeries(t)
+	for name, lbls := range cpSeries(t) {
+		known[name] = lbls
+	}
+	files, err := Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	labelValues := regexp.MustCompile(`^label_values\((.+), *(\w+)\)$`)
+	for file, b := range files {
+		var d struct {
+			Panels []struct {
+				Title   string `json:"title"`
+				Targets []struct {
+					Expr string `json:"expr"`
+				} `json:"targets"`
+			} `json:"panels"`
+			Templating struct {
+				List []struct {
+					Name  string `json:"name"`
+					Type  string `json:"type"`
+					Query any    `json:"query"`
+				} `json:"list"`
+			} `json:"templating"`
+		}
+		if err := json.Unmarshal(b, &d); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		type query struct{ where, expr, groupLabel string }
+		var queries []query
+		for _, p := range d.Panels {
+			if len(p.Targets) == 0 {
+				t.Errorf("%s: panel %q has no query", file, p.Title)
+			}
+			for i, tg := range p.Targets {
+				queries = append(queries, query{where: file + ": panel " + strconv.Quote(p.Title) + " target " + strconv.Itoa(i), expr: tg.Expr})
+			}
+		}
+		for _, v := range d.Templating.List {
+			if v.Type != "query" {
+				continue
+			}
+			s, _ := v.Query.(string)
+			m := labelValues.FindStringSubmatch(s)
+			if m == nil {
+				t.Errorf("%s: variable %s: query %q is not label_values(selector, label)", file, v.Name, s)
+				continue
+			}
+			queries = append(queries, query{where: file + ": variable " + v.Name, expr: m[1], groupLabel: m[2]})
+		}
+		for _, q := range queries {
+			// A stock Prometheus: no experimental functions or syntax.
+			expr, err := promparser.NewParser(promparser.Options{}).ParseExpr(grafanaVars.Replace(q.expr))
+			if err != nil {
+				t.Errorf("%s: %q does not parse: %v", q.where, q.expr, err)
+				continue
+			}
+			for _, problem := range lint(expr, known, q.groupLabel) {
+				t.Errorf("%s: %s", q.where, problem)
+			}
+		}
+	}
+}
+
+// lint names the metrics and labels expr uses that known does not have.
+func lint(expr promparser.Expr, known series, extraLabel string) []string {
+	var problems []string
+	var selected []string
+	promparser.Inspect(expr, func(n promparser.Node, _ []promparser.Node) error {
+		vs, ok := n.(*promparser.VectorSelector)
+		if !ok {
+			return nil
+		}
+		lbls, ok := known[vs.Name]
+		if !ok {
+			problems = append(problems, "metric "+vs.Name+" is exposed by neither the proxies nor the control plane")
+			return nil
+		}
+		selected = append(selected, vs.Name)
+		for _, m := range vs.LabelMatchers {
+			if m.Name != labels.MetricName && !lbls[m.Name] {
+				problems = append(problems, "metric "+vs.Name+" has no label "+m.Name)
+			}
+		}
+		if extraLabel != "" && !lbls[extraLabel] {
+			problems = append(problems, "metric "+vs.Name+" has no label "+extraLabel)
+		}
+		return nil
+	})
+	promparser.Inspect(expr, func(n promparser.Node, _ []promparser.Node) error {
+		agg, ok := n.(*promparser.AggregateExpr)
+		if !ok {
+			return nil
+		}
+		for _, g := range agg.Grouping {
+			if !slices.ContainsFunc(selected, func(name string) bool { return known[name][g] }) {
+				problems = append(problems, "grouping by "+g+", which none of the selected metrics has")
+			}
+		}
+		return nil
+	})
+	return problems
+}
