@@ -79,14 +79,24 @@ func DefaultBinDir() (string, error) {
 // pinnedVersions reads the versions the tools module pins, keyed by module path.
 // The tools go.mod is the single place they are written down; the Makefile reads it too.
 func pinnedVersions(toolsGoMod string) (map[string]string, error) {
-	f, err := os.Open(toolsGoMod)
+	var modules []string
+	for _, s := range binarySpecs {
+		modules = append(modules, s.module)
+	}
+	return readPins(toolsGoMod, modules...)
+}
+
+// readPins reads from a go.mod the version it requires of each of modules, keyed by module
+// path; every one must be there.
+func readPins(goMod string, modules ...string) (map[string]string, error) {
+	f, err := os.Open(goMod)
 	if err != nil {
 		return nil, fmt.Errorf("reading pinned versions: %w", err)
 	}
 	defer f.Close()
 	want := map[string]bool{}
-	for _, s := range binarySpecs {
-		want[s.module] = true
+	for _, m := range modules {
+		want[m] = true
 	}
 	versions := map[string]string{}
 	sc := bufio.NewScanner(f)
@@ -98,11 +108,11 @@ func pinnedVersions(toolsGoMod string) (map[string]string, error) {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading pinned versions from %s: %w", toolsGoMod, err)
+		return nil, fmt.Errorf("reading pinned versions from %s: %w", goMod, err)
 	}
 	for m := range want {
 		if versions[m] == "" {
-			return nil, fmt.Errorf("reading pinned versions: %s has no requirement on %s", toolsGoMod, m)
+			return nil, fmt.Errorf("reading pinned versions: %s has no requirement on %s", goMod, m)
 		}
 	}
 	return versions, nil

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
 )
@@ -82,19 +81,10 @@ func (e *Env) checkCertManager(ctx context.Context, bin string) error {
 	if err != nil {
 		return err
 	}
-	goMod, err := os.ReadFile(filepath.Join(root, "testenv", "tools", "certmanager", "go.mod"))
+	const module = "github.com/cert-manager/cert-manager"
+	pins, err := readPins(filepath.Join(root, "testenv", "tools", "certmanager", "go.mod"), module)
 	if err != nil {
-		return fmt.Errorf("reading the pinned cert-manager version: %w", err)
+		return err
 	}
-	want := ""
-	for line := range strings.Lines(string(goMod)) {
-		f := strings.Fields(strings.TrimPrefix(strings.TrimSpace(line), "require "))
-		if len(f) >= 2 && f[0] == "github.com/cert-manager/cert-manager" && strings.HasPrefix(f[1], "v") {
-			want = f[1]
-		}
-	}
-	if want == "" {
-		return fmt.Errorf("reading the pinned cert-manager version: testenv/tools/certmanager/go.mod has no requirement on github.com/cert-manager/cert-manager")
-	}
-	return checkVersionAt(ctx, bin, certManagerVersion, want)
+	return checkVersionAt(ctx, bin, certManagerVersion, pins[module])
 }

@@ -32,34 +32,16 @@ type pki struct {
 // writePKI generates fresh keys for one environment. A fixed CA would be shared by every
 // environment on the machine and let one test's tokens verify against another's apiserver.
 func writePKI(dir string, serviceIP net.IP) (*pki, error) {
-	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caCert, caKey, err := newCA("weft-testenv-ca")
 	if err != nil {
-		return nil, fmt.Errorf("generating CA key: %w", err)
+		return nil, err
 	}
-	caCert, err := certutil.NewSelfSignedCACert(certutil.Config{CommonName: "weft-testenv-ca"}, caKey)
+	servingDER, servingKey, err := newServingCert(caCert, caKey, "kube-apiserver", 10*365*24*time.Hour,
+		[]net.IP{net.IPv4(127, 0, 0, 1), serviceIP},
+		[]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+			"kubernetes.default.svc.cluster.local"})
 	if err != nil {
-		return nil, fmt.Errorf("signing CA certificate: %w", err)
-	}
-
-	servingKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("generating serving key: %w", err)
-	}
-	servingTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "kube-apiserver"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(10 * 365 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), serviceIP},
-		DNSNames: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-			"kubernetes.default.svc.cluster.local"},
-	}
-	servingDER, err := x509.CreateCertificate(rand.Reader, servingTmpl, caCert, &servingKey.PublicKey, caKey)
-	if err != nil {
-		return nil, fmt.Errorf("signing serving certificate: %w", err)
+		return nil, err
 	}
 
 	saKey, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -101,4 +83,43 @@ func writePKI(dir string, serviceIP net.IP) (*pki, error) {
 		}
 	}
 	return p, nil
+}
+
+// newCA makes a throwaway self-signed CA with a P-256 key.
+func newCA(commonName string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generating CA key: %w", err)
+	}
+	cert, err := certutil.NewSelfSignedCACert(certutil.Config{CommonName: commonName}, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("signing CA certificate: %w", err)
+	}
+	return cert, key, nil
+}
+
+// newServingCert makes a P-256 key and a server certificate for it, signed by ca, valid
+// from an hour ago for validFor, for the given addresses and names.
+func newServingCert(ca *x509.Certificate, caKey *ecdsa.PrivateKey, commonName string, validFor time.Duration,
+	ips []net.IP, dnsNames []string) ([]byte, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generating serving key: %w", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: commonName},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(validFor),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  ips,
+		DNSNames:     dnsNames,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("signing serving certificate: %w", err)
+	}
+	return der, key, nil
 }

@@ -2,6 +2,7 @@ package translate
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
@@ -88,7 +89,8 @@ func tapped(listeners []*listenerv3.Listener, service *corev3.GrpcService) ([]*l
 // l's filter chains, the default chain's included, decoded; one f reports
 // having changed is packed back into l.
 func EachHTTPConnectionManager(l *listenerv3.Listener, f func(*hcmv3.HttpConnectionManager) (changed bool)) error {
-	for _, fc := range append(l.GetFilterChains(), l.GetDefaultFilterChain()) {
+	// Clipped: appending must not write into spare capacity of l's own slice.
+	for _, fc := range append(slices.Clip(l.GetFilterChains()), l.GetDefaultFilterChain()) {
 		for _, filter := range fc.GetFilters() {
 			if filter.GetName() != wellknown.HTTPConnectionManager {
 				continue

@@ -106,13 +106,9 @@ const (
 // Envoy builds the sidecar's bootstrap. It refuses a Config it cannot make a working
 // bootstrap from, naming the field.
 func Envoy(c Config) (*bootstrapv3.Bootstrap, error) {
-	if err := c.validate(); err != nil {
+	svc, err := ControlPlaneService(c)
+	if err != nil {
 		return nil, err
-	}
-	if c.ServerName != "" {
-		if err := checkBundle(c.TrustBundlePEM); err != nil {
-			return nil, fmt.Errorf("bootstrap: invalid Config: TrustBundlePEM: %w", err)
-		}
 	}
 	adminPort := c.adminPort()
 	b := &bootstrapv3.Bootstrap{
@@ -136,10 +132,6 @@ func Envoy(c Config) (*bootstrapv3.Bootstrap, error) {
 	if c.ServerName == "" {
 		host, port, _ := splitHostPort(c.ControlPlaneAddress)
 		b.StaticResources.Clusters = append(b.StaticResources.Clusters, staticCluster(XDSClusterName, host, port, true))
-	}
-	svc, err := c.controlPlaneService()
-	if err != nil {
-		return nil, err
 	}
 	b.DynamicResources.AdsConfig.GrpcServices = []*corev3.GrpcService{svc}
 	b.StatsSinks = statsSinks(svc)
