@@ -155,6 +155,7 @@ func (g *openAPIGen) pathRoutes(rel string, item *openapi3.PathItem) ([]*profile
 	}
 	// Path-level parameters apply to every operation of the path.
 	shared := pathParameters(item.Parameters)
+	size, fits := regexFits(pathRegex)
 	ops := item.Operations()
 	var routes []*profiles.RouteSpec
 	for _, method := range slices.Sorted(maps.Keys(ops)) {
@@ -170,7 +171,7 @@ func (g *openAPIGen) pathRoutes(rel string, item *openapi3.PathItem) ([]*profile
 				g.warnings = append(g.warnings, g.src.errorAt(opAt, "%s: path parameter %q is declared neither by the operation nor by the path", name, p).Error())
 			}
 		}
-		if size, ok := regexFits(pathRegex); !ok {
+		if !fits {
 			g.warnings = append(g.warnings, g.src.errorAt(opAt,
 				"%s: left out: its pathRegex %s has an RE2 program size of about %d, more than the %d Envoy accepts; its requests fall in [DEFAULT]",
 				name, pathRegex, size, profiles.MaxRegexProgramSize).Error())
