@@ -172,9 +172,7 @@ func (g *openAPIGen) pathRoutes(rel string, item *openapi3.PathItem) ([]*profile
 			}
 		}
 		if !fits {
-			g.warnings = append(g.warnings, g.src.errorAt(opAt,
-				"%s: left out: its pathRegex %s has an RE2 program size of about %d, more than the %d Envoy accepts; its requests fall in [DEFAULT]",
-				name, pathRegex, size, profiles.MaxRegexProgramSize).Error())
+			g.warnings = append(g.warnings, g.src.errorAt(opAt, "%s", tooBig(name, pathRegex, size)).Error())
 			continue
 		}
 		route := &profiles.RouteSpec{
@@ -215,6 +213,12 @@ func pathParameters(params openapi3.Parameters) map[string]bool {
 		}
 	}
 	return out
+}
+
+// tooBig says why a route whose regex does not fit is left out.
+func tooBig(route, re string, size int) string {
+	return fmt.Sprintf("%s: left out: its pathRegex %s has an RE2 program size of about %d, more than the %d Envoy accepts; its requests fall in [DEFAULT]",
+		route, re, size, profiles.MaxRegexProgramSize)
 }
 
 // regexFits reports whether Envoy will accept re both as profiles
