@@ -134,6 +134,10 @@ func Render(ctx context.Context, o Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return renderChart(ctx, c, o)
+}
+
+func renderChart(ctx context.Context, c *chart.Chart, o Options) (string, error) {
 	cfg := &action.Configuration{Log: o.debugLog()}
 	in := action.NewInstall(cfg)
 	in.DryRun, in.ClientOnly, in.Replace, in.IncludeCRDs = true, true, true, true
@@ -162,12 +166,12 @@ func configuration(getter genericclioptions.RESTClientGetter, o Options) (*actio
 // given when it exists (values not given are the chart's defaults, not the
 // previous release's).
 func Install(ctx context.Context, getter genericclioptions.RESTClientGetter, o Options) (*release.Release, error) {
-	// Bad values are reported as such, before the cluster is asked anything.
-	if _, err := Render(ctx, o); err != nil {
-		return nil, err
-	}
 	c, err := Load()
 	if err != nil {
+		return nil, err
+	}
+	// Bad values are reported as such, before the cluster is asked anything.
+	if _, err := renderChart(ctx, c, o); err != nil {
 		return nil, err
 	}
 	cfg, err := configuration(getter, o)

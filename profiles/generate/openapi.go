@@ -155,6 +155,7 @@ func (g *openAPIGen) pathRoutes(rel string, item *openapi3.PathItem) ([]*profile
 	}
 	// Path-level parameters apply to every operation of the path.
 	shared := pathParameters(item.Parameters)
+	size, fits := regexFits(pathRegex)
 	ops := item.Operations()
 	var routes []*profiles.RouteSpec
 	for _, method := range slices.Sorted(maps.Keys(ops)) {
@@ -170,10 +171,8 @@ func (g *openAPIGen) pathRoutes(rel string, item *openapi3.PathItem) ([]*profile
 				g.warnings = append(g.warnings, g.src.errorAt(opAt, "%s: path parameter %q is declared neither by the operation nor by the path", name, p).Error())
 			}
 		}
-		if size, ok := regexFits(pathRegex); !ok {
-			g.warnings = append(g.warnings, g.src.errorAt(opAt,
-				"%s: left out: its pathRegex %s has an RE2 program size of about %d, more than the %d Envoy accepts; its requests fall in [DEFAULT]",
-				name, pathRegex, size, profiles.MaxRegexProgramSize).Error())
+		if !fits {
+			g.warnings = append(g.warnings, g.src.errorAt(opAt, "%s", tooBig(name, pathRegex, size)).Error())
 			continue
 		}
 		route := &profiles.RouteSpec{
@@ -214,6 +213,12 @@ func pathParameters(params openapi3.Parameters) map[string]bool {
 		}
 	}
 	return out
+}
+
+// tooBig says why a route whose regex does not fit is left out.
+func tooBig(route, re string, size int) string {
+	return fmt.Sprintf("%s: left out: its pathRegex %s has an RE2 program size of about %d, more than the %d Envoy accepts; its requests fall in [DEFAULT]",
+		route, re, size, profiles.MaxRegexProgramSize)
 }
 
 // regexFits reports whether Envoy will accept re both as profiles

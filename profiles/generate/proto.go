@@ -105,9 +105,7 @@ func FromProto(ctx context.Context, file string, opts ProtoOptions, t Target) (*
 			re := regexp.QuoteMeta(path)
 			route := "POST " + path
 			if size, ok := regexFits(re); !ok {
-				warnings = append(warnings, (&FileError{File: file, Line: protoLine(fd, md),
-					Msg: fmt.Sprintf("%s: left out: its pathRegex %s has an RE2 program size of about %d, more than the %d Envoy accepts; its requests fall in [DEFAULT]",
-						route, re, size, profiles.MaxRegexProgramSize)}).Error())
+				warnings = append(warnings, (&FileError{File: file, Line: protoLine(fd, md), Msg: tooBig(route, re, size)}).Error())
 				continue
 			}
 			level := md.Options().(*descriptorpb.MethodOptions).GetIdempotencyLevel()
