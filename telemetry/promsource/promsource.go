@@ -405,21 +405,12 @@ func (p *partial) row(k rowKey, g golden) telemetry.Row {
 			failed += v
 		}
 	}
-	r.RPS = total
-	if total > 0 {
-		sr := 1 - failed/total
-		r.SuccessRate = &sr
-	}
+	r.RPS, r.SuccessRate = total, telemetry.SuccessRate(total, failed)
 	if g.retries != "" {
-		r.ActualRPS, r.ActualSuccess = total, r.SuccessRate
-		eff := max(total-p.retries, 0)
-		r.EffectiveRPS, r.RPS = eff, eff
-		r.EffectiveSuccess = nil
-		if eff > 0 {
-			es := 1 - max(failed-p.retries, 0)/eff
-			r.EffectiveSuccess = &es
-		}
-		r.SuccessRate = r.EffectiveSuccess
+		effT, effF, actT, actF := telemetry.EffectiveActual(telemetry.Attempts{Total: total, Failures: failed, Retries: p.retries})
+		r.ActualRPS, r.ActualSuccess = actT, telemetry.SuccessRate(actT, actF)
+		r.EffectiveRPS, r.EffectiveSuccess = effT, telemetry.SuccessRate(effT, effF)
+		r.RPS, r.SuccessRate = effT, r.EffectiveSuccess
 	}
 	r.P50, r.P95, r.P99 = p.quantile[0.5], p.quantile[0.95], p.quantile[0.99]
 	return r
