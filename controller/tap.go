@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/weftmesh/weft/proxy"
@@ -76,16 +75,14 @@ func (c *Controller) tapNodes(ns, target string) ([]string, error) {
 	return nodes, nil
 }
 
-// ownedBy: a Deployment's pods are owned by its ReplicaSets, named
-// <deployment>-<pod-template-hash>; the other kinds own their pods.
+// ownedBy: a Deployment's pods are owned by its ReplicaSets (deploymentOf);
+// the other kinds own their pods.
 func ownedBy(p *corev1.Pod, kind, name string) bool {
+	if kind == "Deployment" && deploymentOf(p) == name {
+		return true
+	}
 	for _, o := range p.OwnerReferences {
-		switch {
-		case kind == "Deployment" && o.Kind == "ReplicaSet":
-			if h := p.Labels[appsv1.DefaultDeploymentUniqueLabelKey]; h != "" && o.Name == name+"-"+h {
-				return true
-			}
-		case o.Kind == kind && o.Name == name:
+		if o.Kind == kind && o.Name == name {
 			return true
 		}
 	}

@@ -7,7 +7,6 @@ package dashboard
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"embed"
 	"fmt"
@@ -121,17 +120,8 @@ func (h *Handler) query(ctx context.Context, q telemetry.Query) ([]telemetry.Row
 	if err != nil {
 		return nil, err
 	}
-	// Sources answer in any order; a page lists rows as the CLI prints them, [DEFAULT] last.
-	isDefault := func(r telemetry.Row) int {
-		if r.Name == telemetry.DefaultRoute {
-			return 1
-		}
-		return 0
-	}
-	slices.SortStableFunc(t.Rows, func(a, b telemetry.Row) int {
-		return cmp.Or(cmp.Compare(isDefault(a), isDefault(b)), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Src, b.Src), cmp.Compare(a.Dst, b.Dst), cmp.Compare(a.Name, b.Name))
-	})
-	return t.Rows, nil
+	// Sources answer in any order; a page lists rows as the CLI prints them.
+	return telemetry.SortedRows(t), nil
 }
 
 func (h *Handler) base(title string, crumbs ...crumb) page {

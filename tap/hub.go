@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -162,7 +163,7 @@ func (h *Hub) publish(ev Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, w := range h.sessions {
-		if !w.watches(ev.Proxy) || !w.filter.Match(ev) {
+		if !slices.Contains(w.nodes, ev.Proxy) || !w.filter.Match(ev) {
 			continue
 		}
 		e := ev
@@ -173,15 +174,6 @@ func (h *Hub) publish(ev Event) {
 			w.dropped.Add(1)
 		}
 	}
-}
-
-func (w *Watcher) watches(node string) bool {
-	for _, n := range w.nodes {
-		if n == node {
-			return true
-		}
-	}
-	return false
 }
 
 // Register adds the access log service (envoy.service.accesslog.v3

@@ -41,7 +41,7 @@ func ParseOutput(o string) (string, error) {
 // Rows are sorted so the output is the same whichever source answered;
 // [DEFAULT] stays last among routes.
 func Print(w io.Writer, t Table, o PrintOptions) error {
-	rows := sortedRows(t)
+	rows := SortedRows(t)
 	if o.Output == OutputJSON {
 		return printJSON(w, t.Resource, rows)
 	}
@@ -100,7 +100,9 @@ func Print(w io.Writer, t Table, o PrintOptions) error {
 	return tw.Flush()
 }
 
-func sortedRows(t Table) []Row {
+// SortedRows is t's rows in the order tables show them: by namespace, source,
+// destination and name, a route table's [DEFAULT] last.
+func SortedRows(t Table) []Row {
 	rows := slices.Clone(t.Rows)
 	slices.SortStableFunc(rows, func(a, b Row) int {
 		if t.Resource == ResourceRoute && (a.Name == DefaultRoute) != (b.Name == DefaultRoute) {

@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +35,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/weftmesh/weft/injector/bootstrap"
+	"github.com/weftmesh/weft/mesh"
 	"github.com/weftmesh/weft/telemetry"
 )
 
@@ -49,7 +51,7 @@ const (
 // proxy), so Prometheus reaches /stats/prometheus through the health listener's
 // port, which is the one port kubelet already reaches; the deployment label is the
 // ReplicaSet's name without its pod-template-hash.
-const ScrapeConfig = `- job_name: weft-proxies
+var ScrapeConfig = `- job_name: weft-proxies
   metrics_path: /stats/prometheus
   kubernetes_sd_configs:
     - role: pod
@@ -59,7 +61,7 @@ const ScrapeConfig = `- job_name: weft-proxies
       action: keep
     - source_labels: [__address__]
       regex: '([^:]+)(?::\d+)?'
-      replacement: '$1:4192'
+      replacement: '$1:` + strconv.Itoa(int(mesh.ProxyHealthPort)) + `'
       target_label: __address__
     - source_labels: [__meta_kubernetes_namespace]
       target_label: namespace
@@ -405,21 +407,12 @@ func (p *partial) row(k rowKey, g golden) telemetry.Row {
 			failed += v
 		}
 	}
-	r.RPS = total
-	if total > 0 {
-		sr := 1 - failed/total
-		r.SuccessRate = &sr
-	}
+	r.RPS, r.SuccessRate = total, telemetry.SuccessRate(total, failed)
 	if g.retries != "" {
-		r.ActualRPS, r.ActualSuccess = total, r.SuccessRate
-		eff := max(total-p.retries, 0)
-		r.EffectiveRPS, r.RPS = eff, eff
-		r.EffectiveSuccess = nil
-		if eff > 0 {
-			es := 1 - max(failed-p.retries, 0)/eff
-			r.EffectiveSuccess = &es
-		}
-		r.SuccessRate = r.EffectiveSuccess
+		effT, effF, actT, actF := telemetry.EffectiveActual(telemetry.Attempts{Total: total, Failures: failed, Retries: p.retries})
+		r.ActualRPS, r.ActualSuccess = actT, telemetry.SuccessRate(actT, actF)
+		r.EffectiveRPS, r.EffectiveSuccess = effT, telemetry.SuccessRate(effT, effF)
+		r.RPS, r.SuccessRate = effT, r.EffectiveSuccess
 	}
 	r.P50, r.P95, r.P99 = p.quantile[0.5], p.quantile[0.95], p.quantile[0.99]
 	return r
