@@ -327,7 +327,7 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-// adsProxy plays Envoy on one ADS stream: it ACKs CDS and NACKs LDS.
+// connectProxy plays Envoy on one ADS stream: it ACKs CDS and NACKs LDS.
 func connectProxy(t *testing.T, addr string) {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
