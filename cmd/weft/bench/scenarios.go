@@ -142,10 +142,7 @@ func (r *run) measure(ctx context.Context, scenario string, index int, specs []a
 // change. Affected: every proxy subscribed to svc-0's load assignment.
 func (r *run) endpointFlap(ctx context.Context) ([]Change, error) {
 	k := r.cluster.serviceKey(0)
-	base := make([]string, r.cluster.endpoints)
-	for e := range base {
-		base[e] = restingIP(0, e)
-	}
+	base := restingIPs(0, r.cluster.endpoints)
 	var out []Change
 	for i := range r.cfg.Changes {
 		// A fresh address per flap, so no two changes look alike.
@@ -169,10 +166,7 @@ func (r *run) endpointFlap(ctx context.Context) ([]Change, error) {
 // a rolling update replaces pods. Affected: svc-1's EDS subscribers.
 func (r *run) rollout(ctx context.Context) ([]Change, error) {
 	k := r.cluster.serviceKey(1 % r.cluster.services)
-	ips := make([]string, r.cluster.endpoints)
-	for e := range ips {
-		ips[e] = restingIP(1, e)
-	}
+	ips := restingIPs(1, r.cluster.endpoints)
 	var out []Change
 	for i := range r.cfg.Changes {
 		next := ipFrom("10.247", r.proxies+i)
