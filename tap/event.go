@@ -34,9 +34,10 @@ type Event struct {
 	Direction string `json:"direction"`
 	Src       string `json:"src"`
 	Dst       string `json:"dst"`
-	// TLS is "true" or "false" for inbound requests (the downstream
-	// connection's TLS); outbound entries carry no upstream TLS evidence,
-	// so "-".
+	// TLS is "true" or "false": inbound, whether the downstream connection
+	// had TLS; outbound, whether the upstream connection the request went
+	// over had (translate.TapUpstreamTLSTag). "-" for an outbound request
+	// that reached no upstream: there was no connection to say anything of.
 	TLS            string        `json:"tls"`
 	Method         string        `json:"method"`
 	Authority      string        `json:"authority"`
@@ -71,7 +72,7 @@ func direction(logName string) (string, bool) {
 // read: common_properties.{downstream_remote_address,
 // downstream_local_address, upstream_remote_address, tls_properties,
 // start_time, time_to_first_downstream_tx_byte,
-// time_to_last_downstream_tx_byte}, request.{request_method, authority,
+// time_to_last_downstream_tx_byte, custom_tags[TapUpstreamTLSTag]}, request.{request_method, authority,
 // path}, response.{response_code, response_body_bytes, response_headers,
 // response_trailers}. An entry without common properties or a request is
 // refused: nothing it says could be shown as right.
@@ -103,6 +104,7 @@ func eventFrom(dir string, e *accesslogdatav3.HTTPAccessLogEntry) (Event, error)
 		// request went to the endpoint the proxy chose.
 		if up := addr(c.GetUpstreamRemoteAddress()); up != "" {
 			ev.Dst = up
+			ev.TLS = strconv.FormatBool(tlsVersion(c.GetCustomTags()[translate.TapUpstreamTLSTag]))
 		}
 	} else {
 		ev.TLS = strconv.FormatBool(c.GetTlsProperties() != nil)
@@ -119,6 +121,12 @@ func eventFrom(dir string, e *accesslogdatav3.HTTPAccessLogEntry) (Event, error)
 		ev.GRPCStatus = codes.Code(n).String()
 	}
 	return ev, nil
+}
+
+// tlsVersion reports whether v is what %UPSTREAM_TLS_VERSION% gives for a
+// TLS connection ("TLSv1.2", "TLSv1.3"); "" and "-" are no version.
+func tlsVersion(v string) bool {
+	return strings.HasPrefix(v, "TLSv")
 }
 
 func addr(a *corev3.Address) string {

@@ -298,6 +298,18 @@ func TestEventFrom(t *testing.T) {
 	trailersOnly.Response.ResponseHeaders = map[string]string{"grpc-status": "5"}
 	noResponse := entry(corev3.RequestMethod_GET, "/", 200, "", false)
 	noResponse.Response = nil
+	// Outbound entries as Envoy 1.40 fills custom_tags from the tap
+	// logger's value tag %UPSTREAM_TLS_VERSION% (translate.TapUpstreamTLSTag).
+	upstreamTag := func(v string, withTag bool) *accesslogdatav3.HTTPAccessLogEntry {
+		e := entry(corev3.RequestMethod_GET, "/", 200, "", true)
+		if withTag {
+			e.CommonProperties.CustomTags = map[string]string{translate.TapUpstreamTLSTag: v}
+		}
+		return e
+	}
+	noUpstream := upstreamTag("", false)
+	noUpstream.CommonProperties.UpstreamRemoteAddress = nil
+	noUpstream.Response.ResponseCode = wrapperspb.UInt32(503)
 	tests := []struct {
 		name    string
 		dir     string
@@ -309,7 +321,16 @@ func TestEventFrom(t *testing.T) {
 		success bool
 	}{
 		{"inbound: the original destination, downstream TLS", "in", entry(corev3.RequestMethod_GET, "/", 200, "", true), "10.0.1.21:50051", "true", "", 200, true},
-		{"outbound: the chosen endpoint, no TLS evidence", "out", entry(corev3.RequestMethod_GET, "/", 503, "", true), "127.0.0.1:50051", "-", "", 503, false},
+		{"outbound: the chosen endpoint over TLS", "out", upstreamTag("TLSv1.3", true), "127.0.0.1:50051", "true", "", 200, true},
+		{"outbound: plaintext upstream, the tag left out (downstream TLS does not count)", "out", upstreamTag("", false), "127.0.0.1:50051", "false", "", 200, true},
+		{"outbound: plaintext upstream, the tag empty", "out", upstreamTag("", true), "127.0.0.1:50051", "false", "", 200, true},
+		{"outbound: plaintext upstream, the tag a dash", "out", upstreamTag("-", true), "127.0.0.1:50051", "false", "", 200, true},
+		{"outbound: no upstream reached, nothing to say of TLS", "out", noUpstream, "10.0.1.21:50051", "-", "", 503, false},
+		{"inbound: an upstream tag is not the downstream's TLS", "in", func() *accesslogdatav3.HTTPAccessLogEntry {
+			e := upstreamTag("TLSv1.3", true)
+			e.CommonProperties.TlsProperties = nil
+			return e
+		}(), "10.0.1.21:50051", "false", "", 200, true},
 		{"grpc-status in the headers of a trailers-only response", "in", trailersOnly, "10.0.1.21:50051", "true", "NotFound", 200, false},
 		{"no response: status 0, not a success", "in", noResponse, "10.0.1.21:50051", "false", "", 0, false},
 	}

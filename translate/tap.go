@@ -10,6 +10,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	grpclogv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/grpc/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tracingv3 "github.com/envoyproxy/go-control-plane/envoy/type/tracing/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -43,6 +44,29 @@ const tapFlushInterval = 200 * time.Millisecond
 // trailers.
 var tapHeaders = []string{"grpc-status"}
 
+// TapUpstreamTLSTag is the custom tag (AccessLogCommon.custom_tags) in which
+// an outbound entry carries the TLS version of the upstream connection the
+// request went over. AccessLogCommon has tls_properties for the downstream
+// connection only; the upstream's TLS is in no field of the entry
+// (api/envoy/data/accesslog/v3/accesslog.proto, Envoy 1.40). A custom tag
+// of type value is a substitution format string (CustomTag.value,
+// api/envoy/type/tracing/v3/custom_tag.proto), and %UPSTREAM_TLS_VERSION% is
+// "the TLS version ... used to establish the upstream TLS connection"
+// (docs/root/configuration/observability/access_log/usage.rst). Without an
+// upstream TLS connection the command has no value: a value tag renders it
+// as the empty string ("unknown specifier values are replaced with the
+// empty string instead of -", custom_tag.proto), and an empty tag may be
+// left out of the entry altogether. tap reads a TLS version as TLS, and
+// its absence on an entry that reached an upstream as none: the tag is
+// what Envoy saw on the connection, not what the cluster was meant to do.
+const TapUpstreamTLSTag = "weft.upstream_tls_version"
+
+// tapCustomTags are the custom tags of every tap logger.
+var tapCustomTags = []*tracingv3.CustomTag{{
+	Tag:  TapUpstreamTLSTag,
+	Type: &tracingv3.CustomTag_Value{Value: "%UPSTREAM_TLS_VERSION%"},
+}}
+
 // tapLogger is the access logger of one side of a watched proxy, sending to
 // service, the control plane as the proxy's bootstrap reaches it.
 func tapLogger(logName string, service *corev3.GrpcService) *accesslogv3.AccessLog {
@@ -54,6 +78,7 @@ func tapLogger(logName string, service *corev3.GrpcService) *accesslogv3.AccessL
 				GrpcService:         service,
 				TransportApiVersion: corev3.ApiVersion_V3,
 				BufferFlushInterval: durationpb.New(tapFlushInterval),
+				CustomTags:          tapCustomTags,
 			},
 			AdditionalResponseHeadersToLog:  tapHeaders,
 			AdditionalResponseTrailersToLog: tapHeaders,
