@@ -107,22 +107,18 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 }
 
-func browse(t *testing.T, exe, name string, src telemetry.Source) {
-	h, err := dashboard.New(src, dashboard.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-
+// startBrowser starts headless Chromium for the test, with its console and log
+// collected; it ends with the test.
+func startBrowser(t *testing.T, exe string) (context.Context, *browserErrors) {
+	t.Helper()
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.WindowSize(1280, 900))...)
-	defer cancelAlloc()
+	t.Cleanup(cancelAlloc)
 	ctx, cancel := chromedp.NewContext(allocCtx)
-	defer cancel()
+	t.Cleanup(cancel)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancelTimeout()
-	var errs browserErrors
+	t.Cleanup(cancelTimeout)
+	errs := &browserErrors{}
 	if err := errs.listen(ctx); err != nil {
 		t.Fatalf("starting %s: %v", exe, err)
 	}
@@ -134,6 +130,17 @@ func browse(t *testing.T, exe, name string, src telemetry.Source) {
 			t.Fatalf("enabling the browser's log: %v", err)
 		}
 	}
+	return ctx, errs
+}
+
+func browse(t *testing.T, exe, name string, src telemetry.Source) {
+	h, err := dashboard.New(src, dashboard.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close) // after the browser, which Cleanup ends first
+	ctx, errs := startBrowser(t, exe)
 	dir := filepath.Join(artifacts(t), name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)

@@ -32,6 +32,7 @@ type Handler struct {
 	pages   *template.Template
 	mux     *http.ServeMux
 	log     *slog.Logger
+	tapper  Tapper
 }
 
 // Options tune a Handler; the zero value is usable.
@@ -41,6 +42,8 @@ type Options struct {
 	// Refresh is how often a page reloads itself (10 s if 0).
 	Refresh time.Duration
 	Logger  *slog.Logger
+	// Tapper, when set, gives every deployment a live tap page.
+	Tapper Tapper
 }
 
 // New returns the dashboard over src.
@@ -51,6 +54,7 @@ func New(src telemetry.Source, o Options) (*Handler, error) {
 		refresh: o.Refresh,
 		log:     o.Logger,
 		mux:     http.NewServeMux(),
+		tapper:  o.Tapper,
 	}
 	if h.refresh <= 0 {
 		h.refresh = 10 * time.Second
@@ -76,6 +80,10 @@ func New(src telemetry.Source, o Options) (*Handler, error) {
 	h.mux.HandleFunc("GET /namespaces/{ns}/deployments/{name}", h.deployment)
 	h.mux.HandleFunc("GET /namespaces/{ns}/services/{name}", h.service)
 	h.mux.HandleFunc("GET /namespaces/{ns}/topology.svg", h.topologySVG)
+	if h.tapper != nil {
+		h.mux.HandleFunc("GET /namespaces/{ns}/deployments/{name}/tap", h.tapPage)
+		h.mux.HandleFunc("GET /namespaces/{ns}/deployments/{name}/tap/events", h.tapEvents)
+	}
 	return h, nil
 }
 
@@ -92,6 +100,11 @@ type page struct {
 	Name        string
 	Tables      []section
 	TopologySVG template.HTML
+	// TapHref links a deployment's page to its tap page.
+	TapHref string
+	// TapEvents is the tap page's event stream, TapRows how many rows it keeps.
+	TapEvents string
+	TapRows   int
 }
 
 type crumb struct{ Label, Href string }
@@ -165,7 +178,7 @@ func (h *Handler) namespace(w http.ResponseWriter, r *http.Request) {
 	p.TopologySVG = topology(ns, edges)
 	p.Tables = []section{
 		{Title: "Deployments", Resource: telemetry.ResourceDeployment, Rows: deploys, Link: func(r telemetry.Row) string {
-			return "/namespaces/" + url.PathEscape(ns) + "/deployments/" + url.PathEscape(r.Name)
+			return deploymentPath(ns, r.Name)
 		}},
 		{Title: "Services", Resource: telemetry.ResourceService, Rows: svcs,
 			Link: func(r telemetry.Row) string {
@@ -185,6 +198,9 @@ func (h *Handler) deployment(w http.ResponseWriter, r *http.Request) {
 	p.Tables = []section{
 		{Title: "Golden metrics", Resource: telemetry.ResourceDeployment, Rows: deploy},
 		{Title: "Pods", Resource: telemetry.ResourcePod, Rows: pods},
+	}
+	if h.tapper != nil {
+		p.TapHref = deploymentPath(ns, name) + "/tap"
 	}
 	h.render(w, "list.html", p)
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/weftmesh/weft/dashboard"
+	"github.com/weftmesh/weft/tap"
 	"github.com/weftmesh/weft/telemetry"
 	"github.com/weftmesh/weft/telemetry/promsource"
 )
@@ -100,6 +101,46 @@ func TestDashboardPages(t *testing.T) {
 				if strings.Contains(body, w) {
 					t.Errorf("page has %q", w)
 				}
+			}
+		})
+	}
+}
+
+// TestTapEvents: the tap page's stream says why a session could not start or
+// ended, and a dashboard without a Tapper has no tap pages.
+func TestTapEvents(t *testing.T) {
+	tests := []struct {
+		name     string
+		tapper   dashboard.Tapper
+		path     string
+		wantCode int
+		want     []string
+	}{
+		{name: "a deployment that cannot be tapped", tapper: hubTapper{tap.NewHub(&tapSet{}, nil)},
+			path: "/namespaces/shop/deployments/nope/tap/events", wantCode: 200,
+			want: []string{"event: end\n", `"failed":"true"`, `"reason":"no such deployment"`}},
+		{name: "the page without a tapper", path: "/namespaces/shop/deployments/web/tap", wantCode: 404},
+		{name: "the deployment page without a tapper has no tap link", path: "/namespaces/shop/deployments/web", wantCode: 200},
+		{name: "the deployment page links to its tap page", tapper: hubTapper{tap.NewHub(&tapSet{}, nil)},
+			path: "/namespaces/shop/deployments/web", wantCode: 200, want: []string{`href="/namespaces/shop/deployments/web/tap"`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h, err := dashboard.New(tableSource{}, dashboard.Options{Tapper: tc.tapper})
+			if err != nil {
+				t.Fatal(err)
+			}
+			code, body := get(t, h, tc.path)
+			if code != tc.wantCode {
+				t.Errorf("status %d, want %d", code, tc.wantCode)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(body, w) {
+					t.Errorf("answer lacks %q:\n%s", w, body)
+				}
+			}
+			if tc.tapper == nil && strings.Contains(body, "/tap") {
+				t.Errorf("a dashboard without a tapper links to a tap page:\n%s", body)
 			}
 		})
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/weftmesh/weft/dashboard"
+	"github.com/weftmesh/weft/tap"
 	"github.com/weftmesh/weft/telemetry"
 )
 
@@ -20,12 +21,13 @@ func newDashboardCommand(g *globals) *cobra.Command {
 	var window time.Duration
 	cmd := &cobra.Command{
 		Use:   "dashboard",
-		Short: "Serve the web dashboard: namespaces, deployments, services, routes and the topology of edges",
+		Short: "Serve the web dashboard: namespaces, deployments, services, routes, the topology of edges and live tap",
 		Long: `dashboard serves Weft's web dashboard on this machine and prints its address:
 namespaces, the deployments and services of a namespace with their golden
-metrics and the topology of its edges, a deployment's pods and a service's
-routes. The numbers are those weft stat prints, from the control plane or,
-with --prometheus, from a Prometheus that scrapes the proxies.`,
+metrics and the topology of its edges, a deployment's pods and live tap, and a
+service's routes. The numbers are those weft stat prints, from the control plane or,
+with --prometheus, from a Prometheus that scrapes the proxies; live tap always
+comes from the control plane, as for weft tap.`,
 		Args: cobra.NoArgs,
 	}
 	prom := addPrometheusFlags(cmd.Flags())
@@ -36,7 +38,7 @@ with --prometheus, from a Prometheus that scrapes the proxies.`,
 		if err != nil {
 			return err
 		}
-		h, err := dashboard.New(src, dashboard.Options{Window: window, Logger: slog.Default()})
+		h, err := dashboard.New(src, dashboard.Options{Window: window, Logger: slog.Default(), Tapper: cpTapper{g}})
 		if err != nil {
 			return err
 		}
@@ -63,4 +65,12 @@ func serveDashboard(ctx context.Context, addr string, h http.Handler, out io.Wri
 		defer cancel()
 		return srv.Shutdown(shutdown)
 	}
+}
+
+// cpTapper runs the tap page's sessions on the control plane, as `weft tap`
+// does: the page's request ends, and with it the session on /api/tap.
+type cpTapper struct{ g *globals }
+
+func (t cpTapper) Tap(ctx context.Context, namespace, target string, onProxies func([]string), onEvent func(tap.Event) error) (tap.Line, error) {
+	return t.g.stream(ctx, target, tapFlags{namespace: namespace}, onProxies, onEvent)
 }

@@ -28,8 +28,9 @@ type tapSet map[string]bool
 func (s tapSet) SetTapped(string, bool) bool { return true }
 
 // tapControlPlane serves /api/tap on a real tap.Hub, whose access log
-// service a stand-in Envoy feeds as soon as web-1.shop is tapped.
-func tapControlPlane(t *testing.T) string {
+// service a stand-in Envoy feeds as soon as web-1.shop is tapped; it
+// returns the URL and the hub.
+func tapControlPlane(t *testing.T) (string, *tap.Hub) {
 	t.Helper()
 	hub := tap.NewHub(tapSet{}, slog.New(slog.DiscardHandler))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -101,7 +102,7 @@ func tapControlPlane(t *testing.T) string {
 		hs.Close()
 		gs.Stop()
 	})
-	return hs.URL
+	return hs.URL, hub
 }
 
 func TestTapCommand(t *testing.T) {
@@ -146,7 +147,7 @@ func TestTapCommand(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			url := tapControlPlane(t)
+			url, _ := tapControlPlane(t)
 			out, stderr, err := run(t, map[string]string{cpEnv: url}, tc.args...)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
@@ -168,7 +169,7 @@ func TestTapCommand(t *testing.T) {
 }
 
 func TestTapJSON(t *testing.T) {
-	url := tapControlPlane(t)
+	url, _ := tapControlPlane(t)
 	out, _, err := run(t, map[string]string{cpEnv: url}, "tap", "deploy/web", "-n", "shop", "--max", "1s", "-o", "json")
 	if err != nil {
 		t.Fatal(err)
