@@ -37,6 +37,7 @@ import (
 	"net/http/pprof"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -115,11 +116,14 @@ type Config struct {
 	// ShutdownGrace bounds the wait for xDS streams to end. Default 5s.
 	ShutdownGrace time.Duration
 
-	// TapLogService is how sidecars reach this control plane's access log
+	// TapLogService says how sidecars reach this control plane's access log
 	// service (injector/bootstrap.ControlPlaneService): set, `weft tap`
 	// sessions are served on /api/tap and the access log service on the
-	// xDS port; nil, there is no tap.
-	TapLogService *corev3.GrpcService
+	// xDS port; nil, there is no tap. It is called once by New (an error
+	// fails New) and, with Identity, again after every change of the CA's
+	// issuer or bundle: the service carries the trust bundle, and a tapped
+	// proxy's logger must trust the serving certificate of the moment.
+	TapLogService func() (*corev3.GrpcService, error)
 
 	// Translator overrides the default translate.Translator (tests).
 	Translator Translator
@@ -188,10 +192,12 @@ type Controller struct {
 	pipe    *pipeline
 	metrics *controllerMetrics
 	core    *coreInformers
-	// tap is nil without Config.TapLogService.
-	tap     *tap.Hub
-	crds    *crdWatches
-	debounc *debouncer
+	// tap is nil without Config.TapLogService; tapService is what the
+	// tap loggers are given now (tapLogService).
+	tap        *tap.Hub
+	tapService atomic.Pointer[corev3.GrpcService]
+	crds       *crdWatches
+	debounc    *debouncer
 	// golden is the embedded metrics path's store, fed by proxies'
 	// metrics_service sinks over the xDS port.
 	golden *telemetry.Store
@@ -260,7 +266,18 @@ func New(cfg Config) (*Controller, error) {
 		if cfg.MTLS {
 			mtlsDomain = cfg.TrustDomain
 		}
-		tr = newDefaultTranslator(translate.Options{ClusterDomain: cfg.ClusterDomain, TrustDomain: mtlsDomain, TapLogService: cfg.TapLogService})
+		opts := translate.Options{ClusterDomain: cfg.ClusterDomain, TrustDomain: mtlsDomain}
+		if cfg.TapLogService != nil {
+			opts.TapLogService = c.tapService.Load
+		}
+		tr = newDefaultTranslator(opts)
+	}
+	if cfg.TapLogService != nil {
+		svc, err := cfg.TapLogService()
+		if err != nil {
+			return nil, fmt.Errorf("configuring tap's access log service: %w", err)
+		}
+		c.tapService.Store(svc)
 	}
 
 	c.debounc = newDebouncer(cfg.Debounce, cfg.DebounceMax, clock.RealClock{})
@@ -384,6 +401,11 @@ func (c *Controller) Run(ctx context.Context) error {
 		defer c.pipe.secrets.wait()
 	}
 	var wg sync.WaitGroup
+	if c.cfg.TapLogService != nil && c.cfg.Identity != nil {
+		changed, unsubscribe := c.cfg.Identity.CA.Subscribe()
+		defer unsubscribe()
+		wg.Go(func() { c.followTrust(ctx, changed) })
+	}
 	errs := make(chan error, 2)
 
 	wg.Go(func() {

@@ -671,6 +671,23 @@ func (s *Store) SetTapped(nodeID string, on bool) bool {
 	})
 }
 
+// RetranslateTapped marks every tapped proxy changed, as if its tap had just
+// started: something translation reads beside the model (the tap loggers'
+// service) changed. It returns how many there are.
+func (s *Store) RetranslateTapped() int {
+	n := 0
+	s.mutate(func(seen time.Time) {
+		for id := range s.tapped {
+			note(s.pending.Taps, id, seen)
+			n++
+		}
+		if n > 0 {
+			s.changed++
+		}
+	})
+	return n
+}
+
 // podMayRun is false for pods that finished: their proxy is gone for good.
 func podMayRun(pod *corev1.Pod) bool {
 	return pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed

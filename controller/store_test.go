@@ -494,3 +494,37 @@ func TestStoreTapSet(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreRetranslateTapped: every proxy tapped now is noted as changed, and
+// with none tapped nothing is published.
+func TestStoreRetranslateTapped(t *testing.T) {
+	tests := []struct {
+		name   string
+		tapped []string
+	}{
+		{"none tapped", nil},
+		{"two tapped", []string{"api-1.shop", "web-1.shop"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := NewStore("cluster.local", nil)
+			for _, n := range tc.tapped {
+				s.SetTapped(n, true)
+			}
+			s.Flush()
+			if got := s.RetranslateTapped(); got != len(tc.tapped) {
+				t.Errorf("RetranslateTapped() = %d, want %d", got, len(tc.tapped))
+			}
+			_, cur, ch, ok := s.Flush()
+			if ok != (len(tc.tapped) > 0) {
+				t.Fatalf("published %v with %d tapped", ok, len(tc.tapped))
+			}
+			if got := slices.Sorted(maps.Keys(ch.Taps)); ok && !slices.Equal(got, tc.tapped) {
+				t.Errorf("Changes.Taps %v, want %v", got, tc.tapped)
+			}
+			if ok && len(cur.Model.Tapped) != len(tc.tapped) {
+				t.Errorf("the tap set changed: %v", cur.Model.Tapped)
+			}
+		})
+	}
+}

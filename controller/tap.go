@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/weftmesh/weft/proxy"
@@ -108,4 +109,33 @@ func (c *Controller) authorizeAccessLog(ctx context.Context, nodeID string) erro
 		info.ServiceAccount = px.Identity.ServiceAccount
 	}
 	return xds.CheckIdentity(id, info)
+}
+
+// followTrust keeps the tap loggers' service current with the CA: the
+// service built at start carries the trust bundle of that moment, and after
+// an anchor rotation the serving certificate chains to an anchor it does
+// not hold, so a tapped proxy could not open its access log stream. On
+// every change of the CA's issuer or bundle the service is built again and,
+// if it differs, the proxies tapped now are translated again with it.
+func (c *Controller) followTrust(ctx context.Context, changed <-chan struct{}) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+		svc, err := c.cfg.TapLogService()
+		if err != nil {
+			// The last good service stays: proxies keep the logger they have.
+			c.log.Error("tap: rebuilding the access log service after a change of the trust material; tapped proxies keep the previous one", "error", err)
+			continue
+		}
+		if proto.Equal(svc, c.tapService.Load()) {
+			continue
+		}
+		c.tapService.Store(svc)
+		if n := c.store.RetranslateTapped(); n > 0 {
+			c.log.Info("tap: the trust material changed; tapped proxies get the access log service again", "proxies", n)
+		}
+	}
 }

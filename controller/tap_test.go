@@ -110,8 +110,10 @@ func TestIntegrationTapSession(t *testing.T) {
 	ensureCRDs(t)
 	ctx := t.Context()
 	rc := startController(t, func(c *Config) {
-		c.TapLogService = &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
-			EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: bootstrap.XDSClusterName}}}
+		c.TapLogService = func() (*corev3.GrpcService, error) {
+			return &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+				EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: bootstrap.XDSClusterName}}}, nil
+		}
 	})
 	if _, err := env.Apply(ctx, []byte(tapApp)); err != nil {
 		t.Fatal(err)

@@ -52,6 +52,8 @@ var tapLogService = &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_Env
 	EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: bootstrap.XDSClusterName},
 }}
 
+func currentTapLogService() *corev3.GrpcService { return tapLogService }
+
 // goldenKinds are the outputs of a case, one file each.
 var goldenKinds = []string{"listeners", "routes", "clusters", "endpoints"}
 
@@ -189,7 +191,7 @@ func translateCase(t *testing.T, c *goldenCase, objs mesh.Objects) (*mesh.Proxy,
 	if c.proxy.Annotations[goldenTappedAnnotation] == "true" {
 		m.Tapped = map[string]bool{proxy.NodeID(): true}
 	}
-	opts := translate.Options{TrustDomain: c.proxy.Annotations[goldenTrustDomainAnnotation], TapLogService: tapLogService}
+	opts := translate.Options{TrustDomain: c.proxy.Annotations[goldenTrustDomainAnnotation], TapLogService: currentTapLogService}
 	res, errs := translate.NewTranslator(opts).ForProxy(m, proxy)
 	var all []error
 	for _, e := range buildErrs {

@@ -57,8 +57,8 @@ func TestTapChangesOnlyTheTappedProxy(t *testing.T) {
 		proxy       *mesh.Proxy
 		wantLoggers int
 	}{
-		{"tapped proxy", translate.Options{TapLogService: tapLogService}, tappedPx, 2},
-		{"untapped proxy", translate.Options{TapLogService: tapLogService}, otherPx, 0},
+		{"tapped proxy", translate.Options{TapLogService: currentTapLogService}, tappedPx, 2},
+		{"untapped proxy", translate.Options{TapLogService: currentTapLogService}, otherPx, 0},
 		{"no access log service configured", translate.Options{}, tappedPx, 0},
 	}
 	for _, tc := range tests {

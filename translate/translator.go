@@ -28,9 +28,11 @@ type Options struct {
 	// mesh/secrets.go) or every meshed hop fails.
 	TrustDomain string
 	// TapLogService is how a proxy reaches the control plane's access log
-	// service (the bootstrap's: injector/bootstrap.ControlPlaneService).
-	// nil: no proxy is ever tapped, whatever the model's Tapped says.
-	TapLogService *corev3.GrpcService
+	// service (the bootstrap's: injector/bootstrap.ControlPlaneService). It
+	// is asked at every translation of a tapped proxy: with identity the
+	// service carries the trust bundle, which rotates. nil, or nil
+	// returned: no proxy is tapped, whatever the model's Tapped says.
+	TapLogService func() *corev3.GrpcService
 }
 
 // Translator turns the mesh model into Envoy resources for one proxy at a
@@ -146,11 +148,13 @@ func (t *Translator) ForProxy(m *mesh.Model, p *mesh.Proxy) (res *Resources, err
 	// Proxyless clients have no access log (grpc-go reads none), so only
 	// sidecars are tapped; the controller refuses to tap the others.
 	if len(m.Tapped) > 0 && kind != proxy.GRPC && t.opts.TapLogService != nil && m.Tapped[p.NodeID()] {
-		tl, err := tapped(listeners, t.opts.TapLogService)
-		if err != nil {
-			errs = append(errs, err)
-		} else {
-			listeners = tl
+		if svc := t.opts.TapLogService(); svc != nil {
+			tl, err := tapped(listeners, svc)
+			if err != nil {
+				errs = append(errs, err)
+			} else {
+				listeners = tl
+			}
 		}
 	}
 	return &Resources{

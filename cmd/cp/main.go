@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
@@ -206,11 +207,6 @@ func run(ctx context.Context, o options) error {
 	if identity != nil {
 		ca = identity.CA
 	}
-	tapLog, err := o.tapLogService(ca)
-	if err != nil {
-		log.Error("cannot configure tap's access log service", "error", err)
-		return err
-	}
 	if o.webhook.listen != "" {
 		injCfg, err := o.injectorConfig(ca)
 		if err != nil {
@@ -242,7 +238,9 @@ func run(ctx context.Context, o options) error {
 		Workers:           o.workers,
 		DiscoveryInterval: o.discoveryInterval,
 		ShutdownGrace:     o.shutdownGrace,
-		TapLogService:     tapLog,
+		// Read again after every change of the CA (controller.Config): the
+		// bundle in it follows an anchor rotation.
+		TapLogService: func() (*corev3.GrpcService, error) { return o.tapLogService(ca) },
 	})
 	if err != nil {
 		log.Error("control plane failed", "error", err)
