@@ -1,14 +1,10 @@
 package controller
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
-	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -32,7 +28,6 @@ import (
 	"github.com/weftmesh/weft/injector/bootstrap"
 	"github.com/weftmesh/weft/sds"
 	"github.com/weftmesh/weft/sds/tokenauth"
-	"github.com/weftmesh/weft/tap"
 	"github.com/weftmesh/weft/translate"
 )
 
@@ -163,27 +158,7 @@ func TestTapFollowsAnchorRotation(t *testing.T) {
 
 	sessCtx, endSession := context.WithCancel(t.Context())
 	defer endSession()
-	req, _ := http.NewRequestWithContext(sessCtx, http.MethodGet, fmt.Sprintf("http://%s/api/tap?namespace=itap-rot&target=pod/pa", rc.AdminAddr()), nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/api/tap: %s", resp.Status)
-	}
-	lines := bufio.NewScanner(resp.Body)
-	next := func() tap.Line {
-		t.Helper()
-		if !lines.Scan() {
-			t.Fatalf("tap stream ended: %v", lines.Err())
-		}
-		var l tap.Line
-		if err := json.Unmarshal(lines.Bytes(), &l); err != nil {
-			t.Fatalf("tap line %q: %v", lines.Text(), err)
-		}
-		return l
-	}
+	next := openTapSession(sessCtx, t, rc, "namespace=itap-rot&target=pod/pa")
 	if l := next(); !slices.Equal(l.Proxies, []string{node}) {
 		t.Fatalf("session taps %v, want [%s]", l.Proxies, node)
 	}

@@ -53,6 +53,33 @@ func accessLogNames(t *testing.T, v adsclient.View) []string {
 	return out
 }
 
+// openTapSession starts a session on the admin API's /api/tap?query, which
+// lasts until ctx ends, and returns its lines one at a time.
+func openTapSession(ctx context.Context, t *testing.T, rc *runningController, query string) (next func() tap.Line) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/api/tap?%s", rc.AdminAddr(), query), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/api/tap: %s", resp.Status)
+	}
+	lines := bufio.NewScanner(resp.Body)
+	return func() tap.Line {
+		t.Helper()
+		if !lines.Scan() {
+			t.Fatalf("tap stream ended: %v", lines.Err())
+		}
+		var l tap.Line
+		if err := json.Unmarshal(lines.Bytes(), &l); err != nil {
+			t.Fatalf("tap line %q: %v", lines.Text(), err)
+		}
+		return l
+	}
+}
+
 const tapApp = `
 apiVersion: v1
 kind: Namespace
@@ -156,27 +183,7 @@ func TestIntegrationTapSession(t *testing.T) {
 
 	sessCtx, endSession := context.WithCancel(ctx)
 	defer endSession()
-	req, _ := http.NewRequestWithContext(sessCtx, http.MethodGet, fmt.Sprintf("http://%s/api/tap?namespace=itap&target=deploy/web&path=/users", rc.AdminAddr()), nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/api/tap: %s", resp.Status)
-	}
-	lines := bufio.NewScanner(resp.Body)
-	next := func() tap.Line {
-		t.Helper()
-		if !lines.Scan() {
-			t.Fatalf("tap stream ended: %v", lines.Err())
-		}
-		var l tap.Line
-		if err := json.Unmarshal(lines.Bytes(), &l); err != nil {
-			t.Fatalf("tap line %q: %v", lines.Text(), err)
-		}
-		return l
-	}
+	next := openTapSession(sessCtx, t, rc, "namespace=itap&target=deploy/web&path=/users")
 	if l := next(); !slices.Equal(l.Proxies, []string{webNode}) {
 		t.Fatalf("session taps %v, want [%s]", l.Proxies, webNode)
 	}

@@ -58,6 +58,7 @@ func TestDashboardPages(t *testing.T) {
 	tests := []struct {
 		name     string
 		src      telemetry.Source
+		tapper   dashboard.Tapper
 		path     string
 		wantCode int
 		want     []string
@@ -81,10 +82,20 @@ func TestDashboardPages(t *testing.T) {
 			{Namespace: "shop", Src: "web", Dst: "db", DstNamespace: "data", RPS: 1, SuccessRate: sr(1)},
 		}}, want: []string{">db.data<", `href="/namespaces/data/deployments/db"`}},
 		{name: "unknown page", src: tableSource{}, path: "/nope", wantCode: 404},
+		// The tap page's stream says why a session could not start; without a Tapper
+		// there are no tap pages.
+		{name: "a deployment that cannot be tapped", src: tableSource{}, tapper: hubTapper{tap.NewHub(&tapSet{}, nil)},
+			path: "/namespaces/shop/deployments/nope/tap/events", wantCode: 200,
+			want: []string{"event: end\n", `"failed":"true"`, `"reason":"no such deployment"`}},
+		{name: "no tap page without a tapper", src: tableSource{}, path: "/namespaces/shop/deployments/web/tap", wantCode: 404},
+		{name: "no tap link without a tapper", src: tableSource{}, path: "/namespaces/shop/deployments/web", wantCode: 200,
+			dontWant: []string{"/tap"}},
+		{name: "the deployment page links to its tap page", src: tableSource{}, tapper: hubTapper{tap.NewHub(&tapSet{}, nil)},
+			path: "/namespaces/shop/deployments/web", wantCode: 200, want: []string{`href="/namespaces/shop/deployments/web/tap"`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h, err := dashboard.New(tc.src, dashboard.Options{})
+			h, err := dashboard.New(tc.src, dashboard.Options{Tapper: tc.tapper})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -106,42 +117,3 @@ func TestDashboardPages(t *testing.T) {
 	}
 }
 
-// TestTapEvents: the tap page's stream says why a session could not start or
-// ended, and a dashboard without a Tapper has no tap pages.
-func TestTapEvents(t *testing.T) {
-	tests := []struct {
-		name     string
-		tapper   dashboard.Tapper
-		path     string
-		wantCode int
-		want     []string
-	}{
-		{name: "a deployment that cannot be tapped", tapper: hubTapper{tap.NewHub(&tapSet{}, nil)},
-			path: "/namespaces/shop/deployments/nope/tap/events", wantCode: 200,
-			want: []string{"event: end\n", `"failed":"true"`, `"reason":"no such deployment"`}},
-		{name: "the page without a tapper", path: "/namespaces/shop/deployments/web/tap", wantCode: 404},
-		{name: "the deployment page without a tapper has no tap link", path: "/namespaces/shop/deployments/web", wantCode: 200},
-		{name: "the deployment page links to its tap page", tapper: hubTapper{tap.NewHub(&tapSet{}, nil)},
-			path: "/namespaces/shop/deployments/web", wantCode: 200, want: []string{`href="/namespaces/shop/deployments/web/tap"`}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			h, err := dashboard.New(tableSource{}, dashboard.Options{Tapper: tc.tapper})
-			if err != nil {
-				t.Fatal(err)
-			}
-			code, body := get(t, h, tc.path)
-			if code != tc.wantCode {
-				t.Errorf("status %d, want %d", code, tc.wantCode)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(body, w) {
-					t.Errorf("answer lacks %q:\n%s", w, body)
-				}
-			}
-			if tc.tapper == nil && strings.Contains(body, "/tap") {
-				t.Errorf("a dashboard without a tapper links to a tap page:\n%s", body)
-			}
-		})
-	}
-}

@@ -21,6 +21,19 @@ func (w lineWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// startDashboard runs weft with args until ctx ends: out receives what it
+// prints first (the dashboard's address), done how it ended.
+func startDashboard(ctx context.Context, args ...string) (out lineWriter, done <-chan error) {
+	cmd := newRootCommand(func(string) string { return "" }, time.Now)
+	out = lineWriter{make(chan string, 1)}
+	cmd.SetOut(out)
+	cmd.SetErr(io.Discard)
+	cmd.SetArgs(args)
+	d := make(chan error, 1)
+	go func() { d <- cmd.ExecuteContext(ctx) }()
+	return out, d
+}
+
 // TestDashboardCommand serves the dashboard over a Prometheus that is not there: the
 // command prints its address, the page says what is wrong, and the command ends with
 // its context.
@@ -42,13 +55,7 @@ func TestDashboardCommand(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			cmd := newRootCommand(func(string) string { return "" }, time.Now)
-			out := lineWriter{make(chan string, 1)}
-			cmd.SetOut(out)
-			cmd.SetErr(io.Discard)
-			cmd.SetArgs(tc.args)
-			done := make(chan error, 1)
-			go func() { done <- cmd.ExecuteContext(ctx) }()
+			out, done := startDashboard(ctx, tc.args...)
 			if tc.wantErr != "" {
 				err := <-done
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
@@ -88,13 +95,7 @@ func TestDashboardTap(t *testing.T) {
 	cpURL, hub := tapControlPlane(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cmd := newRootCommand(func(string) string { return "" }, time.Now)
-	out := lineWriter{make(chan string, 1)}
-	cmd.SetOut(out)
-	cmd.SetErr(io.Discard)
-	cmd.SetArgs([]string{"dashboard", "--cp", cpURL, "--addr", "127.0.0.1:0"})
-	done := make(chan error, 1)
-	go func() { done <- cmd.ExecuteContext(ctx) }()
+	out, done := startDashboard(ctx, "dashboard", "--cp", cpURL, "--addr", "127.0.0.1:0")
 	base := strings.TrimSpace(strings.TrimPrefix(<-out.lines, "Weft dashboard: "))
 
 	tests := []struct {
