@@ -306,6 +306,18 @@ func TestTapPageInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor("leaving the page to end the session", tapped("tap web-7d9c-1.shop", "untap web-7d9c-1.shop", "tap web-7d9c-1.shop", "untap web-7d9c-1.shop"))
+	// A deployment that cannot be tapped: the page says why and stays stopped.
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/namespaces/shop/deployments/nope/tap")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the reason on the page", func() bool { return strings.Contains(text("#tap-state"), "no such deployment") })
+	shot("failed")
+	if n := rows(); n != 0 {
+		t.Errorf("%d rows for a session that never started", n)
+	}
+	if s := text("#tap-rows"); !strings.Contains(s, "No requests were seen.") {
+		t.Errorf("the table of a session that never started says %q", s)
+	}
 	if e := errs.take(); len(e) > 0 {
 		t.Errorf("the browser reported errors:\n%s", strings.Join(e, "\n"))
 	}
