@@ -116,4 +116,3 @@ func TestDashboardPages(t *testing.T) {
 		})
 	}
 }
-
