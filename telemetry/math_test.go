@@ -178,3 +178,63 @@ func TestEffectiveActual(t *testing.T) {
 		}
 	}
 }
+
+// TestFailuresWithGRPC: on gRPC ports a call that fails answers HTTP 200 with a
+// grpc-status other than OK; Envoy counts it in the 2xx class and in the cluster's
+// grpc.failure (Envoy 1.40, source/common/grpc/context_impl.cc ContextImpl::chargeStat).
+func TestFailuresWithGRPC(t *testing.T) {
+	var c ClassCounts
+	c[2], c[5] = 95, 5
+	cases := []struct {
+		name   string
+		ranges []StatusRange
+		grpc   float64
+		want   float64
+		wantOK bool
+	}{
+		// 100 responses: 5 are 5xx, 20 more are 200 with grpc-status UNAVAILABLE.
+		{"gRPC failures in 200 responses count", nil, 20, 25, true},
+		{"no gRPC failures: the classes alone", nil, 0, 5, true},
+		// responseClasses classify HTTP statuses; a failed call stays failed.
+		{"5xx declared success, gRPC failures still fail", []StatusRange{{500, 599, false}}, 20, 20, true},
+		{"4xx declared failures add to them", []StatusRange{{400, 499, true}}, 20, 25, true},
+		// A server answering 5xx with an error grpc-status is counted twice: never
+		// more failures than responses.
+		{"capped at the responses counted", nil, 99, 100, true},
+		{"a split class cannot be classified", []StatusRange{{500, 503, false}}, 20, 0, false},
+		{"garbage gRPC count", nil, math.NaN(), 0, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := c.FailuresWithGRPC(tc.ranges, tc.grpc)
+			if got != tc.want || ok != tc.wantOK {
+				t.Errorf("FailuresWithGRPC = %v, %v; want %v, %v", got, ok, tc.want, tc.wantOK)
+			}
+		})
+	}
+}
+
+func TestGRPCFailuresUnattributed(t *testing.T) {
+	for _, tc := range []struct {
+		routes int
+		grpc   float64
+		want   bool
+	}{
+		{0, 5, false}, // [DEFAULT] is the whole service
+		{2, 0, false}, // every call succeeded: the classes tell the rest
+		{2, 5, true},
+	} {
+		if got := GRPCFailuresUnattributed(tc.routes, tc.grpc); got != tc.want {
+			t.Errorf("GRPCFailuresUnattributed(%d, %v) = %v, want %v", tc.routes, tc.grpc, got, tc.want)
+		}
+	}
+}
+
+func TestClassOf(t *testing.T) {
+	for label, want := range map[string]int{"1xx": 1, "2xx": 2, "5xx": 5, "6xx": 0, "2XX": 0, "20x": 0, "": 0, "2xxx": 0} {
+		got, ok := ClassOf(label)
+		if got != want || ok != (want != 0) {
+			t.Errorf("ClassOf(%q) = %d, %v; want %d", label, got, ok, want)
+		}
+	}
+}

@@ -49,10 +49,13 @@ type seriesKey struct {
 type point struct {
 	retries, handshakes uint64
 	classes             [6]uint64
-	has                 uint8 // which counters were present
-	active              float64
-	hist                []float64 // cumulative by bucket, over the proxy's bounds
-	histCount           float64
+	// grpcFailures sums the series' grpc.failure counters (the inbound side
+	// has one per gRPC port); read with the classes, see advance.
+	grpcFailures uint64
+	has          uint8 // which counters were present
+	active       float64
+	hist         []float64 // cumulative by bucket, over the proxy's bounds
+	histCount    float64
 }
 
 const (
@@ -69,6 +72,7 @@ type sample struct {
 	id                  uint16
 	classes             [5]uint32 // 1xx..5xx
 	retries, handshakes uint32
+	grpcFailures        uint32
 	// spanMs is the time the class counters were watched over (0 for the
 	// first flush of a series and across a restart).
 	spanMs    uint32
@@ -86,6 +90,7 @@ type last struct {
 	tMs                 int64 // 0: never seen
 	retries, handshakes uint64
 	classes             [6]uint64
+	grpcFailures        uint64
 	has                 uint8
 }
 
@@ -203,6 +208,8 @@ func (s *Store) Ingest(pod, namespace string, families []*promclient.MetricFamil
 					p.retries, p.has = uint64(v), p.has|hasRetries
 				case "handshake":
 					p.handshakes, p.has = uint64(v), p.has|hasHandshakes
+				case "grpc_failure":
+					p.grpcFailures += uint64(v)
 				default: // "1xx".."5xx"
 					p.classes[field[0]-'0'], p.has = uint64(v), p.has|hasClasses
 				}
@@ -281,8 +288,11 @@ func (ps *proxyState) advance(id uint16, ts time.Time, p *point, hists []uint32)
 	prev := &ps.last[id]
 	out := sample{id: id, active: float32(p.active), histCount: uint32(p.histCount)}
 	seen := prev.tMs != 0
+	// grpc.failure goes with the classes: Envoy creates it at a cluster's
+	// first failed call, so its absence from the previous flush of a series
+	// that had classes is a zero, not a missing baseline.
 	if p.has&hasClasses != 0 && seen && prev.has&hasClasses != 0 {
-		reset := false
+		reset := p.grpcFailures < prev.grpcFailures
 		for c := 1; c <= 5; c++ {
 			reset = reset || p.classes[c] < prev.classes[c]
 		}
@@ -290,6 +300,7 @@ func (ps *proxyState) advance(id uint16, ts time.Time, p *point, hists []uint32)
 			for c := 1; c <= 5; c++ {
 				out.classes[c-1] = uint32(min(p.classes[c]-prev.classes[c], 1<<32-1))
 			}
+			out.grpcFailures = uint32(min(p.grpcFailures-prev.grpcFailures, 1<<32-1))
 			out.spanMs = uint32(ts.UnixMilli() - prev.tMs)
 		}
 	}
@@ -309,7 +320,7 @@ func (ps *proxyState) advance(id uint16, ts time.Time, p *point, hists []uint32)
 			hists = append(hists, uint32(p.hist[i]))
 		}
 	}
-	*prev = last{tMs: ts.UnixMilli(), retries: p.retries, handshakes: p.handshakes, classes: p.classes, has: p.has}
+	*prev = last{tMs: ts.UnixMilli(), retries: p.retries, handshakes: p.handshakes, classes: p.classes, grpcFailures: p.grpcFailures, has: p.has}
 	return out, hists
 }
 
@@ -347,7 +358,9 @@ func (s *Store) Proxies() int {
 // (vhost.<vhost>.route.<prefix>.*, the virtual cluster statistics of
 // configuration/http/http_filters/router_filter.rst), and
 // configuration/http/http_conn_man/stats.rst (http.<prefix>.downstream_rq_total,
-// downstream_rq_<*xx>, downstream_rq_time, downstream_cx_active).
+// downstream_rq_<*xx>, downstream_rq_time, downstream_cx_active), and
+// configuration/http/http_filters/grpc_stats_filter.rst (cluster.<name>.grpc.failure,
+// on the outbound cluster or, for the inbound side, on inbound|<port>).
 func classify(name string, labels []*promclient.LabelPair) (seriesKey, string, bool) {
 	var cluster, vhost, route, httpPrefix, class string
 	for _, l := range labels {
@@ -367,10 +380,17 @@ func classify(name string, labels []*promclient.LabelPair) (seriesKey, string, b
 	var key seriesKey
 	var stat string
 	switch {
+	case name == "cluster.grpc.failure" && strings.HasPrefix(cluster, "inbound|"):
+		// The inbound connection manager's route goes to inbound|<port>: the
+		// pod as a server, with the inbound HTTP classes.
+		return seriesKey{kind: kindInbound}, "grpc_failure", true
 	case strings.HasPrefix(name, "cluster.") && strings.HasPrefix(cluster, "outbound|"):
 		key, stat = seriesKey{kind: kindOutbound, a: cluster}, strings.TrimPrefix(name, "cluster.")
-		if stat == "ssl.handshake" {
+		switch stat {
+		case "ssl.handshake":
 			return key, "handshake", true
+		case "grpc.failure":
+			return key, "grpc_failure", true
 		}
 	case strings.HasPrefix(name, "vhost.route.") && vhost != "" && route != "":
 		key, stat = seriesKey{kind: kindRoute, a: vhost, b: route}, strings.TrimPrefix(name, "vhost.route.")
@@ -403,4 +423,4 @@ func classify(name string, labels []*promclient.LabelPair) (seriesKey, string, b
 	return key, "", false
 }
 
-func validClass(c string) bool { return len(c) == 3 && c[0] >= '1' && c[0] <= '5' && c[1:] == "xx" }
+func validClass(c string) bool { _, ok := ClassOf(c); return ok }
