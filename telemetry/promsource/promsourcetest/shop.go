@@ -155,9 +155,15 @@ func appendExposition(t testing.TB, app storage.Appender, text *bytes.Buffer, ta
 // a Prometheus would have scraped from ShopTraffic for two minutes.
 func ShopSource(t testing.TB) *promsource.Source {
 	t.Helper()
+	return SourceOf(t, ShopTraffic())
+}
+
+// SourceOf is ShopSource for any traffic.
+func SourceOf(t testing.TB, targets []*ProxyTarget) *promsource.Source {
+	t.Helper()
 	st := teststorage.New(t)
 	start := time.Unix(1_800_000_000, 0)
-	end := scrapeInto(t, st.Appender(context.Background()), ShopTraffic(), start, 13)
+	end := scrapeInto(t, st.Appender(context.Background()), targets, start, 13)
 	engine := promql.NewEngine(promql.EngineOpts{MaxSamples: 1_000_000, Timeout: 10 * time.Second})
 	q := func(ctx context.Context, expr string, at time.Time) (model.Vector, error) {
 		qry, err := engine.NewInstantQuery(ctx, st, nil, expr, at)
@@ -238,10 +244,15 @@ func (shopDirectory) ResponseClasses(_, _, _ string) []telemetry.StatusRange { r
 // streams it, one message per 10 s flush, over the same two minutes.
 func ShopEmbedded(t testing.TB) *telemetry.Embedded {
 	t.Helper()
+	return EmbeddedOf(t, ShopTraffic())
+}
+
+// EmbeddedOf is ShopEmbedded for any traffic.
+func EmbeddedOf(t testing.TB, targets []*ProxyTarget) *telemetry.Embedded {
+	t.Helper()
 	start := time.Unix(1_800_000_000, 0)
 	now := start
 	store := telemetry.NewStore(func() time.Time { return now })
-	targets := ShopTraffic()
 	var dir shopDirectory
 	for _, tg := range targets {
 		w := telemetry.Workload{Namespace: tg.namespace, Pod: tg.pod, Deployment: tg.deployment, Meshed: true}
