@@ -87,8 +87,8 @@ func envoySeries(t *testing.T) series {
 	tags := bootstrap.StatTags("cluster.local")
 	sample := map[string][]string{
 		// the kinds of prefix, each with a sample name, and which stats they carry
-		"cluster.inbound|8080.":                                 {"upstream_", ".membership_healthy", ".outlier_detection.ejections_active"},
-		"cluster.outbound|80|api.shop.svc.cluster.local.":       {"upstream_", ".membership_healthy", ".outlier_detection.ejections_active"},
+		"cluster.inbound|8080.":                                 {"upstream_", ".membership_healthy", ".outlier_detection.ejections_active", ".grpc.failure"},
+		"cluster.outbound|80|api.shop.svc.cluster.local.":       {"upstream_", ".membership_healthy", ".outlier_detection.ejections_active", ".grpc.failure"},
 		"vhost.api.shop.svc.cluster.local:80.route.GET /items.": {"upstream_"},
 		"http.inbound.": {"downstream_"},
 		"tcp.outbound.": {"downstream_"},
