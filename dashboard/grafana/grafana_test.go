@@ -2,11 +2,13 @@ package grafana
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,12 +16,16 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	promparser "github.com/prometheus/prometheus/promql/parser"
 
 	"github.com/weftmesh/weft/injector/bootstrap"
+	"github.com/weftmesh/weft/telemetry"
 	"github.com/weftmesh/weft/telemetry/promsource"
+	"github.com/weftmesh/weft/telemetry/promsource/promsourcetest"
 )
 
 var update = flag.Bool("update", false, "rewrite deploy/dashboards from the generator")
@@ -325,3 +331,72 @@ func lint(expr promparser.Expr, known series, extraLabel string) []string {
 	})
 	return problems
 }
+
+// TestSuccessPanelMatchesTables: the namespace dashboard's success rate, evaluated by
+// Prometheus' engine over what it scraped from stand-in proxies, is the SUCCESS column
+// `weft stat deploy --prometheus` (and so the web dashboard) prints for the same
+// traffic: HTTP 5xx (ShopTraffic) and gRPC calls failed inside 200 responses
+// (GRPCTraffic) alike.
+func TestSuccessPanelMatchesTables(t *testing.T) {
+	files, err := Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(files["weft-namespace.json"], &d); err != nil {
+		t.Fatal(err)
+	}
+	var expr string
+	for _, p := range d.Panels {
+		if p.Title == "Success rate" {
+			expr = p.Targets[0].Expr
+		}
+	}
+	if expr == "" {
+		t.Fatal("weft-namespace.json has no Success rate panel")
+	}
+	for _, tc := range []struct {
+		namespace string
+		traffic   []*promsourcetest.ProxyTarget
+	}{
+		{"shop", promsourcetest.ShopTraffic()},
+		{"apps", promsourcetest.GRPCTraffic()},
+	} {
+		t.Run(tc.namespace, func(t *testing.T) {
+			q, end := promsourcetest.QueryOf(t, tc.traffic)
+			src := promsource.NewWithQuery(q, "cluster.local", func() time.Time { return end })
+			tab, err := src.Query(context.Background(), telemetry.Query{Resource: telemetry.ResourceDeployment, Namespace: tc.namespace})
+			if err != nil {
+				t.Fatal(err)
+			}
+			vars := strings.NewReplacer("$__rate_interval", promsourceWindow, "$namespace", tc.namespace)
+			vec, err := q(context.Background(), vars.Replace(expr), end)
+			if err != nil {
+				t.Fatal(err)
+			}
+			panel := map[string]float64{}
+			for _, s := range vec {
+				panel[string(s.Metric["deployment"])] = float64(s.Value)
+			}
+			if len(tab.Rows) == 0 || len(panel) != len(tab.Rows) {
+				t.Fatalf("panel %v, table %d rows", panel, len(tab.Rows))
+			}
+			for _, r := range tab.Rows {
+				got, ok := panel[r.Name]
+				if !ok || r.SuccessRate == nil || math.Abs(got-*r.SuccessRate) > 1e-9 {
+					t.Errorf("%s: panel %v (present %v), table %v", r.Name, got, ok, telemetry.FormatSuccess(r.SuccessRate))
+				}
+			}
+		})
+	}
+}
+
+// promsourceWindow is the window of a table promsource answers by default, as PromQL.
+var promsourceWindow = model.Duration(telemetry.DefaultWindow).String()

@@ -161,6 +161,14 @@ func ShopSource(t testing.TB) *promsource.Source {
 // SourceOf is ShopSource for any traffic.
 func SourceOf(t testing.TB, targets []*ProxyTarget) *promsource.Source {
 	t.Helper()
+	q, end := QueryOf(t, targets)
+	return promsource.NewWithQuery(q, "cluster.local", func() time.Time { return end })
+}
+
+// QueryOf is the PromQL evaluator behind SourceOf, for queries of one's own (the
+// Grafana dashboards'), and the time of the last scrape.
+func QueryOf(t testing.TB, targets []*ProxyTarget) (promsource.InstantQuery, time.Time) {
+	t.Helper()
 	st := teststorage.New(t)
 	start := time.Unix(1_800_000_000, 0)
 	end := scrapeInto(t, st.Appender(context.Background()), targets, start, 13)
@@ -187,7 +195,7 @@ func SourceOf(t testing.TB, targets []*ProxyTarget) *promsource.Source {
 		}
 		return out, nil
 	}
-	return promsource.NewWithQuery(q, "cluster.local", func() time.Time { return end })
+	return q, end
 }
 
 // Handler serves the target's /stats/prometheus as a running Envoy would at wall-clock
