@@ -463,8 +463,8 @@ func (e *Embedded) routes(q Query, from Target, proxies []proxySeries, t Table) 
 		}
 		r, ok := a.row(ranges)
 		r.Namespace, r.Name, r.Dst = ns, name, q.Name
-		fails, _ := a.classes.FailuresWithGRPC(ranges, a.grpcFailures)
-		effT, effF, actT, actF := EffectiveActual(Attempts{Total: a.classes.Total(), Failures: fails, Retries: a.retries})
+		fails, _ := a.classes.Failures(ranges)
+		effT, effF, actT, actF := EffectiveActual(Attempts{Total: a.classes.Total(), Failures: fails, Retries: a.retries, GRPCFailures: a.grpcFailures})
 		switch {
 		case unattributed:
 			r.SuccessRate = nil

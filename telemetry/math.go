@@ -267,6 +267,10 @@ func SuccessRate(total, failures float64) *float64 {
 // attempts) and how many of those were retries (upstream_rq_retry).
 type Attempts struct {
 	Total, Failures, Retries float64
+	// GRPCFailures are failed gRPC calls (cluster.<name>.grpc.failure): the
+	// grpc_stats filter sits in the client's connection manager and sees only
+	// the response the client gets, so each is a call's last attempt, failed.
+	GRPCFailures float64
 }
 
 // EffectiveActual splits a route's attempts into what the client saw and
@@ -274,11 +278,14 @@ type Attempts struct {
 // outcome per request: requests = attempts - retries, and since Envoy
 // retries only after a failed attempt (retry_on 5xx/gateway-error/reset,
 // translate's retry policy), each retry hides one failed attempt from the
-// client: effective failures = failures - retries, never below zero.
+// client: effective failures = failures - retries, never below zero. Failed
+// gRPC calls are outcomes the client saw, and failed attempts too: they add to
+// both sides, retries take nothing from them.
 func EffectiveActual(a Attempts) (effTotal, effFailures, actTotal, actFailures float64) {
-	actTotal, actFailures = a.Total, min(a.Failures, a.Total)
+	grpc := max(0, a.GRPCFailures)
+	actTotal, actFailures = a.Total, min(a.Failures+grpc, a.Total)
 	retries := min(a.Retries, a.Total)
 	effTotal = a.Total - retries
-	effFailures = max(0, min(actFailures-retries, effTotal))
+	effFailures = max(0, min(max(0, min(a.Failures, a.Total)-retries)+grpc, effTotal))
 	return effTotal, effFailures, actTotal, actFailures
 }

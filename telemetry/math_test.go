@@ -170,6 +170,11 @@ func TestEffectiveActual(t *testing.T) {
 		// Retries after connection resets leave no failed status behind.
 		{"retries without counted failures", Attempts{Total: 10, Retries: 2}, 8, 0, 10, 0},
 		{"garbage: more retries than attempts", Attempts{Total: 3, Failures: 1, Retries: 9}, 0, 0, 3, 1},
+		// The same, and 2 calls ended with grpc-status UNAVAILABLE in a 200: they are
+		// outcomes the client saw, and failed attempts; retries hid none of them.
+		{"gRPC failures are final outcomes", Attempts{Total: 15, Failures: 6, Retries: 5, GRPCFailures: 2}, 10, 3, 15, 8},
+		{"gRPC failures without HTTP failures", Attempts{Total: 40, Retries: 3, GRPCFailures: 8}, 37, 8, 40, 8},
+		{"capped at the attempts", Attempts{Total: 4, Failures: 3, GRPCFailures: 5}, 4, 4, 4, 4},
 	}
 	for _, c := range cases {
 		effT, effF, actT, actF := EffectiveActual(c.a)

@@ -447,7 +447,8 @@ func (p *partial) row(k rowKey, g golden) telemetry.Row {
 	failed, _ := classes.FailuresWithGRPC(nil, p.grpcFailures)
 	r.RPS, r.SuccessRate = total, telemetry.SuccessRate(total, failed)
 	if g.retries != "" {
-		effT, effF, actT, actF := telemetry.EffectiveActual(telemetry.Attempts{Total: total, Failures: failed, Retries: p.retries})
+		classFailed, _ := classes.Failures(nil)
+		effT, effF, actT, actF := telemetry.EffectiveActual(telemetry.Attempts{Total: total, Failures: classFailed, Retries: p.retries, GRPCFailures: p.grpcFailures})
 		r.ActualRPS, r.ActualSuccess = actT, telemetry.SuccessRate(actT, actF)
 		r.EffectiveRPS, r.EffectiveSuccess = effT, telemetry.SuccessRate(effT, effF)
 		r.RPS, r.SuccessRate = effT, r.EffectiveSuccess
