@@ -119,7 +119,7 @@ func (s *Store) window(w time.Duration) map[string]map[seriesKey]agg {
 				}
 				a.retries += float64(sm.retries)
 				a.handshakes += float64(sm.handshakes)
-				a.grpcFailures += float64(sm.grpcFailures)
+				a.grpcFailures += float64(sm.grpcFailures(f.hists))
 				spans[sm.id] += uint64(sm.spanMs)
 				if f.t.After(latest[sm.id]) {
 					a.active, latest[sm.id] = float64(sm.active), f.t
@@ -128,7 +128,7 @@ func (s *Store) window(w time.Duration) map[string]map[seriesKey]agg {
 					continue
 				}
 				h := Histogram{Bounds: bounds, Counts: make([]float64, len(bounds)), Count: float64(sm.histCount)}
-				hist := f.hists[sm.histOff : sm.histOff+sm.histLen]
+				hist := sm.buckets(f.hists)
 				for b := range bounds {
 					if b < len(hist) {
 						h.Counts[b] = float64(hist[b])

@@ -72,7 +72,6 @@ type sample struct {
 	id                  uint16
 	classes             [5]uint32 // 1xx..5xx
 	retries, handshakes uint32
-	grpcFailures        uint32
 	// spanMs is the time the class counters were watched over (0 for the
 	// first flush of a series and across a restart).
 	spanMs    uint32
@@ -81,8 +80,27 @@ type sample struct {
 	// hist is flush.hists[histOff:histOff+histLen]: cumulative by bucket,
 	// with the trailing buckets that equal histCount left out (latencies
 	// rarely reach Envoy's upper buckets); one array per flush, not one
-	// allocation per series.
+	// allocation per series. With grpcFlag set in histLen, the next value
+	// is the series' failed gRPC calls.
 	histOff, histLen uint16
+}
+
+// grpcFlag marks a sample whose failed gRPC calls follow its buckets in the
+// flush's hists: only a gRPC series in a flush with failed calls pays for
+// them, the thousands of others keep their size.
+const grpcFlag = 1 << 15
+
+// buckets are the sample's histogram buckets in its flush's hists.
+func (sm sample) buckets(hists []uint32) []uint32 {
+	return hists[sm.histOff : sm.histOff+sm.histLen&^grpcFlag]
+}
+
+// grpcFailures is the sample's increase of failed gRPC calls.
+func (sm sample) grpcFailures(hists []uint32) uint32 {
+	if sm.histLen&grpcFlag == 0 {
+		return 0
+	}
+	return hists[sm.histOff+sm.histLen&^grpcFlag]
 }
 
 // last is a series' previous cumulative values, once per series.
@@ -288,6 +306,7 @@ func (ps *proxyState) advance(id uint16, ts time.Time, p *point, hists []uint32)
 	prev := &ps.last[id]
 	out := sample{id: id, active: float32(p.active), histCount: uint32(p.histCount)}
 	seen := prev.tMs != 0
+	var grpcFailures uint32
 	// grpc.failure goes with the classes: Envoy creates it at a cluster's
 	// first failed call, so its absence from the previous flush of a series
 	// that had classes is a zero, not a missing baseline.
@@ -300,7 +319,7 @@ func (ps *proxyState) advance(id uint16, ts time.Time, p *point, hists []uint32)
 			for c := 1; c <= 5; c++ {
 				out.classes[c-1] = uint32(min(p.classes[c]-prev.classes[c], 1<<32-1))
 			}
-			out.grpcFailures = uint32(min(p.grpcFailures-prev.grpcFailures, 1<<32-1))
+			grpcFailures = uint32(min(p.grpcFailures-prev.grpcFailures, 1<<32-1))
 			out.spanMs = uint32(ts.UnixMilli() - prev.tMs)
 		}
 	}
@@ -310,14 +329,21 @@ func (ps *proxyState) advance(id uint16, ts time.Time, p *point, hists []uint32)
 	if p.has&hasHandshakes != 0 && seen && prev.has&hasHandshakes != 0 && p.handshakes >= prev.handshakes {
 		out.handshakes = uint32(min(p.handshakes-prev.handshakes, 1<<32-1))
 	}
-	if p.histCount > 0 {
-		n := len(p.hist)
+	if p.histCount > 0 || grpcFailures > 0 {
+		n := 0
+		if p.histCount > 0 {
+			n = len(p.hist)
+		}
 		for n > 0 && p.hist[n-1] == p.histCount {
 			n--
 		}
 		out.histOff, out.histLen = uint16(len(hists)), uint16(n)
 		for i := range n {
 			hists = append(hists, uint32(p.hist[i]))
+		}
+		if grpcFailures > 0 {
+			hists = append(hists, grpcFailures)
+			out.histLen |= grpcFlag
 		}
 	}
 	*prev = last{tMs: ts.UnixMilli(), retries: p.retries, handshakes: p.handshakes, classes: p.classes, grpcFailures: p.grpcFailures, has: p.has}
