@@ -48,15 +48,18 @@ type seriesKey struct {
 // message is ingested.
 type point struct {
 	retries, handshakes uint64
-	classes             [6]uint64
-	// grpcFailures sums the series' grpc.failure counters (the inbound side
-	// has one per gRPC port); read with the classes, see advance.
-	grpcFailures uint64
-	has          uint8 // which counters were present
-	active       float64
-	hist         []float64 // cumulative by bucket, over the proxy's bounds
-	histCount    float64
+	// classes are 1xx..5xx by index; index grpcSlot, which no class uses,
+	// sums the series' grpc.failure counters (the inbound side has one per
+	// gRPC port), so they are read, reset and remembered with the classes.
+	classes   [6]uint64
+	has       uint8 // which counters were present
+	active    float64
+	hist      []float64 // cumulative by bucket, over the proxy's bounds
+	histCount float64
 }
+
+// grpcSlot is the index of point.classes and last.classes holding failed gRPC calls.
+const grpcSlot = 0
 
 const (
 	hasRetries uint8 = 1 << iota
@@ -107,8 +110,7 @@ func (sm sample) grpcFailures(hists []uint32) uint32 {
 type last struct {
 	tMs                 int64 // 0: never seen
 	retries, handshakes uint64
-	classes             [6]uint64
-	grpcFailures        uint64
+	classes             [6]uint64 // as point.classes
 	has                 uint8
 }
 
@@ -227,7 +229,7 @@ func (s *Store) Ingest(pod, namespace string, families []*promclient.MetricFamil
 				case "handshake":
 					p.handshakes, p.has = uint64(v), p.has|hasHandshakes
 				case "grpc_failure":
-					p.grpcFailures += uint64(v)
+					p.classes[grpcSlot] += uint64(v)
 				default: // "1xx".."5xx"
 					p.classes[field[0]-'0'], p.has = uint64(v), p.has|hasClasses
 				}
@@ -311,15 +313,15 @@ func (ps *proxyState) advance(id uint16, ts time.Time, p *point, hists []uint32)
 	// first failed call, so its absence from the previous flush of a series
 	// that had classes is a zero, not a missing baseline.
 	if p.has&hasClasses != 0 && seen && prev.has&hasClasses != 0 {
-		reset := p.grpcFailures < prev.grpcFailures
-		for c := 1; c <= 5; c++ {
+		reset := false
+		for c := range p.classes {
 			reset = reset || p.classes[c] < prev.classes[c]
 		}
 		if !reset {
 			for c := 1; c <= 5; c++ {
 				out.classes[c-1] = uint32(min(p.classes[c]-prev.classes[c], 1<<32-1))
 			}
-			grpcFailures = uint32(min(p.grpcFailures-prev.grpcFailures, 1<<32-1))
+			grpcFailures = uint32(min(p.classes[grpcSlot]-prev.classes[grpcSlot], 1<<32-1))
 			out.spanMs = uint32(ts.UnixMilli() - prev.tMs)
 		}
 	}
@@ -346,7 +348,7 @@ func (ps *proxyState) advance(id uint16, ts time.Time, p *point, hists []uint32)
 			out.histLen |= grpcFlag
 		}
 	}
-	*prev = last{tMs: ts.UnixMilli(), retries: p.retries, handshakes: p.handshakes, classes: p.classes, grpcFailures: p.grpcFailures, has: p.has}
+	*prev = last{tMs: ts.UnixMilli(), retries: p.retries, handshakes: p.handshakes, classes: p.classes, has: p.has}
 	return out, hists
 }
 
