@@ -220,6 +220,24 @@ func cpSeries(t *testing.T) series {
 	return out
 }
 
+// boardJSON is what the tests read of a generated dashboard: its panels' queries and its
+// query variables.
+type boardJSON struct {
+	Panels []struct {
+		Title   string `json:"title"`
+		Targets []struct {
+			Expr string `json:"expr"`
+		} `json:"targets"`
+	} `json:"panels"`
+	Templating struct {
+		List []struct {
+			Name  string `json:"name"`
+			Type  string `json:"type"`
+			Query any    `json:"query"`
+		} `json:"list"`
+	} `json:"templating"`
+}
+
 // grafanaVars replaces Grafana's variables with values PromQL accepts.
 var grafanaVars = strings.NewReplacer("$__rate_interval", "5m", "$namespace", "shop", "$deployment", "web", "$vhost", "api.shop.svc.cluster.local:80", "${datasource}", "prom")
 
@@ -238,21 +256,7 @@ func TestDashboardQueriesLint(t *testing.T) {
 	}
 	labelValues := regexp.MustCompile(`^label_values\((.+), *(\w+)\)$`)
 	for file, b := range files {
-		var d struct {
-			Panels []struct {
-				Title   string `json:"title"`
-				Targets []struct {
-					Expr string `json:"expr"`
-				} `json:"targets"`
-			} `json:"panels"`
-			Templating struct {
-				List []struct {
-					Name  string `json:"name"`
-					Type  string `json:"type"`
-					Query any    `json:"query"`
-				} `json:"list"`
-			} `json:"templating"`
-		}
+		var d boardJSON
 		if err := json.Unmarshal(b, &d); err != nil {
 			t.Fatalf("%s: %v", file, err)
 		}
@@ -342,14 +346,7 @@ func TestSuccessPanelMatchesTables(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var d struct {
-		Panels []struct {
-			Title   string `json:"title"`
-			Targets []struct {
-				Expr string `json:"expr"`
-			} `json:"targets"`
-		} `json:"panels"`
-	}
+	var d boardJSON
 	if err := json.Unmarshal(files["weft-namespace.json"], &d); err != nil {
 		t.Fatal(err)
 	}
