@@ -272,4 +272,15 @@ func TestGRPCStatusOnBothPaths(t *testing.T) {
 			}
 		})
 	}
+	// stat svc is measured at different ends on the two paths (see
+	// TestSameTablesAsEmbedded), but the calls are the same: web's outbound clusters saw
+	// the failures greeter and billing served.
+	tab, err := prom.Query(context.Background(), telemetry.Query{Resource: telemetry.ResourceService, Namespace: "apps"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []telemetry.Row{row("billing", ptr(0.9), 3), row("greeter", ptr(0.8), 4)}
+	if diff := diffRowsWithin(tab.Rows, want, 1e-6); diff != "" {
+		t.Errorf("prometheus stat svc:\n%s", diff)
+	}
 }
