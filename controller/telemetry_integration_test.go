@@ -65,6 +65,25 @@ spec:
   selector: {app: api}
   ports: [{name: http, port: 9090, targetPort: 9090}]
 ---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: greeter, namespace: itm}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: greeter}}
+  template:
+    metadata: {labels: {app: greeter}}
+    spec:
+      containers:
+      - {name: greeter, image: example.invalid/greeter:1, ports: [{name: grpc, containerPort: 50051}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: greeter, namespace: itm}
+spec:
+  selector: {app: greeter}
+  ports: [{name: grpc, port: 50051, targetPort: 50051, appProtocol: grpc}]
+---
 apiVersion: linkerd.io/v1alpha2
 kind: ServiceProfile
 metadata: {name: api.itm.svc.cluster.local, namespace: itm}
@@ -155,6 +174,7 @@ func TestIntegrationEmbeddedMetrics(t *testing.T) {
 	}
 	web := runningPods(t, "itm", "app=web", 1)[0]
 	api := runningPods(t, "itm", "app=api", 2)
+	greeter := runningPods(t, "itm", "app=greeter", 1)[0]
 	// Wait until the model knows the pods as meshed and behind their services.
 	waitUntil(t, time.Minute, "pods meshed and selected by their services", func() bool {
 		n := 0
@@ -163,7 +183,7 @@ func TestIntegrationEmbeddedMetrics(t *testing.T) {
 				n++
 			}
 		}
-		return n == 3
+		return n == 4
 	})
 	waitUntil(t, time.Minute, "the profile's response classes", func() bool {
 		return len((storeDirectory{rc.store, "cluster.local"}).ResponseClasses("itm", "api", "get-items")) > 0
@@ -224,10 +244,23 @@ func TestIntegrationEmbeddedMetrics(t *testing.T) {
 			hist("http.downstream_rq_time", []uint64{5, 3, 9}, inbound...) // buckets falling: garbage
 		webFlushes = append(webFlushes, f)
 	}
+	// greeter serves gRPC: 100 calls per flush, every one answered HTTP 200, 20 of them
+	// with grpc-status UNAVAILABLE, which the grpc_stats filter on its gRPC port counts
+	// in cluster.inbound|50051.grpc.failure (Envoy 1.40 grpc_stats_filter.rst;
+	// ContextImpl::chargeStat, source/common/grpc/context_impl.cc).
+	var greeterFlushes []*statFlush
+	for i := range 3 {
+		f := &statFlush{ts: ts(i)}
+		f.counter("http.downstream_rq", float64(100*i), class("2xx", inbound)...).
+			counter("cluster.grpc.failure", float64(20*i), "weft_cluster", "inbound|50051").
+			gauge("http.downstream_cx_active", 1, inbound...)
+		greeterFlushes = append(greeterFlushes, f)
+	}
 	for _, s := range []struct {
 		node    string
 		flushes []*statFlush
 	}{
+		{greeter.Name + ".itm", greeterFlushes},
 		{api[0].Name + ".itm", apiPod([]float64{0, 100, 200}, []float64{0, 0, 0}, 3)},
 		{api[1].Name + ".itm", apiPod([]float64{0, 100, 190}, []float64{0, 0, 10}, 2)},
 		{web.Name + ".itm", webFlushes},
@@ -269,9 +302,10 @@ func TestIntegrationEmbeddedMetrics(t *testing.T) {
 	}{
 		// api: 400 responses over 20s, 10 failed; latency from 200 samples per pod.
 		{"stat deploy", url.Values{"resource": {"deploy"}, "namespace": {"itm"}}, `
-NAME   MESHED   SUCCESS   RPS       LATENCY_P50   LATENCY_P95   LATENCY_P99   TCP_CONN
-api    2/2      97.50%    20.0rps   5ms           18ms          24ms          5
-web    1/1      -         -         -             -             -             0
+NAME      MESHED   SUCCESS   RPS       LATENCY_P50   LATENCY_P95   LATENCY_P99   TCP_CONN
+api       2/2      97.50%    20.0rps   5ms           18ms          24ms          5
+greeter   1/1      80.00%    10.0rps   -             -             -             1
+web       1/1      -         -         -             -             -             0
 `},
 		{"stat pod", url.Values{"resource": {"po"}, "namespace": {"itm"}, "name": {api[1].Name}}, `
 NAME   MESHED   SUCCESS   RPS       LATENCY_P50   LATENCY_P95   LATENCY_P99   TCP_CONN

@@ -43,6 +43,8 @@ type agg struct {
 	classes    ClassCounts
 	retries    float64
 	handshakes float64
+	// grpcFailures are failed gRPC calls (ClassCounts.FailuresWithGRPC).
+	grpcFailures float64
 	// rps is responses per second (summed over proxies, each over the time
 	// it was watched).
 	rps    float64
@@ -58,6 +60,7 @@ func (a *agg) add(b agg) {
 	}
 	a.retries += b.retries
 	a.handshakes += b.handshakes
+	a.grpcFailures += b.grpcFailures
 	a.rps += b.rps
 	a.active += b.active
 	if b.hist.Count > 0 {
@@ -72,7 +75,7 @@ func (a *agg) add(b agg) {
 
 func (a agg) row(ranges []StatusRange) (Row, bool) {
 	r := Row{RPS: a.rps, TCPConnections: int(a.active)}
-	fails, ok := a.classes.Failures(ranges)
+	fails, ok := a.classes.FailuresWithGRPC(ranges, a.grpcFailures)
 	if ok {
 		r.SuccessRate = SuccessRate(a.classes.Total(), fails)
 	}
@@ -116,6 +119,7 @@ func (s *Store) window(w time.Duration) map[string]map[seriesKey]agg {
 				}
 				a.retries += float64(sm.retries)
 				a.handshakes += float64(sm.handshakes)
+				a.grpcFailures += float64(sm.grpcFailures(f.hists))
 				spans[sm.id] += uint64(sm.spanMs)
 				if f.t.After(latest[sm.id]) {
 					a.active, latest[sm.id] = float64(sm.active), f.t
@@ -124,7 +128,7 @@ func (s *Store) window(w time.Duration) map[string]map[seriesKey]agg {
 					continue
 				}
 				h := Histogram{Bounds: bounds, Counts: make([]float64, len(bounds)), Count: float64(sm.histCount)}
-				hist := f.hists[sm.histOff : sm.histOff+sm.histLen]
+				hist := sm.buckets(f.hists)
 				for b := range bounds {
 					if b < len(hist) {
 						h.Counts[b] = float64(hist[b])
@@ -444,6 +448,13 @@ func (e *Embedded) routes(q Query, from Target, proxies []proxySeries, t Table) 
 			def.partial = true
 		}
 	}
+	withTraffic := 0
+	for _, a := range perRoute {
+		if a.classes.Total() > 0 {
+			withTraffic++
+		}
+	}
+	unattributed := GRPCFailuresUnattributed(withTraffic, cluster.grpcFailures)
 	perRoute[DefaultRoute] = &def
 	for name, a := range perRoute {
 		var ranges []StatusRange
@@ -453,12 +464,16 @@ func (e *Embedded) routes(q Query, from Target, proxies []proxySeries, t Table) 
 		r, ok := a.row(ranges)
 		r.Namespace, r.Name, r.Dst = ns, name, q.Name
 		fails, _ := a.classes.Failures(ranges)
-		effT, effF, actT, actF := EffectiveActual(Attempts{Total: a.classes.Total(), Failures: fails, Retries: a.retries})
-		if ok {
+		effT, effF, actT, actF := EffectiveActual(Attempts{Total: a.classes.Total(), Failures: fails, Retries: a.retries, GRPCFailures: a.grpcFailures})
+		switch {
+		case unattributed:
+			r.SuccessRate = nil
+			t.Skipped = append(t.Skipped, fmt.Sprintf("route %q: %s", name, GRPCPerServiceOnly))
+		case ok:
 			r.ActualSuccess = SuccessRate(actT, actF)
 			r.EffectiveSuccess = SuccessRate(effT, effF)
 			r.SuccessRate = r.EffectiveSuccess
-		} else {
+		default:
 			t.Skipped = append(t.Skipped, fmt.Sprintf("route %q: success cannot be classified from status classes", name))
 		}
 		if actT > 0 {

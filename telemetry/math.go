@@ -182,6 +182,15 @@ func IsFailure(status int, ranges []StatusRange) bool {
 // upstream_rq_<N>xx / downstream_rq_<N>xx: index 1 is 1xx ... 5 is 5xx.
 type ClassCounts [6]float64
 
+// ClassOf reads a response code class as Envoy's tag gives it ("2xx") and
+// returns its index in ClassCounts.
+func ClassOf(label string) (int, bool) {
+	if len(label) != 3 || label[0] < '1' || label[0] > '5' || label[1:] != "xx" {
+		return 0, false
+	}
+	return int(label[0] - '0'), true
+}
+
 // Total is every response counted.
 func (c ClassCounts) Total() float64 {
 	return c[1] + c[2] + c[3] + c[4] + c[5]
@@ -210,6 +219,40 @@ func (c ClassCounts) Failures(ranges []StatusRange) (failures float64, ok bool) 
 	return failures, true
 }
 
+// FailuresWithGRPC adds to a series' failures under ranges its failed gRPC
+// calls: Envoy's cluster.<name>.grpc.failure (the grpc_stats filter on gRPC
+// ports, ContextImpl::chargeStat in source/common/grpc/context_impl.cc,
+// Envoy 1.40), calls whose grpc-status was not OK. That is Linkerd's
+// classification: a response fails when its HTTP status does, or when it
+// ends a gRPC call with a status other than OK. Every call is also counted
+// in its HTTP class, and a gRPC server answers every call 200 (gRPC over
+// HTTP/2; Envoy's own replies to gRPC requests too), so the two never count
+// one response twice; a server that answers 5xx with an error grpc-status
+// would be, so the sum is capped at the responses counted.
+func (c ClassCounts) FailuresWithGRPC(ranges []StatusRange, grpcFailures float64) (failures float64, ok bool) {
+	failures, ok = c.Failures(ranges)
+	if !ok || bad(grpcFailures) {
+		return 0, false
+	}
+	return min(c.Total(), failures+grpcFailures), true
+}
+
+// GRPCFailuresUnattributed reports whether a service's failed gRPC calls
+// cannot be given to its profile routes: Envoy's grpc_stats filter charges
+// the route's cluster, never the route (the router's per-route
+// upstream_rq_<N>xx see only the HTTP status: Filter::chargeUpstreamCode in
+// source/common/router/router.cc), so with routes that saw traffic and any
+// failed call, which route and which [DEFAULT] failed is unknown. Without
+// failed calls every call succeeded and the status classes tell the rest;
+// without routes [DEFAULT] is the whole service.
+func GRPCFailuresUnattributed(routesWithTraffic int, serviceGRPCFailures float64) bool {
+	return routesWithTraffic > 0 && serviceGRPCFailures > 0
+}
+
+// GRPCPerServiceOnly is what a routes table says of a row whose success
+// GRPCFailuresUnattributed leaves unknown.
+const GRPCPerServiceOnly = "success unknown: failed gRPC calls are counted per service, not per route"
+
 // SuccessRate is 1 - failures/total; nil without traffic.
 func SuccessRate(total, failures float64) *float64 {
 	if total <= 0 || bad(failures) {
@@ -224,6 +267,10 @@ func SuccessRate(total, failures float64) *float64 {
 // attempts) and how many of those were retries (upstream_rq_retry).
 type Attempts struct {
 	Total, Failures, Retries float64
+	// GRPCFailures are failed gRPC calls (cluster.<name>.grpc.failure): the
+	// grpc_stats filter sits in the client's connection manager and sees only
+	// the response the client gets, so each is a call's last attempt, failed.
+	GRPCFailures float64
 }
 
 // EffectiveActual splits a route's attempts into what the client saw and
@@ -231,11 +278,14 @@ type Attempts struct {
 // outcome per request: requests = attempts - retries, and since Envoy
 // retries only after a failed attempt (retry_on 5xx/gateway-error/reset,
 // translate's retry policy), each retry hides one failed attempt from the
-// client: effective failures = failures - retries, never below zero.
+// client: effective failures = failures - retries, never below zero. Failed
+// gRPC calls are outcomes the client saw, and failed attempts too: they add to
+// both sides, retries take nothing from them.
 func EffectiveActual(a Attempts) (effTotal, effFailures, actTotal, actFailures float64) {
-	actTotal, actFailures = a.Total, min(a.Failures, a.Total)
+	grpc := max(0, a.GRPCFailures)
+	actTotal, actFailures = a.Total, min(a.Failures+grpc, a.Total)
 	retries := min(a.Retries, a.Total)
 	effTotal = a.Total - retries
-	effFailures = max(0, min(actFailures-retries, effTotal))
+	effFailures = max(0, min(max(0, min(a.Failures, a.Total)-retries)+grpc, effTotal))
 	return effTotal, effFailures, actTotal, actFailures
 }

@@ -170,11 +170,76 @@ func TestEffectiveActual(t *testing.T) {
 		// Retries after connection resets leave no failed status behind.
 		{"retries without counted failures", Attempts{Total: 10, Retries: 2}, 8, 0, 10, 0},
 		{"garbage: more retries than attempts", Attempts{Total: 3, Failures: 1, Retries: 9}, 0, 0, 3, 1},
+		// The same, and 2 calls ended with grpc-status UNAVAILABLE in a 200: they are
+		// outcomes the client saw, and failed attempts; retries hid none of them.
+		{"gRPC failures are final outcomes", Attempts{Total: 15, Failures: 6, Retries: 5, GRPCFailures: 2}, 10, 3, 15, 8},
+		{"gRPC failures without HTTP failures", Attempts{Total: 40, Retries: 3, GRPCFailures: 8}, 37, 8, 40, 8},
+		{"capped at the attempts", Attempts{Total: 4, Failures: 3, GRPCFailures: 5}, 4, 4, 4, 4},
 	}
 	for _, c := range cases {
 		effT, effF, actT, actF := EffectiveActual(c.a)
 		if effT != c.effT || effF != c.effF || actT != c.actT || actF != c.actF {
 			t.Errorf("%s: got eff %v/%v act %v/%v, want eff %v/%v act %v/%v", c.name, effF, effT, actF, actT, c.effF, c.effT, c.actF, c.actT)
+		}
+	}
+}
+
+// TestFailuresWithGRPC: on gRPC ports a call that fails answers HTTP 200 with a
+// grpc-status other than OK; Envoy counts it in the 2xx class and in the cluster's
+// grpc.failure (Envoy 1.40, source/common/grpc/context_impl.cc ContextImpl::chargeStat).
+func TestFailuresWithGRPC(t *testing.T) {
+	var c ClassCounts
+	c[2], c[5] = 95, 5
+	cases := []struct {
+		name   string
+		ranges []StatusRange
+		grpc   float64
+		want   float64
+		wantOK bool
+	}{
+		// 100 responses: 5 are 5xx, 20 more are 200 with grpc-status UNAVAILABLE.
+		{"gRPC failures in 200 responses count", nil, 20, 25, true},
+		{"no gRPC failures: the classes alone", nil, 0, 5, true},
+		// responseClasses classify HTTP statuses; a failed call stays failed.
+		{"5xx declared success, gRPC failures still fail", []StatusRange{{500, 599, false}}, 20, 20, true},
+		{"4xx declared failures add to them", []StatusRange{{400, 499, true}}, 20, 25, true},
+		// A server answering 5xx with an error grpc-status is counted twice: never
+		// more failures than responses.
+		{"capped at the responses counted", nil, 99, 100, true},
+		{"a split class cannot be classified", []StatusRange{{500, 503, false}}, 20, 0, false},
+		{"garbage gRPC count", nil, math.NaN(), 0, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := c.FailuresWithGRPC(tc.ranges, tc.grpc)
+			if got != tc.want || ok != tc.wantOK {
+				t.Errorf("FailuresWithGRPC = %v, %v; want %v, %v", got, ok, tc.want, tc.wantOK)
+			}
+		})
+	}
+}
+
+func TestGRPCFailuresUnattributed(t *testing.T) {
+	for _, tc := range []struct {
+		routes int
+		grpc   float64
+		want   bool
+	}{
+		{0, 5, false}, // [DEFAULT] is the whole service
+		{2, 0, false}, // every call succeeded: the classes tell the rest
+		{2, 5, true},
+	} {
+		if got := GRPCFailuresUnattributed(tc.routes, tc.grpc); got != tc.want {
+			t.Errorf("GRPCFailuresUnattributed(%d, %v) = %v, want %v", tc.routes, tc.grpc, got, tc.want)
+		}
+	}
+}
+
+func TestClassOf(t *testing.T) {
+	for label, want := range map[string]int{"1xx": 1, "2xx": 2, "5xx": 5, "6xx": 0, "2XX": 0, "20x": 0, "": 0, "2xxx": 0} {
+		got, ok := ClassOf(label)
+		if got != want || ok != (want != 0) {
+			t.Errorf("ClassOf(%q) = %d, %v; want %d", label, got, ok, want)
 		}
 	}
 }

@@ -48,12 +48,18 @@ type seriesKey struct {
 // message is ingested.
 type point struct {
 	retries, handshakes uint64
-	classes             [6]uint64
-	has                 uint8 // which counters were present
-	active              float64
-	hist                []float64 // cumulative by bucket, over the proxy's bounds
-	histCount           float64
+	// classes are 1xx..5xx by index; index grpcSlot, which no class uses,
+	// sums the series' grpc.failure counters (the inbound side has one per
+	// gRPC port), so they are read, reset and remembered with the classes.
+	classes   [6]uint64
+	has       uint8 // which counters were present
+	active    float64
+	hist      []float64 // cumulative by bucket, over the proxy's bounds
+	histCount float64
 }
+
+// grpcSlot is the index of point.classes and last.classes holding failed gRPC calls.
+const grpcSlot = 0
 
 const (
 	hasRetries uint8 = 1 << iota
@@ -77,15 +83,34 @@ type sample struct {
 	// hist is flush.hists[histOff:histOff+histLen]: cumulative by bucket,
 	// with the trailing buckets that equal histCount left out (latencies
 	// rarely reach Envoy's upper buckets); one array per flush, not one
-	// allocation per series.
+	// allocation per series. With grpcFlag set in histLen, the next value
+	// is the series' failed gRPC calls.
 	histOff, histLen uint16
+}
+
+// grpcFlag marks a sample whose failed gRPC calls follow its buckets in the
+// flush's hists: only a gRPC series in a flush with failed calls pays for
+// them, the thousands of others keep their size.
+const grpcFlag = 1 << 15
+
+// buckets are the sample's histogram buckets in its flush's hists.
+func (sm sample) buckets(hists []uint32) []uint32 {
+	return hists[sm.histOff : sm.histOff+sm.histLen&^grpcFlag]
+}
+
+// grpcFailures is the sample's increase of failed gRPC calls.
+func (sm sample) grpcFailures(hists []uint32) uint32 {
+	if sm.histLen&grpcFlag == 0 {
+		return 0
+	}
+	return hists[sm.histOff+sm.histLen&^grpcFlag]
 }
 
 // last is a series' previous cumulative values, once per series.
 type last struct {
 	tMs                 int64 // 0: never seen
 	retries, handshakes uint64
-	classes             [6]uint64
+	classes             [6]uint64 // as point.classes
 	has                 uint8
 }
 
@@ -203,6 +228,8 @@ func (s *Store) Ingest(pod, namespace string, families []*promclient.MetricFamil
 					p.retries, p.has = uint64(v), p.has|hasRetries
 				case "handshake":
 					p.handshakes, p.has = uint64(v), p.has|hasHandshakes
+				case "grpc_failure":
+					p.classes[grpcSlot] += uint64(v)
 				default: // "1xx".."5xx"
 					p.classes[field[0]-'0'], p.has = uint64(v), p.has|hasClasses
 				}
@@ -281,15 +308,20 @@ func (ps *proxyState) advance(id uint16, ts time.Time, p *point, hists []uint32)
 	prev := &ps.last[id]
 	out := sample{id: id, active: float32(p.active), histCount: uint32(p.histCount)}
 	seen := prev.tMs != 0
+	var grpcFailures uint32
+	// grpc.failure goes with the classes: Envoy creates it at a cluster's
+	// first failed call, so its absence from the previous flush of a series
+	// that had classes is a zero, not a missing baseline.
 	if p.has&hasClasses != 0 && seen && prev.has&hasClasses != 0 {
 		reset := false
-		for c := 1; c <= 5; c++ {
+		for c := range p.classes {
 			reset = reset || p.classes[c] < prev.classes[c]
 		}
 		if !reset {
 			for c := 1; c <= 5; c++ {
 				out.classes[c-1] = uint32(min(p.classes[c]-prev.classes[c], 1<<32-1))
 			}
+			grpcFailures = uint32(min(p.classes[grpcSlot]-prev.classes[grpcSlot], 1<<32-1))
 			out.spanMs = uint32(ts.UnixMilli() - prev.tMs)
 		}
 	}
@@ -299,14 +331,21 @@ func (ps *proxyState) advance(id uint16, ts time.Time, p *point, hists []uint32)
 	if p.has&hasHandshakes != 0 && seen && prev.has&hasHandshakes != 0 && p.handshakes >= prev.handshakes {
 		out.handshakes = uint32(min(p.handshakes-prev.handshakes, 1<<32-1))
 	}
-	if p.histCount > 0 {
-		n := len(p.hist)
+	if p.histCount > 0 || grpcFailures > 0 {
+		n := 0
+		if p.histCount > 0 {
+			n = len(p.hist)
+		}
 		for n > 0 && p.hist[n-1] == p.histCount {
 			n--
 		}
 		out.histOff, out.histLen = uint16(len(hists)), uint16(n)
 		for i := range n {
 			hists = append(hists, uint32(p.hist[i]))
+		}
+		if grpcFailures > 0 {
+			hists = append(hists, grpcFailures)
+			out.histLen |= grpcFlag
 		}
 	}
 	*prev = last{tMs: ts.UnixMilli(), retries: p.retries, handshakes: p.handshakes, classes: p.classes, has: p.has}
@@ -347,7 +386,9 @@ func (s *Store) Proxies() int {
 // (vhost.<vhost>.route.<prefix>.*, the virtual cluster statistics of
 // configuration/http/http_filters/router_filter.rst), and
 // configuration/http/http_conn_man/stats.rst (http.<prefix>.downstream_rq_total,
-// downstream_rq_<*xx>, downstream_rq_time, downstream_cx_active).
+// downstream_rq_<*xx>, downstream_rq_time, downstream_cx_active), and
+// configuration/http/http_filters/grpc_stats_filter.rst (cluster.<name>.grpc.failure,
+// on the outbound cluster or, for the inbound side, on inbound|<port>).
 func classify(name string, labels []*promclient.LabelPair) (seriesKey, string, bool) {
 	var cluster, vhost, route, httpPrefix, class string
 	for _, l := range labels {
@@ -367,10 +408,17 @@ func classify(name string, labels []*promclient.LabelPair) (seriesKey, string, b
 	var key seriesKey
 	var stat string
 	switch {
+	case name == "cluster.grpc.failure" && strings.HasPrefix(cluster, "inbound|"):
+		// The inbound connection manager's route goes to inbound|<port>: the
+		// pod as a server, with the inbound HTTP classes.
+		return seriesKey{kind: kindInbound}, "grpc_failure", true
 	case strings.HasPrefix(name, "cluster.") && strings.HasPrefix(cluster, "outbound|"):
 		key, stat = seriesKey{kind: kindOutbound, a: cluster}, strings.TrimPrefix(name, "cluster.")
-		if stat == "ssl.handshake" {
+		switch stat {
+		case "ssl.handshake":
 			return key, "handshake", true
+		case "grpc.failure":
+			return key, "grpc_failure", true
 		}
 	case strings.HasPrefix(name, "vhost.route.") && vhost != "" && route != "":
 		key, stat = seriesKey{kind: kindRoute, a: vhost, b: route}, strings.TrimPrefix(name, "vhost.route.")
@@ -403,4 +451,4 @@ func classify(name string, labels []*promclient.LabelPair) (seriesKey, string, b
 	return key, "", false
 }
 
-func validClass(c string) bool { return len(c) == 3 && c[0] >= '1' && c[0] <= '5' && c[1:] == "xx" }
+func validClass(c string) bool { _, ok := ClassOf(c); return ok }

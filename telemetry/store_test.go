@@ -120,3 +120,76 @@ func TestStoreBounds(t *testing.T) {
 		t.Errorf("%d proxies after retention, want 1", s.Proxies())
 	}
 }
+
+// grpcFlush is one flush of a gRPC server's proxy as Envoy 1.40's metrics_service sink
+// sends it: the inbound connection manager's http.inbound.downstream_rq_2xx (every call
+// answers 200) and, per gRPC port, the grpc_stats filter's cluster.inbound|<port>.grpc.failure
+// (configuration/http/http_filters/grpc_stats_filter.rst; ContextImpl::chargeStat in
+// source/common/grpc/context_impl.cc), tag-extracted with the cluster as a label. A port
+// without a failed call yet has no such counter: Envoy creates it at the first.
+func grpcFlush(ok float64, failuresByPort map[string]float64, ts time.Time) []*promclient.MetricFamily {
+	fams := inboundOK(ok, ts)
+	f := &promclient.MetricFamily{Name: proto.String("cluster.grpc.failure"), Type: promclient.MetricType_COUNTER.Enum()}
+	for port, v := range failuresByPort {
+		f.Metric = append(f.Metric, &promclient.Metric{
+			Label:       []*promclient.LabelPair{{Name: proto.String(bootstrap.TagCluster), Value: proto.String("inbound|" + port)}},
+			Counter:     &promclient.Counter{Value: proto.Float64(v)},
+			TimestampMs: proto.Int64(ts.UnixMilli()),
+		})
+	}
+	return append(fams, f)
+}
+
+// TestStoreGRPCFailures: failed gRPC calls, counted in 200 responses, are failures; the
+// inbound side sums its gRPC ports; a counter first seen mid-window starts from zero; a
+// restart drops the pair like any other counter.
+func TestStoreGRPCFailures(t *testing.T) {
+	type flush struct {
+		ok       float64
+		failures map[string]float64
+	}
+	cases := []struct {
+		name        string
+		flushes     []flush
+		wantSuccess string
+		wantRPS     string
+	}{
+		// 200 calls over 20s, 10 + 4 failed on two ports.
+		{"two gRPC ports", []flush{
+			{100, nil},
+			{200, map[string]float64{"50051": 6, "9090": 4}},
+			{300, map[string]float64{"50051": 10, "9090": 4}},
+		}, "93.00%", "10.0rps"},
+		{"no failed call: no counter", []flush{{100, nil}, {200, nil}}, "100.00%", "10.0rps"},
+		// The proxy restarted before the last flush: only the first pair counts.
+		{"restart", []flush{
+			{100, map[string]float64{"50051": 0}},
+			{200, map[string]float64{"50051": 10}},
+			{50, map[string]float64{"50051": 1}},
+		}, "90.00%", "10.0rps"},
+	}
+	dir := oneDir{{Namespace: "apps", Pod: "greeter-0", Deployment: "greeter", Meshed: true}}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var clock time.Time
+			s := NewStore(func() time.Time { return clock })
+			for i, f := range c.flushes {
+				clock = t0.Add(time.Duration(i-len(c.flushes)+1) * 10 * time.Second)
+				if r := s.Ingest("greeter-0", "apps", grpcFlush(f.ok, f.failures, clock)); r.Bad > 0 || r.Unknown > 0 {
+					t.Fatalf("flush %d refused: %+v", i, r)
+				}
+			}
+			tab, err := (&Embedded{Store: s, Dir: dir}).Query(context.Background(), Query{Resource: ResourceDeployment, Namespace: "apps"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(tab.Rows) != 1 {
+				t.Fatalf("rows %+v, want one", tab.Rows)
+			}
+			r := tab.Rows[0]
+			if FormatSuccess(r.SuccessRate) != c.wantSuccess || FormatRPS(r.RPS) != c.wantRPS {
+				t.Errorf("success %s rps %s, want %s %s", FormatSuccess(r.SuccessRate), FormatRPS(r.RPS), c.wantSuccess, c.wantRPS)
+			}
+		})
+	}
+}

@@ -63,7 +63,9 @@ func checkWithoutSecrets(t *testing.T, kind proxy.Kind, res *Resources) {
 // exactly that of a translator without the mTLS feature, whatever the
 // model and proxy say.
 func TestMTLSOffWithoutTrustDomain(t *testing.T) {
-	bare, err := newFeatureTable(withRouter())
+	bare, err := newFeatureTable(slices.DeleteFunc(slices.Clone(featureOrder), func(f feature) bool {
+		return f.name == mtlsOrigination.name || f.name == mtlsTermination.name
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}

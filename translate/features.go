@@ -29,6 +29,12 @@ var featureOrder = []feature{
 	// Authorization (an RBAC filter fed by the peer identity) will go here,
 	// before the router: a denied request must never be forwarded.
 
+	// gRPC status counts read the response on its way back; before the
+	// router like every non-terminal filter. Two entries: the outbound one
+	// is per service port, the inbound one per pod port.
+	grpcStatsOutbound,
+	grpcStatsInbound,
+
 	// The router forwards the request, so it is last: Envoy refuses a
 	// terminal filter that is not last ("terminal filter named ... must be
 	// the last filter") and a last filter that is not terminal.

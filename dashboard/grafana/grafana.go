@@ -45,6 +45,10 @@ var datasource = common.DataSourceRef{Type: cog.ToPtr("prometheus"), Uid: cog.To
 // inbound selects a proxy's inbound HTTP connection manager: the traffic a workload serves.
 const inbound = `weft_http_prefix="inbound"`
 
+// inboundClusters selects a proxy's inbound|<port> clusters, where the grpc_stats filter
+// on gRPC ports counts the calls a workload serves that failed (grpc.failure).
+const inboundClusters = `weft_cluster=~"inbound\\|.+"`
+
 func board(uid, title string, vars ...cog.Builder[dashboard.VariableModel]) *dashboard.DashboardBuilder {
 	b := dashboard.NewDashboardBuilder(title).
 		Uid(uid).
@@ -82,10 +86,16 @@ func panel(title, unit string, targets ...target) *timeseries.PanelBuilder {
 	return p
 }
 
-// golden are the panels of success rate, request rate, latency and connections for a
-// selector, grouped by a label: the same expressions promsource runs.
-func golden(sel, by, legend string) []*timeseries.PanelBuilder {
-	success := fmt.Sprintf(`1 - (sum by (%[2]s) (rate(envoy_http_downstream_rq{%[1]s,weft_response_code_class="5xx"}[$__rate_interval])) or sum by (%[2]s) (rate(envoy_http_downstream_rq{%[1]s}[$__rate_interval])) * 0) / sum by (%[2]s) (rate(envoy_http_downstream_rq{%[1]s}[$__rate_interval]))`, sel, by)
+// golden are the panels of success rate, request rate, latency and connections for the
+// inbound side of the proxies scope selects, grouped by a label: the same expressions
+// promsource runs. A response fails when it is 5xx or ends a gRPC call whose grpc-status
+// is not OK (telemetry.ClassCounts.FailuresWithGRPC).
+func golden(scope, by, legend string) []*timeseries.PanelBuilder {
+	sel, grpcSel := inbound+scope, inboundClusters+scope
+	total := fmt.Sprintf(`sum by (%s) (rate(envoy_http_downstream_rq{%s}[$__rate_interval]))`, by, sel)
+	failed5xx := fmt.Sprintf(`sum by (%s) (rate(envoy_http_downstream_rq{%s,weft_response_code_class="5xx"}[$__rate_interval]))`, by, sel)
+	failedGRPC := fmt.Sprintf(`sum by (%s) (rate(envoy_cluster_grpc_failure{%s}[$__rate_interval]))`, by, grpcSel)
+	success := fmt.Sprintf(`clamp_min(1 - ((%[1]s or %[3]s * 0) + (%[2]s or %[3]s * 0)) / %[3]s, 0)`, failed5xx, failedGRPC, total)
 	rps := fmt.Sprintf(`sum by (%s) (rate(envoy_http_downstream_rq{%s}[$__rate_interval]))`, by, sel)
 	q := func(phi string) string {
 		return fmt.Sprintf(`histogram_quantile(%s, sum by (%s, le) (rate(envoy_http_downstream_rq_time_bucket{%s}[$__rate_interval])))`, phi, by, sel)
@@ -100,7 +110,7 @@ func golden(sel, by, legend string) []*timeseries.PanelBuilder {
 
 func mesh() *dashboard.DashboardBuilder {
 	b := board("weft-mesh", "Weft / Mesh")
-	for _, p := range golden(inbound, "namespace", "{{namespace}}") {
+	for _, p := range golden("", "namespace", "{{namespace}}") {
 		b.WithPanel(p)
 	}
 	return b.WithPanel(panel("Proxies scraped", "short", target{`count by (namespace) (up{job="weft-proxies"} == 1)`, "{{namespace}}"}))
@@ -109,8 +119,7 @@ func mesh() *dashboard.DashboardBuilder {
 func namespace() *dashboard.DashboardBuilder {
 	b := board("weft-namespace", "Weft / Namespace",
 		labelValues("namespace", "namespace", "envoy_http_downstream_rq", inbound))
-	sel := inbound + `,namespace="$namespace"`
-	for _, p := range golden(sel, "deployment", "{{deployment}}") {
+	for _, p := range golden(`,namespace="$namespace"`, "deployment", "{{deployment}}") {
 		b.WithPanel(p)
 	}
 	return b.WithPanel(panel("Open inbound connections", "short",
@@ -121,8 +130,9 @@ func deployment() *dashboard.DashboardBuilder {
 	b := board("weft-deployment", "Weft / Deployment",
 		labelValues("namespace", "namespace", "envoy_http_downstream_rq", inbound),
 		labelValues("deployment", "deployment", "envoy_http_downstream_rq", inbound+`,namespace="$namespace"`))
-	sel := inbound + `,namespace="$namespace",deployment="$deployment"`
-	for _, p := range golden(sel, "pod", "{{pod}}") {
+	scope := `,namespace="$namespace",deployment="$deployment"`
+	sel := inbound + scope
+	for _, p := range golden(scope, "pod", "{{pod}}") {
 		b.WithPanel(p)
 	}
 	b.WithPanel(panel("Responses by class", "reqps",

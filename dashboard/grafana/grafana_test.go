@@ -2,11 +2,13 @@ package grafana
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,12 +16,16 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	promparser "github.com/prometheus/prometheus/promql/parser"
 
 	"github.com/weftmesh/weft/injector/bootstrap"
+	"github.com/weftmesh/weft/telemetry"
 	"github.com/weftmesh/weft/telemetry/promsource"
+	"github.com/weftmesh/weft/telemetry/promsource/promsourcetest"
 )
 
 var update = flag.Bool("update", false, "rewrite deploy/dashboards from the generator")
@@ -87,8 +93,8 @@ func envoySeries(t *testing.T) series {
 	tags := bootstrap.StatTags("cluster.local")
 	sample := map[string][]string{
 		// the kinds of prefix, each with a sample name, and which stats they carry
-		"cluster.inbound|8080.":                                 {"upstream_", ".membership_healthy", ".outlier_detection.ejections_active"},
-		"cluster.outbound|80|api.shop.svc.cluster.local.":       {"upstream_", ".membership_healthy", ".outlier_detection.ejections_active"},
+		"cluster.inbound|8080.":                                 {"upstream_", ".membership_healthy", ".outlier_detection.ejections_active", ".grpc.failure"},
+		"cluster.outbound|80|api.shop.svc.cluster.local.":       {"upstream_", ".membership_healthy", ".outlier_detection.ejections_active", ".grpc.failure"},
 		"vhost.api.shop.svc.cluster.local:80.route.GET /items.": {"upstream_"},
 		"http.inbound.": {"downstream_"},
 		"tcp.outbound.": {"downstream_"},
@@ -214,6 +220,24 @@ func cpSeries(t *testing.T) series {
 	return out
 }
 
+// boardJSON is what the tests read of a generated dashboard: its panels' queries and its
+// query variables.
+type boardJSON struct {
+	Panels []struct {
+		Title   string `json:"title"`
+		Targets []struct {
+			Expr string `json:"expr"`
+		} `json:"targets"`
+	} `json:"panels"`
+	Templating struct {
+		List []struct {
+			Name  string `json:"name"`
+			Type  string `json:"type"`
+			Query any    `json:"query"`
+		} `json:"list"`
+	} `json:"templating"`
+}
+
 // grafanaVars replaces Grafana's variables with values PromQL accepts.
 var grafanaVars = strings.NewReplacer("$__rate_interval", "5m", "$namespace", "shop", "$deployment", "web", "$vhost", "api.shop.svc.cluster.local:80", "${datasource}", "prom")
 
@@ -232,21 +256,7 @@ func TestDashboardQueriesLint(t *testing.T) {
 	}
 	labelValues := regexp.MustCompile(`^label_values\((.+), *(\w+)\)$`)
 	for file, b := range files {
-		var d struct {
-			Panels []struct {
-				Title   string `json:"title"`
-				Targets []struct {
-					Expr string `json:"expr"`
-				} `json:"targets"`
-			} `json:"panels"`
-			Templating struct {
-				List []struct {
-					Name  string `json:"name"`
-					Type  string `json:"type"`
-					Query any    `json:"query"`
-				} `json:"list"`
-			} `json:"templating"`
-		}
+		var d boardJSON
 		if err := json.Unmarshal(b, &d); err != nil {
 			t.Fatalf("%s: %v", file, err)
 		}
@@ -325,3 +335,65 @@ func lint(expr promparser.Expr, known series, extraLabel string) []string {
 	})
 	return problems
 }
+
+// TestSuccessPanelMatchesTables: the namespace dashboard's success rate, evaluated by
+// Prometheus' engine over what it scraped from stand-in proxies, is the SUCCESS column
+// `weft stat deploy --prometheus` (and so the web dashboard) prints for the same
+// traffic: HTTP 5xx (ShopTraffic) and gRPC calls failed inside 200 responses
+// (GRPCTraffic) alike.
+func TestSuccessPanelMatchesTables(t *testing.T) {
+	files, err := Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d boardJSON
+	if err := json.Unmarshal(files["weft-namespace.json"], &d); err != nil {
+		t.Fatal(err)
+	}
+	var expr string
+	for _, p := range d.Panels {
+		if p.Title == "Success rate" {
+			expr = p.Targets[0].Expr
+		}
+	}
+	if expr == "" {
+		t.Fatal("weft-namespace.json has no Success rate panel")
+	}
+	for _, tc := range []struct {
+		namespace string
+		traffic   []*promsourcetest.ProxyTarget
+	}{
+		{"shop", promsourcetest.ShopTraffic()},
+		{"apps", promsourcetest.GRPCTraffic()},
+	} {
+		t.Run(tc.namespace, func(t *testing.T) {
+			q, end := promsourcetest.QueryOf(t, tc.traffic)
+			src := promsource.NewWithQuery(q, "cluster.local", func() time.Time { return end })
+			tab, err := src.Query(context.Background(), telemetry.Query{Resource: telemetry.ResourceDeployment, Namespace: tc.namespace})
+			if err != nil {
+				t.Fatal(err)
+			}
+			vars := strings.NewReplacer("$__rate_interval", promsourceWindow, "$namespace", tc.namespace)
+			vec, err := q(context.Background(), vars.Replace(expr), end)
+			if err != nil {
+				t.Fatal(err)
+			}
+			panel := map[string]float64{}
+			for _, s := range vec {
+				panel[string(s.Metric["deployment"])] = float64(s.Value)
+			}
+			if len(tab.Rows) == 0 || len(panel) != len(tab.Rows) {
+				t.Fatalf("panel %v, table %d rows", panel, len(tab.Rows))
+			}
+			for _, r := range tab.Rows {
+				got, ok := panel[r.Name]
+				if !ok || r.SuccessRate == nil || math.Abs(got-*r.SuccessRate) > 1e-9 {
+					t.Errorf("%s: panel %v (present %v), table %v", r.Name, got, ok, telemetry.FormatSuccess(r.SuccessRate))
+				}
+			}
+		})
+	}
+}
+
+// promsourceWindow is the window of a table promsource answers by default, as PromQL.
+var promsourceWindow = model.Duration(telemetry.DefaultWindow).String()

@@ -335,6 +335,12 @@ func TestStatTags(t *testing.T) {
 			map[string]string{bootstrap.TagHTTPPrefix: "inbound", bootstrap.TagResponseCodeClass: "4xx"}},
 		{"cluster.local", "tcp.outbound.downstream_cx_total", "tcp.downstream_cx_total",
 			map[string]string{bootstrap.TagTCPPrefix: "outbound"}},
+		// The grpc_stats filter's counters (Envoy 1.40 source/common/grpc/context_impl.cc):
+		// the cluster comes off like any other cluster stat.
+		{"cluster.local", "cluster.outbound|50051|greeter.apps.svc.cluster.local.grpc.failure", "cluster.grpc.failure",
+			map[string]string{bootstrap.TagCluster: "outbound|50051|greeter.apps.svc.cluster.local"}},
+		{"cluster.local", "cluster.inbound|50051.grpc.failure", "cluster.grpc.failure",
+			map[string]string{bootstrap.TagCluster: "inbound|50051"}},
 		{"cluster.local", "server.live", "server.live", map[string]string{}},
 	}
 	for _, tc := range cases {
@@ -421,6 +427,14 @@ func TestStatsMatcherBoundsCardinality(t *testing.T) {
 		{"http.inbound.downstream_rq_time", true},
 		{"http.inbound.rs_too_large", false},
 		{"tcp.outbound.downstream_cx_total", true},
+		// gRPC status counts: the failures only, never per status or per method.
+		{c + "grpc.failure", true},
+		{"cluster.inbound|50051.grpc.failure", true},
+		{c + "grpc.success", false},
+		{c + "grpc.total", false},
+		{c + "grpc.14", false},
+		{c + "grpc.request_message_count", false},
+		{c + "grpc.helloworld.Greeter.SayHello.failure", false},
 		{"server.live", true},
 		{"listener_manager.lds.update_rejected", true},
 		{"control_plane.connected_state", true},

@@ -74,6 +74,13 @@ var StatsInclusion = struct {
 		".downstream_cx_rx_bytes_total", ".downstream_cx_tx_bytes_total",
 		// TLS handshakes per outbound cluster: the evidence `weft edges` shows as SECURED.
 		".ssl.handshake",
+		// Failed gRPC calls per cluster, from the grpc_stats filter on gRPC ports
+		// (translate/feature_grpcstats.go; Envoy 1.40 ContextImpl::chargeStat,
+		// source/common/grpc/context_impl.cc): a call answered 200 with a
+		// grpc-status other than OK. Its .success, .total and .<status> siblings are
+		// left out: every call is already counted in the status classes, so the
+		// failures alone turn them into gRPC success at one series per gRPC cluster.
+		".grpc.failure",
 	},
 	// A safe_regex must match the whole name (RE2::FullMatch).
 	Regexes: []string{`.*\.(?:up|down)stream_rq_[1-5]xx`},

@@ -83,7 +83,15 @@ const (
 	metricRouteRqTime      = "envoy_vhost_route_upstream_rq_time_bucket"
 	metricRouteRetry       = "envoy_vhost_route_upstream_rq_retry"
 	metricClusterRetry     = "envoy_cluster_upstream_rq_retry"
+	// metricGRPCFailure is cluster.<name>.grpc.failure, failed gRPC calls on gRPC
+	// ports (Envoy 1.40 configuration/http/http_filters/grpc_stats_filter.rst); the
+	// inbound side's are on the inbound|<port> clusters.
+	metricGRPCFailure = "envoy_cluster_grpc_failure"
 )
+
+// inboundClusters selects the inbound|<port> clusters, whose gRPC failures are the
+// pod's as a server.
+var inboundClusters = fmt.Sprintf(`%s=~%q`, bootstrap.TagCluster, `inbound\|\d+`)
 
 // InstantQuery evaluates one PromQL expression at one time and returns its vector.
 type InstantQuery func(ctx context.Context, expr string, at time.Time) (model.Vector, error)
@@ -185,6 +193,8 @@ func (s *Source) workloads(ctx context.Context, q telemetry.Query) (telemetry.Ta
 		classes: fmt.Sprintf(`sum by (%s, %s) (rate(%s%s[%s]))`, by, bootstrap.TagResponseCodeClass, metricDownstreamRq, inbound, w),
 		buckets: fmt.Sprintf(`sum by (%s, le) (rate(%s%s[%s]))`, by, metricDownstreamRqTime, inbound, w),
 		tcp:     fmt.Sprintf(`sum by (%s) (%s%s)`, by, metricDownstreamCx, inbound),
+		grpcFailures: fmt.Sprintf(`sum by (%s) (rate(%s%s[%s]))`, by, metricGRPCFailure,
+			selector(append([]string{inboundClusters}, scope...)), w),
 	}
 	key := func(m model.Metric) rowKey {
 		if q.Resource == telemetry.ResourceNamespace {
@@ -254,7 +264,8 @@ func (s *Source) services(ctx context.Context, q telemetry.Query) (telemetry.Tab
 	g := golden{
 		classes: fmt.Sprintf(`sum by (weft_service, %s) (`+svc+`)`, bootstrap.TagResponseCodeClass,
 			fmt.Sprintf(`rate(%s{%s}[%s])`, metricUpstreamRq, sel, w)),
-		buckets: fmt.Sprintf(`sum by (weft_service, le) (`+svc+`)`, fmt.Sprintf(`rate(%s{%s}[%s])`, metricUpstreamRqTime, sel, w)),
+		buckets:      fmt.Sprintf(`sum by (weft_service, le) (`+svc+`)`, fmt.Sprintf(`rate(%s{%s}[%s])`, metricUpstreamRqTime, sel, w)),
+		grpcFailures: fmt.Sprintf(`sum by (weft_service) (`+svc+`)`, fmt.Sprintf(`rate(%s{%s}[%s])`, metricGRPCFailure, sel, w)),
 	}
 	key := func(m model.Metric) rowKey {
 		name, ns, _ := strings.Cut(string(m["weft_service"]), ".")
@@ -301,22 +312,45 @@ func (s *Source) routes(ctx context.Context, q telemetry.Query) (telemetry.Table
 		buckets: minus("le", metricUpstreamRqTime, metricRouteRqTime),
 		retries: fmt.Sprintf(`clamp_min(sum(rate(%s{%s}[%s])) - (sum(rate(%s{%s}[%s])) or vector(0)), 0)`,
 			metricClusterRetry, cluster, w, metricRouteRetry, sel, w),
+		// Route stats carry no gRPC status: every failed call is the service's.
+		grpcFailures: fmt.Sprintf(`sum(rate(%s{%s}[%s]))`, metricGRPCFailure, cluster, w),
 	}
 	defRows, err := s.collect(ctx, def, func(model.Metric) rowKey { return rowKey{ns, telemetry.DefaultRoute} })
 	if err != nil {
 		return telemetry.Table{}, err
 	}
+	withTraffic := 0
+	for _, r := range rows {
+		if r.ActualRPS > 0 {
+			withTraffic++
+		}
+	}
+	t := telemetry.Table{Resource: q.Resource}
+	var serviceGRPCFailures float64
+	vec, err := s.query(ctx, def.grpcFailures, s.now())
+	if err != nil {
+		return telemetry.Table{}, err
+	}
+	for _, smp := range vec {
+		serviceGRPCFailures += float64(smp.Value)
+	}
+	unattributed := telemetry.GRPCFailuresUnattributed(withTraffic, serviceGRPCFailures)
 	rows = append(rows, defRows...)
 	for i := range rows {
 		rows[i].Dst = q.Name
+		if unattributed {
+			rows[i].SuccessRate, rows[i].EffectiveSuccess, rows[i].ActualSuccess = nil, nil, nil
+			t.Skipped = append(t.Skipped, fmt.Sprintf("route %q: %s", rows[i].Name, telemetry.GRPCPerServiceOnly))
+		}
 	}
-	return telemetry.Table{Resource: q.Resource, Rows: rows}, nil
+	t.Rows = rows
+	return t, nil
 }
 
 // golden holds the expressions for one table; empty ones are not asked. buckets is
 // the per-row sum of bucket rates that histogram_quantile interpolates.
 type golden struct {
-	classes, buckets, tcp, retries string
+	classes, buckets, tcp, retries, grpcFailures string
 }
 
 // partial accumulates one row's numbers across the expressions' vectors.
@@ -325,6 +359,8 @@ type partial struct {
 	quantile map[float64]time.Duration
 	tcp      float64
 	retries  float64
+	// grpcFailures is the rate of failed gRPC calls (telemetry.ClassCounts.FailuresWithGRPC).
+	grpcFailures float64
 }
 
 // quantiles are the latency percentiles a row shows.
@@ -370,6 +406,7 @@ func (s *Source) collect(ctx context.Context, g golden, key func(model.Metric) r
 		}},
 		{g.tcp, func(p *partial, smp *model.Sample) { p.tcp += float64(smp.Value) }},
 		{g.retries, func(p *partial, smp *model.Sample) { p.retries += float64(smp.Value) }},
+		{g.grpcFailures, func(p *partial, smp *model.Sample) { p.grpcFailures += float64(smp.Value) }},
 	}
 	for _, phi := range quantiles {
 		if g.buckets == "" {
@@ -400,16 +437,18 @@ func (s *Source) collect(ctx context.Context, g golden, key func(model.Metric) r
 
 func (p *partial) row(k rowKey, g golden) telemetry.Row {
 	r := telemetry.Row{Namespace: k.ns, Name: k.name, TCPConnections: int(math.Round(p.tcp))}
-	var total, failed float64
+	var classes telemetry.ClassCounts
 	for class, v := range p.perClass {
-		total += v
-		if class == "5xx" {
-			failed += v
+		if i, ok := telemetry.ClassOf(class); ok {
+			classes[i] += v
 		}
 	}
+	total := classes.Total()
+	failed, _ := classes.FailuresWithGRPC(nil, p.grpcFailures)
 	r.RPS, r.SuccessRate = total, telemetry.SuccessRate(total, failed)
 	if g.retries != "" {
-		effT, effF, actT, actF := telemetry.EffectiveActual(telemetry.Attempts{Total: total, Failures: failed, Retries: p.retries})
+		classFailed, _ := classes.Failures(nil)
+		effT, effF, actT, actF := telemetry.EffectiveActual(telemetry.Attempts{Total: total, Failures: classFailed, Retries: p.retries, GRPCFailures: p.grpcFailures})
 		r.ActualRPS, r.ActualSuccess = actT, telemetry.SuccessRate(actT, actF)
 		r.EffectiveRPS, r.EffectiveSuccess = effT, telemetry.SuccessRate(effT, effF)
 		r.RPS, r.SuccessRate = effT, r.EffectiveSuccess

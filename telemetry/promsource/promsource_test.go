@@ -205,3 +205,82 @@ func sortRows(rows []telemetry.Row) []telemetry.Row {
 	})
 	return rows
 }
+
+// TestGRPCStatusOnBothPaths: gRPC calls that fail inside HTTP 200 responses (grpc-status
+// UNAVAILABLE, counted by Envoy's grpc_stats filter in cluster.<name>.grpc.failure) are
+// failures on both paths, with the same numbers, computed here by hand from
+// promsourcetest.GRPCTraffic. Every call takes 3 or 5 ms, inside Envoy's (1ms, 5ms]
+// bucket: p50 = 1 + 4*0.5, p95 = 1 + 4*0.95, p99 = 1 + 4*0.99.
+func TestGRPCStatusOnBothPaths(t *testing.T) {
+	prom := promsourcetest.SourceOf(t, promsourcetest.GRPCTraffic())
+	embedded := promsourcetest.EmbeddedOf(t, promsourcetest.GRPCTraffic())
+	row := func(name string, sr *float64, rps float64) telemetry.Row {
+		return telemetry.Row{Namespace: "apps", Name: name, SuccessRate: sr, RPS: rps, P50: ms(3), P95: ms(4.8), P99: ms(4.96)}
+	}
+	route := func(svc, name string, sr *float64, rps float64) telemetry.Row {
+		r := row(name, sr, rps)
+		r.Dst, r.EffectiveSuccess, r.ActualSuccess, r.EffectiveRPS, r.ActualRPS = svc, sr, sr, rps, rps
+		return r
+	}
+	server := func(name string, sr *float64, rps float64) telemetry.Row {
+		r := row(name, sr, rps)
+		r.TCPConnections = 1
+		return r
+	}
+	unknown := fmt.Sprintf("route %%q: %s", telemetry.GRPCPerServiceOnly)
+	cases := []struct {
+		name        string
+		q           telemetry.Query
+		want        []telemetry.Row
+		wantSkipped []string
+	}{
+		// greeter: 40 calls per 10s, 8 failed; billing: 30, 3 failed; web: HTTP only.
+		{"stat deploy", telemetry.Query{Resource: telemetry.ResourceDeployment, Namespace: "apps"}, []telemetry.Row{
+			server("billing", ptr(0.9), 3), server("greeter", ptr(0.8), 4), server("web", ptr(1), 1),
+		}, nil},
+		// No profile routes: [DEFAULT] is the whole service, as web's proxy saw it.
+		{"routes greeter", telemetry.Query{Resource: telemetry.ResourceRoute, Namespace: "apps", Name: "greeter"}, []telemetry.Row{
+			route("greeter", telemetry.DefaultRoute, ptr(0.8), 4),
+		}, nil},
+		// A profile route took 10 of billing's 30 calls: which of them failed, Envoy's
+		// stats do not say. No number rather than a guess.
+		{"routes billing", telemetry.Query{Resource: telemetry.ResourceRoute, Namespace: "apps", Name: "billing"}, []telemetry.Row{
+			route("billing", "Charge", nil, 1), route("billing", telemetry.DefaultRoute, nil, 2),
+		}, []string{fmt.Sprintf(unknown, "Charge"), fmt.Sprintf(unknown, telemetry.DefaultRoute)}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for _, p := range []struct {
+				name string
+				src  telemetry.Source
+			}{{"embedded", embedded}, {"prometheus", prom}} {
+				tab, err := p.src.Query(context.Background(), c.q)
+				if err != nil {
+					t.Fatalf("%s: %v", p.name, err)
+				}
+				for i := range tab.Rows {
+					tab.Rows[i].Meshed = ""
+				}
+				if diff := diffRowsWithin(sortRows(tab.Rows), c.want, 1e-6); diff != "" {
+					t.Errorf("%s:\n%s", p.name, diff)
+				}
+				slices.Sort(tab.Skipped)
+				want := slices.Sorted(slices.Values(c.wantSkipped))
+				if !slices.Equal(tab.Skipped, want) {
+					t.Errorf("%s: skipped %q, want %q", p.name, tab.Skipped, want)
+				}
+			}
+		})
+	}
+	// stat svc is measured at different ends on the two paths (see
+	// TestSameTablesAsEmbedded), but the calls are the same: web's outbound clusters saw
+	// the failures greeter and billing served.
+	tab, err := prom.Query(context.Background(), telemetry.Query{Resource: telemetry.ResourceService, Namespace: "apps"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []telemetry.Row{row("billing", ptr(0.9), 3), row("greeter", ptr(0.8), 4)}
+	if diff := diffRowsWithin(tab.Rows, want, 1e-6); diff != "" {
+		t.Errorf("prometheus stat svc:\n%s", diff)
+	}
+}

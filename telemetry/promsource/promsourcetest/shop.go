@@ -155,9 +155,23 @@ func appendExposition(t testing.TB, app storage.Appender, text *bytes.Buffer, ta
 // a Prometheus would have scraped from ShopTraffic for two minutes.
 func ShopSource(t testing.TB) *promsource.Source {
 	t.Helper()
+	return SourceOf(t, ShopTraffic())
+}
+
+// SourceOf is ShopSource for any traffic.
+func SourceOf(t testing.TB, targets []*ProxyTarget) *promsource.Source {
+	t.Helper()
+	q, end := QueryOf(t, targets)
+	return promsource.NewWithQuery(q, "cluster.local", func() time.Time { return end })
+}
+
+// QueryOf is the PromQL evaluator behind SourceOf, for queries of one's own (the
+// Grafana dashboards'), and the time of the last scrape.
+func QueryOf(t testing.TB, targets []*ProxyTarget) (promsource.InstantQuery, time.Time) {
+	t.Helper()
 	st := teststorage.New(t)
 	start := time.Unix(1_800_000_000, 0)
-	end := scrapeInto(t, st.Appender(context.Background()), ShopTraffic(), start, 13)
+	end := scrapeInto(t, st.Appender(context.Background()), targets, start, 13)
 	engine := promql.NewEngine(promql.EngineOpts{MaxSamples: 1_000_000, Timeout: 10 * time.Second})
 	q := func(ctx context.Context, expr string, at time.Time) (model.Vector, error) {
 		qry, err := engine.NewInstantQuery(ctx, st, nil, expr, at)
@@ -181,7 +195,7 @@ func ShopSource(t testing.TB) *promsource.Source {
 		}
 		return out, nil
 	}
-	return promsource.NewWithQuery(q, "cluster.local", func() time.Time { return end })
+	return q, end
 }
 
 // Handler serves the target's /stats/prometheus as a running Envoy would at wall-clock
@@ -238,10 +252,15 @@ func (shopDirectory) ResponseClasses(_, _, _ string) []telemetry.StatusRange { r
 // streams it, one message per 10 s flush, over the same two minutes.
 func ShopEmbedded(t testing.TB) *telemetry.Embedded {
 	t.Helper()
+	return EmbeddedOf(t, ShopTraffic())
+}
+
+// EmbeddedOf is ShopEmbedded for any traffic.
+func EmbeddedOf(t testing.TB, targets []*ProxyTarget) *telemetry.Embedded {
+	t.Helper()
 	start := time.Unix(1_800_000_000, 0)
 	now := start
 	store := telemetry.NewStore(func() time.Time { return now })
-	targets := ShopTraffic()
 	var dir shopDirectory
 	for _, tg := range targets {
 		w := telemetry.Workload{Namespace: tg.namespace, Pod: tg.pod, Deployment: tg.deployment, Meshed: true}
