@@ -410,6 +410,16 @@ func TestStatsMatcherBoundsCardinality(t *testing.T) {
 		{c + "upstream_rq_2xx", true},
 		{c + "upstream_rq_503", false},
 		{c + "upstream_rq_time", true},
+		// The router's second charge of every response (codes.cc writeCategory) and each
+		// listener's copy of its connection managers' classes: no golden metric reads them.
+		{c + "external.upstream_rq_2xx", false},
+		{c + "external.upstream_rq_time", false},
+		{"cluster.inbound|8080.external.upstream_rq_5xx", false},
+		{"cluster.inbound|8080.upstream_rq_5xx", true},
+		{"listener.0.0.0.0_4143.http.inbound.downstream_rq_2xx", false},
+		{"http.weft_health.downstream_rq_time", false},
+		{"cluster.weft-admin.upstream_rq_time", false},
+		{"vhost.web.shop.svc.cluster.local:80.route.GET /items.upstream_rq_time", true},
 		{c + "upstream_rq_retry", true},
 		{c + "upstream_cx_active", true},
 		{c + "outlier_detection.ejections_active", true},
