@@ -421,8 +421,10 @@ func TestStatsMatcherBoundsCardinality(t *testing.T) {
 		{"cluster.weft-admin.upstream_rq_time", false},
 		{"vhost.web.shop.svc.cluster.local:80.route.GET /items.upstream_rq_time", true},
 		{c + "upstream_rq_retry", true},
-		{c + "upstream_cx_active", true},
-		{c + "outlier_detection.ejections_active", true},
+		// Created with every cluster, read by nothing: a series per service on every proxy.
+		{c + "upstream_cx_active", false},
+		{c + "outlier_detection.ejections_active", false},
+		{c + "upstream_rq_total", false},
 		{c + "circuit_breakers.default.rq_open", false},
 		{c + "upstream_cx_destroy_local_with_active_rq", false},
 		{c + "lb_zone_routing_all_directly", false},

@@ -24,8 +24,8 @@ import (
 // states it: per outbound service a proxy calls (mTLS on, two response classes seen), per
 // profile route, and for the rest of the proxy.
 const (
-	budgetPerService = 34
-	budgetPerRoute   = 28
+	budgetPerService = 26
+	budgetPerRoute   = 25
 	budgetFixed      = 300
 )
 
@@ -246,26 +246,15 @@ func TestSeriesGrowWithServicesNotStats(t *testing.T) {
 
 // perObject are the tag-extracted stat names Weft means to keep per service and per
 // profile route: what golden metrics read (telemetry's classify, promsource's queries,
-// the Grafana dashboards) and the few health series the inclusion list keeps on purpose.
+// the Grafana dashboards).
 var perObject = map[string]string{
-	"cluster.upstream_rq":                        "success, RPS, --to, edges, routes' [DEFAULT]",
-	"cluster.upstream_rq_total":                  "requests",
-	"cluster.upstream_rq_time":                   "latency",
-	"cluster.upstream_rq_retry":                  "effective vs actual",
-	"cluster.upstream_rq_timeout":                "health",
-	"cluster.upstream_rq_per_try_timeout":        "health",
-	"cluster.upstream_rq_retry_overflow":         "health: the retry budget",
-	"cluster.upstream_cx_active":                 "health",
-	"cluster.upstream_cx_connect_fail":           "health",
-	"cluster.membership_healthy":                 "health",
-	"cluster.outlier_detection.ejections_active": "health: failure accrual",
-	"cluster.ssl.handshake":                      "edges: SECURED",
-	"vhost.route.upstream_rq":                    "routes",
-	"vhost.route.upstream_rq_total":              "routes",
-	"vhost.route.upstream_rq_time":               "routes: latency",
-	"vhost.route.upstream_rq_retry":              "routes: effective vs actual",
-	"vhost.route.upstream_rq_timeout":            "health",
-	"vhost.route.upstream_rq_retry_overflow":     "health: the retry budget",
+	"cluster.upstream_rq":           "success, RPS, --to, edges, routes' [DEFAULT]",
+	"cluster.upstream_rq_time":      "latency",
+	"cluster.upstream_rq_retry":     "effective vs actual",
+	"cluster.ssl.handshake":         "edges: SECURED",
+	"vhost.route.upstream_rq":       "routes",
+	"vhost.route.upstream_rq_time":  "routes: latency",
+	"vhost.route.upstream_rq_retry": "routes: effective vs actual",
 }
 
 // TestOnlyWhatGoldenMetricsNeedGrowsWithServices: every series a service or a route adds
