@@ -6,6 +6,7 @@ package envoystatstest
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,4 +137,14 @@ func (s Shape) Series(t testing.TB, tr *envoystats.Traffic) []envoystats.Series 
 		t.Fatal(err)
 	}
 	return envoystats.Render(stats, rules)
+}
+
+// Exposition is series as Envoy's /stats/prometheus text (every value 0): what a
+// Prometheus scraping a proxy that exposes them reads.
+func Exposition(series []envoystats.Series) string {
+	var b strings.Builder
+	for _, s := range series {
+		fmt.Fprintf(&b, "%s{%s} 0\n", s.Name, s.Labels)
+	}
+	return b.String()
 }
