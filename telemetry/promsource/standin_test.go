@@ -12,10 +12,10 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/weftmesh/weft/injector/bootstrap"
 	"github.com/weftmesh/weft/mesh"
 	"github.com/weftmesh/weft/proxy"
 	"github.com/weftmesh/weft/telemetry/envoystats"
+	"github.com/weftmesh/weft/telemetry/envoystats/envoystatstest"
 	"github.com/weftmesh/weft/telemetry/promsource"
 	"github.com/weftmesh/weft/telemetry/promsource/promsourcetest"
 	"github.com/weftmesh/weft/translate"
@@ -52,34 +52,17 @@ func shopModel() *mesh.Model {
 // from translate's output and the bootstrap's stats rules: the stand-in that
 // TestRealPrometheus and TestSameTablesAsEmbedded scrape invents no name, label or bucket.
 func TestStandInSeriesAreEnvoys(t *testing.T) {
-	b, err := bootstrap.Envoy(bootstrap.Config{ControlPlaneAddress: "weft-cp.weft-system.svc:8086"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rules, err := envoystats.NewRules(b.GetStatsConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := translate.NewTranslator(translate.Options{})
 	m := shopModel()
-	traffic := &envoystats.Traffic{Classes: []string{"2xx", "5xx"}, Codes: []string{"200", "503"}}
 	for _, tg := range promsourcetest.ShopTraffic() {
 		lbls := tg.Labels()
 		t.Run(lbls[promsource.LabelPod], func(t *testing.T) {
-			res, errs := tr.ForProxy(m, &mesh.Proxy{
+			series := envoystatstest.ProxySeries(t, m, &mesh.Proxy{
 				Kind: proxy.Envoy, Pod: lbls[promsource.LabelPod], Namespace: lbls[promsource.LabelNamespace], IP: "10.0.1.1",
 				InboundPorts: []mesh.ProxyPort{{Name: "http", Port: 8080, Protocol: mesh.ProtocolHTTP1}},
 				OpaquePorts:  mesh.DefaultOpaquePorts,
-			})
-			if len(errs) > 0 {
-				t.Fatal(errs)
-			}
-			stats, err := envoystats.Enumerate(envoystats.Proxy{Bootstrap: b, Listeners: res.Listeners, Routes: res.Routes, Clusters: res.Clusters}, traffic)
-			if err != nil {
-				t.Fatal(err)
-			}
+			}, translate.Options{}, envoystatstest.InUse)
 			envoy := map[string]bool{}
-			for _, s := range envoystats.Render(stats, rules) {
+			for _, s := range series {
 				envoy[seriesKey(s.Name, s.Tags)] = true
 			}
 

@@ -105,23 +105,11 @@ func Client() *mesh.Proxy {
 // and translate's resources, and the bootstrap's stats rules.
 func (s Shape) ProxyConfig(t testing.TB) (envoystats.Proxy, *envoystats.Rules) {
 	t.Helper()
-	b, err := bootstrap.Envoy(bootstrap.Config{ControlPlaneAddress: "weft-cp.weft-system.svc:8086"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rules, err := envoystats.NewRules(b.GetStatsConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
 	opts := translate.Options{}
 	if s.MTLS {
 		opts.TrustDomain = "cluster.local"
 	}
-	res, errs := translate.NewTranslator(opts).ForProxy(s.Model(), Client())
-	if len(errs) > 0 {
-		t.Fatalf("%s: translate: %v", s, errs)
-	}
-	return envoystats.Proxy{Bootstrap: b, Listeners: res.Listeners, Routes: res.Routes, Clusters: res.Clusters}, rules
+	return ProxyConfig(t, s.Model(), Client(), opts)
 }
 
 // InUse is a mesh in use: successes and server errors on every object.
@@ -132,6 +120,38 @@ var InUse = &envoystats.Traffic{Classes: []string{"2xx", "5xx"}, Codes: []string
 func (s Shape) Series(t testing.TB, tr *envoystats.Traffic) []envoystats.Series {
 	t.Helper()
 	p, rules := s.ProxyConfig(t)
+	return series(t, p, rules, tr)
+}
+
+// ProxyConfig is what proxy p's Envoy holds in mesh m: the injector's bootstrap and
+// translate's resources, and the bootstrap's stats rules.
+func ProxyConfig(t testing.TB, m *mesh.Model, p *mesh.Proxy, opts translate.Options) (envoystats.Proxy, *envoystats.Rules) {
+	t.Helper()
+	b, err := bootstrap.Envoy(bootstrap.Config{ControlPlaneAddress: "weft-cp.weft-system.svc:8086"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := envoystats.NewRules(b.GetStatsConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, errs := translate.NewTranslator(opts).ForProxy(m, p)
+	if len(errs) > 0 {
+		t.Fatalf("%s: translate: %v", p.NodeID(), errs)
+	}
+	return envoystats.Proxy{Bootstrap: b, Listeners: res.Listeners, Routes: res.Routes, Clusters: res.Clusters}, rules
+}
+
+// ProxySeries is what a Prometheus scraping proxy p of mesh m stores, at rest (tr nil) or
+// with traffic.
+func ProxySeries(t testing.TB, m *mesh.Model, p *mesh.Proxy, opts translate.Options, tr *envoystats.Traffic) []envoystats.Series {
+	t.Helper()
+	cfg, rules := ProxyConfig(t, m, p, opts)
+	return series(t, cfg, rules, tr)
+}
+
+func series(t testing.TB, p envoystats.Proxy, rules *envoystats.Rules, tr *envoystats.Traffic) []envoystats.Series {
+	t.Helper()
 	stats, err := envoystats.Enumerate(p, tr)
 	if err != nil {
 		t.Fatal(err)
