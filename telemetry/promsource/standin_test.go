@@ -25,13 +25,7 @@ import (
 // shop (HTTP on 80 to 8080), api described by a profile with the route "GET /items",
 // and db-0 in other serving HTTP on 8080.
 func shopModel() *mesh.Model {
-	m := &mesh.Model{
-		ClusterDomain: "cluster.local",
-		Services:      map[mesh.ServiceKey]*mesh.Service{},
-		Endpoints:     map[mesh.ServiceKey]*mesh.ServiceEndpoints{},
-		Profiles:      map[mesh.ProfileKey]*mesh.Profile{},
-		Splits:        map[mesh.ServiceKey]*mesh.Split{},
-	}
+	m := envoystatstest.EmptyModel()
 	for i, k := range []mesh.ServiceKey{{Namespace: "shop", Name: "web"}, {Namespace: "shop", Name: "api"}} {
 		m.Services[k] = &mesh.Service{Key: k, ClusterIPs: []string{"10.96.0." + strconv.Itoa(10+i)},
 			Ports: []mesh.ServicePort{{Name: "http", Port: 80, Protocol: mesh.ProtocolHTTP1, TargetPort: 8080}}}

@@ -38,15 +38,20 @@ func (s Shape) String() string {
 // ServiceName is the i-th service's name; it lives in namespace ns<i%10>.
 func ServiceName(i int) string { return fmt.Sprintf("svc%04d", i) }
 
-// Model is the shape as the mesh model.
-func (s Shape) Model() *mesh.Model {
-	m := &mesh.Model{
+// EmptyModel is a mesh model of the cluster domain cluster.local with nothing in it.
+func EmptyModel() *mesh.Model {
+	return &mesh.Model{
 		ClusterDomain: "cluster.local",
 		Services:      map[mesh.ServiceKey]*mesh.Service{},
 		Endpoints:     map[mesh.ServiceKey]*mesh.ServiceEndpoints{},
 		Profiles:      map[mesh.ProfileKey]*mesh.Profile{},
 		Splits:        map[mesh.ServiceKey]*mesh.Split{},
 	}
+}
+
+// Model is the shape as the mesh model.
+func (s Shape) Model() *mesh.Model {
+	m := EmptyModel()
 	for i := range s.Services {
 		key := mesh.ServiceKey{Namespace: fmt.Sprintf("ns%d", i%10), Name: ServiceName(i)}
 		port := mesh.ServicePort{Name: "http", Port: 80, Protocol: mesh.ProtocolHTTP1, TargetPort: 8080}
