@@ -249,15 +249,14 @@ var Families = []Family{
 	{Scope: ScopeCluster, When: OnTraffic, Source: "source/common/http/codes.cc chargeResponseStat, chargeResponseTiming (and writeCategory: external.)",
 		Stats: join(responseStats, prefixed("external.", responseStats))},
 
-	{Scope: ScopeListener, Source: "source/server/listener_stats.h ALL_LISTENER_STATS", Stats: join(
+	{Scope: ScopeListener, Source: "source/server/active_listener_base.h ALL_LISTENER_STATS", Stats: join(
 		counters("downstream_cx_destroy", "downstream_cx_overflow", "downstream_cx_total",
 			"downstream_cx_transport_socket_connect_timeout", "downstream_cx_overload_reject",
-			"downstream_global_cx_overflow", "downstream_pre_cx_timeout", "downstream_listener_filter_remote_close",
-			"downstream_listener_filter_error", "no_filter_chain_match"),
+			"downstream_global_cx_overflow", "downstream_pre_cx_timeout", "no_filter_chain_match"),
 		gauges("downstream_cx_active", "downstream_pre_cx_active"),
 		histograms("downstream_cx_length_ms"),
 	)},
-	{Scope: ScopeListenerHandler, Source: "source/server/listener_stats.h ALL_PER_HANDLER_LISTENER_STATS", Stats: join(
+	{Scope: ScopeListenerHandler, Source: "source/server/active_listener_base.h ALL_PER_HANDLER_LISTENER_STATS (per worker: parent.statPrefix())", Stats: join(
 		counters("downstream_cx_total"), gauges("downstream_cx_active"),
 	)},
 	{Scope: ScopeListenerTLS, Source: "source/common/tls/stats.h ALL_SSL_STATS", Stats: sslStats},
