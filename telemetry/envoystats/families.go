@@ -159,10 +159,10 @@ var Families = []Family{
 			"server.compilation_settings.fips_mode"),
 		histograms("server.initialization_time_ms"),
 	)},
-	{Scope: ScopeServer, Source: "source/server/guarddog_impl.h ALL_WATCHDOG_STATS (process-wide and main thread)",
+	{Scope: ScopeServer, Source: "source/server/guarddog_impl.cc (server.watchdog_miss, server.<thread>.watchdog_miss)",
 		Stats: counters("server.watchdog_miss", "server.watchdog_mega_miss",
 			"server.main_thread.watchdog_miss", "server.main_thread.watchdog_mega_miss")},
-	{Scope: ScopeWorker, Source: "source/server/guarddog_impl.h ALL_WATCHDOG_STATS (per worker)",
+	{Scope: ScopeWorker, Source: "source/server/guarddog_impl.cc (per worker thread)",
 		Stats: counters("watchdog_miss", "watchdog_mega_miss")},
 	{Scope: ScopeServer, Source: "source/common/upstream/cluster_manager_impl.h ALL_CLUSTER_MANAGER_STATS", Stats: join(
 		counters("cluster_manager.cluster_added", "cluster_manager.cluster_modified", "cluster_manager.cluster_removed",
