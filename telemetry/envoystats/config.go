@@ -70,17 +70,17 @@ func NewRules(sc *metricsv3.StatsConfig) (*Rules, error) {
 	case m.GetRejectAll():
 		r.keep = func(string) bool { return false }
 	case m.GetInclusionList() != nil:
-		any, err := anyOf(m.GetInclusionList().GetPatterns(), "stats_matcher.inclusion_list")
+		match, err := anyOf(m.GetInclusionList().GetPatterns(), "stats_matcher.inclusion_list")
 		if err != nil {
 			return nil, err
 		}
-		r.keep = any
+		r.keep = match
 	case m.GetExclusionList() != nil:
-		any, err := anyOf(m.GetExclusionList().GetPatterns(), "stats_matcher.exclusion_list")
+		match, err := anyOf(m.GetExclusionList().GetPatterns(), "stats_matcher.exclusion_list")
 		if err != nil {
 			return nil, err
 		}
-		r.keep = func(name string) bool { return !any(name) }
+		r.keep = func(name string) bool { return !match(name) }
 	}
 	return r, nil
 }
