@@ -22,8 +22,8 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	promparser "github.com/prometheus/prometheus/promql/parser"
 
-	"github.com/weftmesh/weft/injector/bootstrap"
 	"github.com/weftmesh/weft/telemetry"
+	"github.com/weftmesh/weft/telemetry/envoystats/envoystatstest"
 	"github.com/weftmesh/weft/telemetry/promsource"
 	"github.com/weftmesh/weft/telemetry/promsource/promsourcetest"
 )
@@ -82,80 +82,23 @@ func (s series) add(name string, lbls ...string) {
 	}
 }
 
-// envoySeries are the Prometheus series a Weft proxy can expose: every stat the
-// bootstrap's StatsInclusion keeps, for each kind of prefix that carries it, named as
-// Envoy 1.40's /stats/prometheus names a stat (source/server/admin/prometheus_stats.cc:
-// the tag-extracted name with every character outside [a-zA-Z0-9_] as "_", "envoy_" in
-// front; the tags, extracted as Envoy's TagExtractorImpl does, removing the regex's first
-// capture group, as labels), plus the scrape job's target labels.
+// envoySeries are the Prometheus series a Weft proxy exposes, as telemetry/envoystats
+// derives them from what Envoy 1.40 creates for translate's output and the bootstrap's
+// stats rules (a mesh in use, with mTLS, profile routes, gRPC and HTTP services), plus
+// the scrape job's target labels.
 func envoySeries(t *testing.T) series {
 	t.Helper()
-	tags := bootstrap.StatTags("cluster.local")
-	sample := map[string][]string{
-		// the kinds of prefix, each with a sample name, and which stats they carry
-		"cluster.inbound|8080.":                                 {"upstream_", ".membership_healthy", ".outlier_detection.ejections_active", ".grpc.failure"},
-		"cluster.outbound|80|api.shop.svc.cluster.local.":       {"upstream_", ".membership_healthy", ".outlier_detection.ejections_active", ".grpc.failure"},
-		"vhost.api.shop.svc.cluster.local:80.route.GET /items.": {"upstream_"},
-		"http.inbound.": {"downstream_"},
-		"tcp.outbound.": {"downstream_"},
-	}
-	var suffixes []string
-	for _, s := range bootstrap.StatsInclusion.Suffixes {
-		suffixes = append(suffixes, strings.TrimPrefix(s, "."))
-	}
-	// the response-class regex keeps upstream_rq_[1-5]xx and downstream_rq_[1-5]xx
-	suffixes = append(suffixes, "upstream_rq_2xx", "downstream_rq_2xx")
-	kept := regexp.MustCompile(`^(?:` + strings.Join(bootstrap.StatsInclusion.Regexes, "|") + `)$`)
-	sanitize := regexp.MustCompile(`[^a-zA-Z0-9_]`)
+	target := []string{promsource.LabelNamespace, promsource.LabelPod, promsource.LabelDeployment, "job", "instance"}
 	out := series{}
-	for prefix, carries := range sample {
-		for _, suffix := range suffixes {
-			if !slices.ContainsFunc(carries, func(c string) bool { return strings.HasPrefix(suffix, c) || "."+suffix == c }) {
-				continue
-			}
-			stat := prefix + suffix
-			if !slices.ContainsFunc(bootstrap.StatsInclusion.Suffixes, func(s string) bool { return strings.HasSuffix(stat, s) }) && !kept.MatchString(stat) {
-				t.Fatalf("%s is not kept by StatsInclusion", stat)
-			}
-			name, lbls := extract(t, tags, stat)
-			prom := "envoy_" + sanitize.ReplaceAllString(name, "_")
-			lbls = append(lbls, promsource.LabelNamespace, promsource.LabelPod, promsource.LabelDeployment, "job", "instance")
-			if strings.HasSuffix(suffix, "_time") {
-				out.add(prom+"_bucket", append(lbls, "le")...)
-				out.add(prom+"_sum", lbls...)
-				out.add(prom+"_count", lbls...)
-				continue
-			}
-			out.add(prom, lbls...)
+	for _, s := range (envoystatstest.Shape{Services: 4, Routes: 1, MTLS: true}).Series(t, envoystatstest.InUse) {
+		lbls := slices.Clone(target)
+		for _, tag := range s.Tags {
+			lbls = append(lbls, tag.Name)
 		}
+		out.add(s.Name, lbls...)
 	}
-	out.add("up", "job", "instance", promsource.LabelNamespace, promsource.LabelPod, promsource.LabelDeployment)
+	out.add("up", target...)
 	return out
-}
-
-// extract applies the tag rules as Envoy does: each rule whose regex matches the
-// original name removes its first capture group and names a tag.
-func extract(t *testing.T, tags []bootstrap.StatTag, stat string) (string, []string) {
-	t.Helper()
-	remove := make([]bool, len(stat))
-	var lbls []string
-	for _, tag := range tags {
-		m := regexp.MustCompile(tag.Regex).FindStringSubmatchIndex(stat)
-		if m == nil || m[2] < 0 {
-			continue
-		}
-		for i := m[2]; i < m[3]; i++ {
-			remove[i] = true
-		}
-		lbls = append(lbls, tag.Name)
-	}
-	var b strings.Builder
-	for i := range stat {
-		if !remove[i] {
-			b.WriteByte(stat[i])
-		}
-	}
-	return b.String(), lbls
 }
 
 // cpSeries are the control plane's metrics as its code registers them: every

@@ -40,7 +40,7 @@ type StatTag struct {
 
 // StatTags are the tag rules for a cluster domain, in the order Envoy applies them.
 func StatTags(clusterDomain string) []StatTag {
-	fqdn := `.+?\.svc\.` + regexp.QuoteMeta(clusterDomain)
+	fqdn := fqdnPattern(clusterDomain)
 	return []StatTag{
 		// cluster.outbound|80|web.shop.svc.cluster.local.upstream_rq_2xx,
 		// cluster.inbound|8080.upstream_cx_active, cluster.passthrough.upstream_cx_total
@@ -56,34 +56,61 @@ func StatTags(clusterDomain string) []StatTag {
 	}
 }
 
-// StatsInclusion lists what Envoy keeps; every other stat is never created. Prefixes keep
-// the proxy's own health; suffixes keep, for every cluster, route, HTTP and TCP prefix,
-// the few series golden metrics need (success rate, request rate, latency, retries,
-// connections), so that the count grows with services, not with services times Envoy's
-// hundreds of stats per cluster.
-var StatsInclusion = struct {
+// Inclusion is the stats matcher's inclusion list: Envoy creates only the stats one of
+// these matches, by prefix, by suffix or by a safe_regex matching the whole name.
+type Inclusion struct {
 	Prefixes, Suffixes, Regexes []string
-}{
-	Prefixes: []string{"server.", "cluster_manager.", "listener_manager.", "control_plane."},
-	Suffixes: []string{
-		".upstream_rq_total", ".upstream_rq_time", ".upstream_rq_retry", ".upstream_rq_timeout",
-		".upstream_rq_per_try_timeout", ".upstream_rq_retry_overflow",
-		".upstream_cx_active", ".upstream_cx_connect_fail",
-		".membership_healthy", ".outlier_detection.ejections_active",
-		".downstream_rq_total", ".downstream_rq_time", ".downstream_cx_active", ".downstream_cx_total",
-		".downstream_cx_rx_bytes_total", ".downstream_cx_tx_bytes_total",
-		// TLS handshakes per outbound cluster: the evidence `weft edges` shows as SECURED.
-		".ssl.handshake",
-		// Failed gRPC calls per cluster, from the grpc_stats filter on gRPC ports
-		// (translate/feature_grpcstats.go; Envoy 1.40 ContextImpl::chargeStat,
-		// source/common/grpc/context_impl.cc): a call answered 200 with a
-		// grpc-status other than OK. Its .success, .total and .<status> siblings are
-		// left out: every call is already counted in the status classes, so the
-		// failures alone turn them into gRPC success at one series per gRPC cluster.
-		".grpc.failure",
-	},
-	// A safe_regex must match the whole name (RE2::FullMatch).
-	Regexes: []string{`.*\.(?:up|down)stream_rq_[1-5]xx`},
+}
+
+// fqdnPattern matches a service FQDN of the cluster domain inside a stat name.
+func fqdnPattern(clusterDomain string) string {
+	return `.+?\.svc\.` + regexp.QuoteMeta(clusterDomain)
+}
+
+// StatsInclusion lists what Envoy keeps for a cluster domain; every other stat is never
+// created. Prefixes keep the proxy's own health; the rest keep, for every cluster, route,
+// HTTP and TCP prefix, the few series golden metrics need (success rate, request rate,
+// latency, retries, connections), so that the count grows with services, not with
+// services times Envoy's hundreds of stats per cluster. telemetry/envoystats measures
+// what this keeps per proxy (docs/prometheus-and-dashboards.md).
+func StatsInclusion(clusterDomain string) Inclusion {
+	fqdn := fqdnPattern(clusterDomain)
+	return Inclusion{
+		Prefixes: []string{"server.", "cluster_manager.", "listener_manager.", "control_plane."},
+		// Per cluster and route only what golden metrics read: every stat kept here is a
+		// series per service (or route) in the mesh on every proxy, whether it is called
+		// or not, since Envoy creates these with the cluster. Health counters such as
+		// upstream_rq_timeout, upstream_cx_connect_fail or
+		// outlier_detection.ejections_active are left out until something reads them.
+		Suffixes: []string{
+			".upstream_rq_retry",
+			".downstream_rq_total", ".downstream_cx_active", ".downstream_cx_total",
+			".downstream_cx_rx_bytes_total", ".downstream_cx_tx_bytes_total",
+			// TLS handshakes per outbound cluster: the evidence `weft edges` shows as SECURED.
+			".ssl.handshake",
+			// Failed gRPC calls per cluster, from the grpc_stats filter on gRPC ports
+			// (translate/feature_grpcstats.go; Envoy 1.40 ContextImpl::chargeStat,
+			// source/common/grpc/context_impl.cc): a call answered 200 with a
+			// grpc-status other than OK. Its .success, .total and .<status> siblings are
+			// left out: every call is already counted in the status classes, so the
+			// failures alone turn them into gRPC success at one series per gRPC cluster.
+			".grpc.failure",
+		},
+		// A safe_regex must match the whole name (RE2::FullMatch). Response classes and
+		// latency histograms are spelled out per kind of object rather than kept by suffix:
+		// the router charges every response a second time as
+		// cluster.<name>.external.upstream_rq_<class> and .external.upstream_rq_time
+		// (source/common/http/codes.cc, writeCategory; Weft's requests are never internal),
+		// and each listener repeats its connection managers' classes
+		// (listener.<address>.http.<prefix>.downstream_rq_<class>). A suffix would keep
+		// those copies, which no golden metric reads and which nearly double a service's
+		// series (a histogram is 22 Prometheus series).
+		Regexes: []string{
+			`cluster\.(?:outbound\|\d+\|` + fqdn + `|inbound\|\d+)\.upstream_rq_(?:[1-5]xx|time)`,
+			`vhost\.` + fqdn + `:\d+\.route\..+\.upstream_rq_(?:[1-5]xx|time)`,
+			`http\.(?:inbound|outbound)\.downstream_rq_(?:[1-5]xx|time)`,
+		},
+	}
 }
 
 func statsConfig(clusterDomain string) *metricsv3.StatsConfig {
@@ -95,13 +122,14 @@ func statsConfig(clusterDomain string) *metricsv3.StatsConfig {
 		})
 	}
 	var patterns []*matcherv3.StringMatcher
-	for _, p := range StatsInclusion.Prefixes {
+	inclusion := StatsInclusion(clusterDomain)
+	for _, p := range inclusion.Prefixes {
 		patterns = append(patterns, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: p}})
 	}
-	for _, s := range StatsInclusion.Suffixes {
+	for _, s := range inclusion.Suffixes {
 		patterns = append(patterns, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Suffix{Suffix: s}})
 	}
-	for _, r := range StatsInclusion.Regexes {
+	for _, r := range inclusion.Regexes {
 		patterns = append(patterns, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{
 			SafeRegex: &matcherv3.RegexMatcher{Regex: r},
 		}})

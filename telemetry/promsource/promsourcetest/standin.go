@@ -16,6 +16,8 @@ import (
 
 	promclient "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/weftmesh/weft/telemetry/envoystats"
 )
 
 // standInProxy stands in for one Envoy 1.40 proxy's admin endpoint /stats/prometheus:
@@ -32,7 +34,7 @@ type standInProxy struct {
 }
 
 // envoyBuckets are Envoy's default histogram buckets (histogram_bucket_settings unset).
-var envoyBuckets = []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000}
+var envoyBuckets = envoystats.DefaultBuckets
 
 // series is one stat, by its tag-extracted Envoy name ("http.downstream_rq"), and its
 // tags in Envoy's Prometheus rendering, sorted.
