@@ -48,8 +48,8 @@ type agg struct {
 	// rps is responses per second (summed over proxies, each over the time
 	// it was watched); retryRPS the same for retries.
 	rps, retryRPS float64
-	hist   Histogram
-	active float64
+	hist          Histogram
+	active        float64
 	// partial is set when a histogram could not be added (different buckets).
 	partial bool
 }
