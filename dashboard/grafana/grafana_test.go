@@ -343,14 +343,7 @@ func lint(expr promparser.Expr, known series, extraLabel string) []string {
 // traffic: HTTP 5xx (ShopTraffic) and gRPC calls failed inside 200 responses
 // (GRPCTraffic) alike.
 func TestSuccessPanelMatchesTables(t *testing.T) {
-	files, err := Files()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var d boardJSON
-	if err := json.Unmarshal(files["weft-namespace.json"], &d); err != nil {
-		t.Fatal(err)
-	}
+	d := generatedBoard(t, "weft-namespace.json")
 	var expr string
 	for _, p := range d.Panels {
 		if p.Title == "Success rate" {
@@ -379,10 +372,7 @@ func TestSuccessPanelMatchesTables(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			panel := map[string]float64{}
-			for _, s := range vec {
-				panel[string(s.Metric["deployment"])] = float64(s.Value)
-			}
+			panel := byLabel(vec, "deployment")
 			if len(tab.Rows) == 0 || len(panel) != len(tab.Rows) {
 				t.Fatalf("panel %v, table %d rows", panel, len(tab.Rows))
 			}
@@ -401,14 +391,7 @@ func TestSuccessPanelMatchesTables(t *testing.T) {
 // stand-in proxies whose routes retried (promsourcetest.ShopTraffic), are the columns
 // `weft routes svc/api -o wide --prometheus` prints for the same traffic.
 func TestRoutePanelsMatchTables(t *testing.T) {
-	files, err := Files()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var d boardJSON
-	if err := json.Unmarshal(files["weft-route.json"], &d); err != nil {
-		t.Fatal(err)
-	}
+	d := generatedBoard(t, "weft-route.json")
 	q, end := promsourcetest.QueryOf(t, promsourcetest.ShopTraffic())
 	src := promsource.NewWithQuery(q, "cluster.local", func() time.Time { return end })
 	tab, err := src.Query(context.Background(), telemetry.Query{Resource: telemetry.ResourceRoute, Namespace: "shop", Name: "api"})
@@ -441,10 +424,7 @@ func TestRoutePanelsMatchTables(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			panel := map[string]float64{}
-			for _, s := range vec {
-				panel[string(s.Metric["weft_route"])] = float64(s.Value)
-			}
+			panel := byLabel(vec, "weft_route")
 			routes := 0
 			for _, r := range tab.Rows {
 				if r.Name == telemetry.DefaultRoute {
@@ -465,6 +445,29 @@ func TestRoutePanelsMatchTables(t *testing.T) {
 			}
 		})
 	}
+}
+
+// generatedBoard is the dashboard the generator writes to file name.
+func generatedBoard(t *testing.T, name string) boardJSON {
+	t.Helper()
+	files, err := Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d boardJSON
+	if err := json.Unmarshal(files[name], &d); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return d
+}
+
+// byLabel is a panel's values by one label, as its legend shows them.
+func byLabel(vec model.Vector, label model.LabelName) map[string]float64 {
+	out := map[string]float64{}
+	for _, s := range vec {
+		out[string(s.Metric[label])] = float64(s.Value)
+	}
+	return out
 }
 
 // promsourceWindow is the window of a table promsource answers by default, as PromQL.
