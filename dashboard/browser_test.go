@@ -164,7 +164,7 @@ func browse(t *testing.T, exe, name string, src telemetry.Source) {
 		{name: "deployment", click: `td a[href="/namespaces/shop/deployments/web"]`, wantPath: "/namespaces/shop/deployments/web",
 			want: []string{"Deployment web", "Golden metrics", "Pods", "web-7d9c-1", "web-7d9c-2", "5ms", "24ms"}},
 		{name: "service", url: srv.URL + "/namespaces/shop/services/api", wantPath: "/namespaces/shop/services/api",
-			want: []string{"Service api", "Routes", "GET /items", "90.91%", "4.4rps", "80.00%", "5.0rps"}},
+			want: []string{"Service api", "Routes", "GET /items", "80.00%", "5.0rps", "71.43%", "5.6rps"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -46,10 +46,10 @@ type agg struct {
 	// grpcFailures are failed gRPC calls (ClassCounts.FailuresWithGRPC).
 	grpcFailures float64
 	// rps is responses per second (summed over proxies, each over the time
-	// it was watched).
-	rps    float64
-	hist   Histogram
-	active float64
+	// it was watched); retryRPS the same for retries.
+	rps, retryRPS float64
+	hist          Histogram
+	active        float64
 	// partial is set when a histogram could not be added (different buckets).
 	partial bool
 }
@@ -62,6 +62,7 @@ func (a *agg) add(b agg) {
 	a.handshakes += b.handshakes
 	a.grpcFailures += b.grpcFailures
 	a.rps += b.rps
+	a.retryRPS += b.retryRPS
 	a.active += b.active
 	if b.hist.Count > 0 {
 		h, ok := a.hist.Add(b.hist)
@@ -151,6 +152,7 @@ func (s *Store) window(w time.Duration) map[string]map[seriesKey]agg {
 			a := sums[i]
 			if spans[i] > 0 {
 				a.rps = a.classes.Total() / (float64(spans[i]) / 1000)
+				a.retryRPS = a.retries / (float64(spans[i]) / 1000)
 			}
 			series[k] = a
 		}
@@ -434,7 +436,7 @@ func (e *Embedded) routes(q Query, from Target, proxies []proxySeries, t Table) 
 			}
 		}
 	}
-	// [DEFAULT] = the cluster's attempts minus those of the routes.
+	// [DEFAULT] = the cluster's requests and retries minus those of the routes.
 	def := cluster
 	for _, a := range perRoute {
 		for i := range def.classes {
@@ -442,6 +444,7 @@ func (e *Embedded) routes(q Query, from Target, proxies []proxySeries, t Table) 
 		}
 		def.retries = max(0, def.retries-a.retries)
 		def.rps = max(0, def.rps-a.rps)
+		def.retryRPS = max(0, def.retryRPS-a.retryRPS)
 		if h, ok := def.hist.Sub(a.hist); ok {
 			def.hist = h
 		} else if a.hist.Count > 0 {
@@ -464,7 +467,7 @@ func (e *Embedded) routes(q Query, from Target, proxies []proxySeries, t Table) 
 		r, ok := a.row(ranges)
 		r.Namespace, r.Name, r.Dst = ns, name, q.Name
 		fails, _ := a.classes.Failures(ranges)
-		effT, effF, actT, actF := EffectiveActual(Attempts{Total: a.classes.Total(), Failures: fails, Retries: a.retries, GRPCFailures: a.grpcFailures})
+		effT, effF, actT, actF := EffectiveActual(RouteCounts{Responses: a.classes.Total(), Failures: fails, Retries: a.retries, GRPCFailures: a.grpcFailures})
 		switch {
 		case unattributed:
 			r.SuccessRate = nil
@@ -477,8 +480,7 @@ func (e *Embedded) routes(q Query, from Target, proxies []proxySeries, t Table) 
 			t.Skipped = append(t.Skipped, fmt.Sprintf("route %q: success cannot be classified from status classes", name))
 		}
 		if actT > 0 {
-			r.ActualRPS = a.rps
-			r.EffectiveRPS = a.rps * effT / actT
+			r.EffectiveRPS, _, r.ActualRPS, _ = EffectiveActual(RouteCounts{Responses: a.rps, Retries: a.retryRPS})
 			r.RPS = r.EffectiveRPS
 		}
 		t.Rows = append(t.Rows, r)

@@ -262,30 +262,44 @@ func SuccessRate(total, failures float64) *float64 {
 	return &s
 }
 
-// Attempts are a route's counts as the client proxy's router sees them:
-// every upstream attempt (Envoy's route-level upstream_rq_<N>xx count
-// attempts) and how many of those were retries (upstream_rq_retry).
-type Attempts struct {
-	Total, Failures, Retries float64
+// RouteCounts are a route's counts as the client proxy's router charges
+// them (Envoy 1.40: Filter::onUpstreamHeaders, onUpstreamReset,
+// onPerTryTimeoutCommon and maybeRetryReset in source/common/router/router.cc;
+// RetryStateImpl::shouldRetry in source/common/router/retry_state_impl.cc).
+type RouteCounts struct {
+	// Responses are the route's (or cluster's) upstream_rq_<N>xx: one final
+	// response per request. A response that triggers a retry returns from
+	// onUpstreamHeaders before chargeUpstreamCode and is charged only to the
+	// cluster's retry.upstream_rq_<N>xx; a retried reset or per-try timeout
+	// returns before chargeUpstreamAbort and charges no code at all.
+	Responses float64
+	// Failures are the Responses the route's response classes call failures.
+	Failures float64
+	// Retries are upstream_rq_retry: one per retry scheduled, that is, one
+	// per attempt abandoned.
+	Retries float64
 	// GRPCFailures are failed gRPC calls (cluster.<name>.grpc.failure): the
 	// grpc_stats filter sits in the client's connection manager and sees only
-	// the response the client gets, so each is a call's last attempt, failed.
+	// the response the client gets, so each is a final response, failed.
 	GRPCFailures float64
 }
 
-// EffectiveActual splits a route's attempts into what the client saw and
-// what the servers saw. Actual is every attempt. Effective counts one
-// outcome per request: requests = attempts - retries, and since Envoy
-// retries only after a failed attempt (retry_on 5xx/gateway-error/reset,
-// translate's retry policy), each retry hides one failed attempt from the
-// client: effective failures = failures - retries, never below zero. Failed
-// gRPC calls are outcomes the client saw, and failed attempts too: they add to
-// both sides, retries take nothing from them.
-func EffectiveActual(a Attempts) (effTotal, effFailures, actTotal, actFailures float64) {
-	grpc := max(0, a.GRPCFailures)
-	actTotal, actFailures = a.Total, min(a.Failures+grpc, a.Total)
-	retries := min(a.Retries, a.Total)
-	effTotal = a.Total - retries
-	effFailures = max(0, min(max(0, min(a.Failures, a.Total)-retries)+grpc, effTotal))
-	return effTotal, effFailures, actTotal, actFailures
+// EffectiveActual splits a route's counts into what the client saw and what
+// the servers saw. Effective is one outcome per request: the final
+// responses and their failures, failed gRPC calls included. Actual adds the
+// abandoned attempts: Envoy retries only an attempt translate's retry_on
+// calls failed (a status the response classes call a failure, a reset, a
+// connection failure, a refused stream, or a failing gRPC status), so each
+// retry is one more attempt and one more failed attempt.
+func EffectiveActual(c RouteCounts) (effTotal, effFailures, actTotal, actFailures float64) {
+	nonNeg := func(v float64) float64 {
+		if bad(v) {
+			return 0
+		}
+		return v
+	}
+	effTotal = nonNeg(c.Responses)
+	effFailures = min(nonNeg(c.Failures)+nonNeg(c.GRPCFailures), effTotal)
+	retries := nonNeg(c.Retries)
+	return effTotal, effFailures, effTotal + retries, effFailures + retries
 }

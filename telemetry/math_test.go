@@ -156,31 +156,170 @@ func TestFailures(t *testing.T) {
 	}
 }
 
+// TestEffectiveActual: hand-computed cases of what `weft routes -o wide` shows from a
+// route's counters.
 func TestEffectiveActual(t *testing.T) {
+	nan := math.NaN()
 	cases := []struct {
 		name                   string
-		a                      Attempts
+		c                      RouteCounts
 		effT, effF, actT, actF float64
 	}{
-		// 10 requests, 5 of them failed once and succeeded on retry, 1 failed for good:
-		// 15 attempts, 6 failed. The client saw 10 requests and 1 failure (90%); the
-		// servers saw 15 and 6 (60%).
-		{"retries hide failures", Attempts{Total: 15, Failures: 6, Retries: 5}, 10, 1, 15, 6},
-		{"no retries", Attempts{Total: 10, Failures: 2}, 10, 2, 10, 2},
-		// Retries after connection resets leave no failed status behind.
-		{"retries without counted failures", Attempts{Total: 10, Retries: 2}, 8, 0, 10, 0},
-		{"garbage: more retries than attempts", Attempts{Total: 3, Failures: 1, Retries: 9}, 0, 0, 3, 1},
-		// The same, and 2 calls ended with grpc-status UNAVAILABLE in a 200: they are
-		// outcomes the client saw, and failed attempts; retries hid none of them.
-		{"gRPC failures are final outcomes", Attempts{Total: 15, Failures: 6, Retries: 5, GRPCFailures: 2}, 10, 3, 15, 8},
-		{"gRPC failures without HTTP failures", Attempts{Total: 40, Retries: 3, GRPCFailures: 8}, 37, 8, 40, 8},
-		{"capped at the attempts", Attempts{Total: 4, Failures: 3, GRPCFailures: 5}, 4, 4, 4, 4},
+		// 10 requests: 5 failed once and succeeded on retry, 1 failed and the retry
+		// budget refused its retry. Envoy charged 10 final responses, 1 of them failed,
+		// and 5 retries: the client saw 10 requests and 1 failure (90%); the servers saw
+		// 15 attempts and 6 failures (60%).
+		{"retries add failed attempts", RouteCounts{Responses: 10, Failures: 1, Retries: 5}, 10, 1, 15, 6},
+		{"no retries", RouteCounts{Responses: 10, Failures: 2}, 10, 2, 10, 2},
+		// 1 request whose 3 retries all failed too: one failed response, four failed attempts.
+		{"retries exhausted", RouteCounts{Responses: 1, Failures: 1, Retries: 3}, 1, 1, 4, 4},
+		// Retries counted in a window whose final responses fall in the next one.
+		{"retries without responses", RouteCounts{Retries: 2}, 0, 0, 2, 2},
+		// The same 10 requests, and 2 calls ended with grpc-status UNAVAILABLE in a
+		// 200's trailers: final responses the client saw fail, retried by nobody.
+		{"gRPC failures are final responses", RouteCounts{Responses: 10, Failures: 1, Retries: 5, GRPCFailures: 2}, 10, 3, 15, 8},
+		{"gRPC failures without HTTP failures", RouteCounts{Responses: 40, Retries: 3, GRPCFailures: 8}, 40, 8, 43, 11},
+		{"failures capped at the responses", RouteCounts{Responses: 4, Failures: 3, GRPCFailures: 5}, 4, 4, 4, 4},
+		{"garbage counts as nothing", RouteCounts{Responses: nan, Failures: -1, Retries: math.Inf(1), GRPCFailures: nan}, 0, 0, 0, 0},
 	}
 	for _, c := range cases {
-		effT, effF, actT, actF := EffectiveActual(c.a)
+		effT, effF, actT, actF := EffectiveActual(c.c)
 		if effT != c.effT || effF != c.effF || actT != c.actT || actF != c.actF {
-			t.Errorf("%s: got eff %v/%v act %v/%v, want eff %v/%v act %v/%v", c.name, effF, effT, actF, actT, c.effF, c.effT, c.actF, c.actT)
+			t.Errorf("%s: got eff %v/%v act %v/%v, want eff %v/%v act %v/%v (failed/total)", c.name, effF, effT, actF, actT, c.effF, c.effT, c.actF, c.actT)
 		}
+	}
+}
+
+// attemptEnd is how one upstream attempt ended, as the client proxy's router sees it.
+type attemptEnd struct {
+	// status is the response's :status, or what chargeUpstreamAbort charges for an
+	// attempt that got none: 503 for a reset, timeout_response_code_ (504) for a
+	// per-try timeout.
+	status int
+	// response: headers arrived (false for a reset or a per-try timeout).
+	response bool
+	// grpcFailed: grpc-status other than OK; inHeaders when it came in the headers of a
+	// trailers-only response, where the router's retry policy can see it.
+	grpcFailed, inHeaders bool
+}
+
+var (
+	ok200            = attemptEnd{status: 200, response: true}
+	notFound404      = attemptEnd{status: 404, response: true}
+	unavailable503   = attemptEnd{status: 503, response: true}
+	reset            = attemptEnd{status: 503}
+	perTryTimeout    = attemptEnd{status: 504}
+	grpcUnavailable  = attemptEnd{status: 200, response: true, grpcFailed: true, inHeaders: true}
+	grpcFailTrailers = attemptEnd{status: 200, response: true, grpcFailed: true}
+)
+
+// failed is Linkerd's default classification: 5xx, or a gRPC call not OK.
+func (a attemptEnd) failed() bool { return a.status >= 500 || a.grpcFailed }
+
+// retriable is translate's retry_on for a route with Linkerd's default classes: 5xx,
+// reset (a per-try timeout is retried as a LocalReset), connect-failure,
+// refused-stream, and on gRPC ports the failing gRPC codes in the headers
+// (RetryStateImpl::wouldRetryFromHeaders, wouldRetryFromReset).
+func (a attemptEnd) retriable() bool {
+	return !a.response || a.status >= 500 || (a.grpcFailed && a.inHeaders)
+}
+
+// request is one request: how each attempt ended, in order, and whether the retry
+// budget (cluster circuit_breakers retry_budget) refuses its retries.
+type request struct {
+	attempts     []attemptEnd
+	budgetRefuse bool
+}
+
+// envoyCharges is a stand-in for Envoy 1.40's router filter, charging a route's
+// counters for requests as source/common/router/router.cc and retry_state_impl.cc do,
+// with translate's retry policy (num_retries 3):
+//   - RetryStateImpl::shouldRetry answering Yes charges upstream_rq_retry (cluster and
+//     route); with no retries left it answers NoRetryLimitExceeded and with the budget
+//     spent NoOverflow, and the attempt is final.
+//   - Filter::onUpstreamHeaders: a retried response is charged only to the cluster's
+//     retry.upstream_rq_<code> (chargeBasicResponseStat with stat_names_.retry_) and
+//     returns before chargeUpstreamCode, which charges a final response's
+//     upstream_rq_<N>xx on the cluster and the route (CodeStatsImpl::chargeResponseStat).
+//   - Filter::onUpstreamReset and onPerTryTimeoutCommon: maybeRetryReset returns before
+//     chargeUpstreamAbort when the attempt is retried, so a retried reset or timeout
+//     charges no code; a final one is charged 503 or 504 through chargeUpstreamCode.
+//   - The grpc_stats filter sits in the connection manager before the router and sees
+//     only the response forwarded downstream: grpc.failure counts final responses.
+//
+// It also returns what the client and the servers saw, counted from the attempts
+// themselves: one outcome per request, and every attempt.
+func envoyCharges(t *testing.T, reqs []request) (c RouteCounts, effT, effF, actT, actF float64) {
+	t.Helper()
+	var classes ClassCounts
+	for _, rq := range reqs {
+		retriesLeft := 3
+		for i, a := range rq.attempts {
+			actT++
+			if a.failed() {
+				actF++
+			}
+			if a.retriable() && retriesLeft > 0 && !rq.budgetRefuse {
+				retriesLeft--
+				c.Retries++
+				if i == len(rq.attempts)-1 {
+					t.Fatalf("request %v: Envoy retries its last attempt", rq.attempts)
+				}
+				continue
+			}
+			if i != len(rq.attempts)-1 {
+				t.Fatalf("request %v: attempt %d is final, but more follow", rq.attempts, i)
+			}
+			classes[a.status/100]++
+			if a.grpcFailed {
+				c.GRPCFailures++
+			}
+			effT++
+			if a.failed() {
+				effF++
+			}
+		}
+	}
+	c.Responses = classes.Total()
+	c.Failures, _ = classes.Failures(nil)
+	return c, effT, effF, actT, actF
+}
+
+// TestEffectiveActualFromEnvoyCharges: for requests whose attempts end in every way
+// Envoy retries or does not, EffectiveActual over the counters Envoy charges gives
+// what the client saw (one outcome per request) and what the servers saw (every
+// attempt).
+func TestEffectiveActualFromEnvoyCharges(t *testing.T) {
+	cases := []struct {
+		name string
+		reqs []request
+	}{
+		{"a 503 retried, then 200", []request{{attempts: []attemptEnd{unavailable503, ok200}}}},
+		{"a reset retried, then 200", []request{{attempts: []attemptEnd{reset, ok200}}}},
+		{"a per-try timeout retried, then 200", []request{{attempts: []attemptEnd{perTryTimeout, ok200}}}},
+		{"retries exhausted on 503s", []request{{attempts: []attemptEnd{unavailable503, unavailable503, unavailable503, unavailable503}}}},
+		{"retries exhausted on resets", []request{{attempts: []attemptEnd{reset, perTryTimeout, reset, reset}}}},
+		{"the retry budget refuses", []request{{attempts: []attemptEnd{unavailable503}, budgetRefuse: true}}},
+		{"gRPC UNAVAILABLE retried, then OK", []request{{attempts: []attemptEnd{grpcUnavailable, grpcUnavailable, ok200}}}},
+		{"gRPC failure in trailers is not retried", []request{{attempts: []attemptEnd{grpcFailTrailers}}}},
+		{"a 404 succeeds and is not retried", []request{{attempts: []attemptEnd{notFound404}}}},
+		{"a mix", []request{
+			{attempts: []attemptEnd{ok200}}, {attempts: []attemptEnd{ok200}}, {attempts: []attemptEnd{notFound404}},
+			{attempts: []attemptEnd{unavailable503, ok200}}, {attempts: []attemptEnd{reset, unavailable503, ok200}},
+			{attempts: []attemptEnd{unavailable503, unavailable503, unavailable503, reset}},
+			{attempts: []attemptEnd{perTryTimeout}, budgetRefuse: true},
+			{attempts: []attemptEnd{grpcUnavailable, grpcFailTrailers}},
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, wantEffT, wantEffF, wantActT, wantActF := envoyCharges(t, tc.reqs)
+			effT, effF, actT, actF := EffectiveActual(c)
+			if effT != wantEffT || effF != wantEffF || actT != wantActT || actF != wantActF {
+				t.Errorf("counters %+v: got eff %v/%v act %v/%v, the requests were eff %v/%v act %v/%v (failed/total)",
+					c, effF, effT, actF, actT, wantEffF, wantEffT, wantActF, wantActT)
+			}
+		})
 	}
 }
 

@@ -147,15 +147,23 @@ func route() *dashboard.DashboardBuilder {
 	b := board("weft-route", "Weft / Routes",
 		labelValues("vhost", "weft_vhost", "envoy_vhost_route_upstream_rq", ""))
 	sel := `weft_vhost="$vhost"`
-	actual := fmt.Sprintf(`sum by (weft_route) (rate(envoy_vhost_route_upstream_rq{%s}[$__rate_interval]))`, sel)
+	// Envoy 1.40's router charges a route's upstream_rq_<N>xx for the final response of
+	// each request only (a retried response or reset returns before chargeUpstreamCode,
+	// source/common/router/router.cc), so they are the requests as the client saw them;
+	// each upstream_rq_retry is one more attempt, after a failed one
+	// (telemetry.EffectiveActual).
+	effective := fmt.Sprintf(`sum by (weft_route) (rate(envoy_vhost_route_upstream_rq{%s}[$__rate_interval]))`, sel)
 	retries := fmt.Sprintf(`sum by (weft_route) (rate(envoy_vhost_route_upstream_rq_retry{%s}[$__rate_interval]))`, sel)
 	failed := fmt.Sprintf(`sum by (weft_route) (rate(envoy_vhost_route_upstream_rq{%s,weft_response_code_class="5xx"}[$__rate_interval]))`, sel)
+	orZero := func(expr string) string { return fmt.Sprintf(`(%s or %s * 0)`, expr, effective) }
+	actual := fmt.Sprintf(`(%s + %s)`, effective, orZero(retries))
 	return b.
-		WithPanel(panel("Requests per second: effective (after retries) and actual (every attempt)", "reqps",
-			target{fmt.Sprintf(`%s - (%s or %s * 0)`, actual, retries, actual), "{{weft_route}} effective"},
+		WithPanel(panel("Requests per second: effective (as the client saw them) and actual (every attempt)", "reqps",
+			target{effective, "{{weft_route}} effective"},
 			target{actual, "{{weft_route}} actual"})).
-		WithPanel(panel("Actual success rate", "percentunit",
-			target{fmt.Sprintf(`1 - (%s or %s * 0) / %s`, failed, actual, actual), "{{weft_route}}"}).Max(1)).
+		WithPanel(panel("Success rate: effective and actual", "percentunit",
+			target{fmt.Sprintf(`1 - %s / %s`, orZero(failed), effective), "{{weft_route}} effective"},
+			target{fmt.Sprintf(`1 - (%s + %s) / %s`, orZero(failed), orZero(retries), actual), "{{weft_route}} actual"}).Max(1)).
 		WithPanel(panel("Retries per second", "reqps", target{retries, "{{weft_route}}"})).
 		WithPanel(panel("Latency p95", "ms",
 			target{fmt.Sprintf(`histogram_quantile(0.95, sum by (weft_route, le) (rate(envoy_vhost_route_upstream_rq_time_bucket{%s}[$__rate_interval])))`, sel), "{{weft_route}}"}))

@@ -169,7 +169,8 @@ type boardJSON struct {
 	Panels []struct {
 		Title   string `json:"title"`
 		Targets []struct {
-			Expr string `json:"expr"`
+			Expr   string `json:"expr"`
+			Legend string `json:"legendFormat"`
 		} `json:"targets"`
 	} `json:"panels"`
 	Templating struct {
@@ -285,14 +286,7 @@ func lint(expr promparser.Expr, known series, extraLabel string) []string {
 // traffic: HTTP 5xx (ShopTraffic) and gRPC calls failed inside 200 responses
 // (GRPCTraffic) alike.
 func TestSuccessPanelMatchesTables(t *testing.T) {
-	files, err := Files()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var d boardJSON
-	if err := json.Unmarshal(files["weft-namespace.json"], &d); err != nil {
-		t.Fatal(err)
-	}
+	d := generatedBoard(t, "weft-namespace.json")
 	var expr string
 	for _, p := range d.Panels {
 		if p.Title == "Success rate" {
@@ -321,10 +315,7 @@ func TestSuccessPanelMatchesTables(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			panel := map[string]float64{}
-			for _, s := range vec {
-				panel[string(s.Metric["deployment"])] = float64(s.Value)
-			}
+			panel := byLabel(vec, "deployment")
 			if len(tab.Rows) == 0 || len(panel) != len(tab.Rows) {
 				t.Fatalf("panel %v, table %d rows", panel, len(tab.Rows))
 			}
@@ -336,6 +327,90 @@ func TestSuccessPanelMatchesTables(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRoutePanelsMatchTables: the route dashboard's effective and actual requests per
+// second and success rates, evaluated by Prometheus' engine over what it scraped from
+// stand-in proxies whose routes retried (promsourcetest.ShopTraffic), are the columns
+// `weft routes svc/api -o wide --prometheus` prints for the same traffic.
+func TestRoutePanelsMatchTables(t *testing.T) {
+	d := generatedBoard(t, "weft-route.json")
+	q, end := promsourcetest.QueryOf(t, promsourcetest.ShopTraffic())
+	src := promsource.NewWithQuery(q, "cluster.local", func() time.Time { return end })
+	tab, err := src.Query(context.Background(), telemetry.Query{Resource: telemetry.ResourceRoute, Namespace: "shop", Name: "api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := strings.NewReplacer("$__rate_interval", promsourceWindow, "$vhost", "api.shop.svc.cluster.local:80")
+	for _, c := range []struct {
+		panel, legend string
+		column        func(telemetry.Row) *float64
+	}{
+		{"Requests per second: effective (as the client saw them) and actual (every attempt)", "effective", func(r telemetry.Row) *float64 { return &r.EffectiveRPS }},
+		{"Requests per second: effective (as the client saw them) and actual (every attempt)", "actual", func(r telemetry.Row) *float64 { return &r.ActualRPS }},
+		{"Success rate: effective and actual", "effective", func(r telemetry.Row) *float64 { return r.EffectiveSuccess }},
+		{"Success rate: effective and actual", "actual", func(r telemetry.Row) *float64 { return r.ActualSuccess }},
+	} {
+		t.Run(c.panel+" "+c.legend, func(t *testing.T) {
+			var expr string
+			for _, p := range d.Panels {
+				for _, tg := range p.Targets {
+					if p.Title == c.panel && tg.Legend == "{{weft_route}} "+c.legend {
+						expr = tg.Expr
+					}
+				}
+			}
+			if expr == "" {
+				t.Fatalf("weft-route.json has no %s target in %q", c.legend, c.panel)
+			}
+			vec, err := q(context.Background(), vars.Replace(expr), end)
+			if err != nil {
+				t.Fatal(err)
+			}
+			panel := byLabel(vec, "weft_route")
+			routes := 0
+			for _, r := range tab.Rows {
+				if r.Name == telemetry.DefaultRoute {
+					continue // no route stats: the board shows profile routes only
+				}
+				routes++
+				got, ok := panel[r.Name]
+				want := math.NaN()
+				if p := c.column(r); p != nil {
+					want = *p
+				}
+				if !ok || !(math.Abs(got-want) <= 1e-9) {
+					t.Errorf("%s: panel %v (present %v), table %v", r.Name, got, ok, want)
+				}
+			}
+			if routes == 0 || len(panel) != routes {
+				t.Errorf("panel %v, table %d routes", panel, routes)
+			}
+		})
+	}
+}
+
+// generatedBoard is the dashboard the generator writes to file name.
+func generatedBoard(t *testing.T, name string) boardJSON {
+	t.Helper()
+	files, err := Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d boardJSON
+	if err := json.Unmarshal(files[name], &d); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return d
+}
+
+// byLabel is a panel's values by one label, as its legend shows them.
+func byLabel(vec model.Vector, label model.LabelName) map[string]float64 {
+	out := map[string]float64{}
+	for _, s := range vec {
+		out[string(s.Metric[label])] = float64(s.Value)
+	}
+	return out
 }
 
 // promsourceWindow is the window of a table promsource answers by default, as PromQL.

@@ -280,9 +280,10 @@ func (s *Source) services(ctx context.Context, q telemetry.Query) (telemetry.Tab
 
 // routes is routes svc/NAME: the profile routes' stats (vhost.<fqdn>:<port>.route.<stat_prefix>.*,
 // Envoy's "virtual cluster / route statistics") from every client proxy, summed over ports.
-// Route stats count every attempt (Envoy charges upstream_rq_<class> per upstream
-// request), so Actual is what they say and Effective takes the retries back out: each
-// retry is one more attempt after a failed one, and the request's outcome is its last attempt's.
+// Route stats count one final response per request (a response or reset Envoy retries is
+// charged no upstream_rq_<class>), so Effective is what they say and Actual adds the
+// retries (upstream_rq_retry), each one more attempt after a failed one
+// (telemetry.EffectiveActual).
 func (s *Source) routes(ctx context.Context, q telemetry.Query) (telemetry.Table, error) {
 	ns := cmp.Or(q.Namespace, "default")
 	vhost := fmt.Sprintf(`%s\.%s\.svc\.%s:\d+`, regexp.QuoteMeta(q.Name), regexp.QuoteMeta(ns), regexp.QuoteMeta(s.clusterDomain))
@@ -299,7 +300,7 @@ func (s *Source) routes(ctx context.Context, q telemetry.Query) (telemetry.Table
 		return telemetry.Table{}, err
 	}
 	// [DEFAULT] is the service's outbound clusters (every port) minus its routes: the
-	// requests no profile route matched, as the embedded path computes it.
+	// requests no profile route matched and their retries, as the embedded path computes it.
 	cluster := fmt.Sprintf(`%s=~%q`, bootstrap.TagCluster, fmt.Sprintf(`outbound\|\d+\|%s\.%s\.svc\.%s`,
 		regexp.QuoteMeta(q.Name), regexp.QuoteMeta(ns), regexp.QuoteMeta(s.clusterDomain)))
 	minus := func(by, clusterMetric, routeMetric string) string {
@@ -321,7 +322,7 @@ func (s *Source) routes(ctx context.Context, q telemetry.Query) (telemetry.Table
 	}
 	withTraffic := 0
 	for _, r := range rows {
-		if r.ActualRPS > 0 {
+		if r.EffectiveRPS > 0 {
 			withTraffic++
 		}
 	}
@@ -448,7 +449,7 @@ func (p *partial) row(k rowKey, g golden) telemetry.Row {
 	r.RPS, r.SuccessRate = total, telemetry.SuccessRate(total, failed)
 	if g.retries != "" {
 		classFailed, _ := classes.Failures(nil)
-		effT, effF, actT, actF := telemetry.EffectiveActual(telemetry.Attempts{Total: total, Failures: classFailed, Retries: p.retries, GRPCFailures: p.grpcFailures})
+		effT, effF, actT, actF := telemetry.EffectiveActual(telemetry.RouteCounts{Responses: total, Failures: classFailed, Retries: p.retries, GRPCFailures: p.grpcFailures})
 		r.ActualRPS, r.ActualSuccess = actT, telemetry.SuccessRate(actT, actF)
 		r.EffectiveRPS, r.EffectiveSuccess = effT, telemetry.SuccessRate(effT, effF)
 		r.RPS, r.SuccessRate = effT, r.EffectiveSuccess

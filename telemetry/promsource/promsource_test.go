@@ -47,8 +47,8 @@ func TestPrometheusSourceTables(t *testing.T) {
 			{Namespace: "other", Name: "other", SuccessRate: ptr(1), RPS: 1, P50: ms(3), P95: ms(4.8), P99: ms(4.96), TCPConnections: 1},
 			{Namespace: "shop", Name: "shop", SuccessRate: ptr(0.92), RPS: 25, P50: ms(1 + 4*125.0/150), P95: ms(10 + 15*7.5/20), P99: ms(10 + 15*17.5/20), TCPConnections: 6},
 		}},
-		// 60 attempts per 10 s, 10 failed; 10 at 3 ms and 50 at 8 ms: p50 is rank 30, the
-		// 20th of the 50 in (5ms, 10ms].
+		// 60 requests per 10 s (final responses: a retried one is not charged), 10 failed;
+		// 10 at 3 ms and 50 at 8 ms: p50 is rank 30, the 20th of the 50 in (5ms, 10ms].
 		{"services, as their clients saw them", telemetry.Query{Resource: telemetry.ResourceService, Namespace: "shop"}, []telemetry.Row{
 			{Namespace: "shop", Name: "api", SuccessRate: ptr(50.0 / 60), RPS: 6, P50: ms(7), P95: ms(9.7), P99: ms(9.94)},
 		}},
@@ -57,12 +57,13 @@ func TestPrometheusSourceTables(t *testing.T) {
 			{Namespace: "shop", Name: "web > api", Src: "web", Dst: "api", DstNamespace: "shop", SuccessRate: ptr(50.0 / 60), RPS: 6, P50: ms(7), P95: ms(9.7), P99: ms(9.94)},
 		}},
 		{"no edges from another namespace", telemetry.Query{Resource: telemetry.ResourceEdge, Namespace: "other"}, []telemetry.Row{}},
-		// 50 attempts per 10 s, 10 failed, 6 of them retried: 44 requests, 4 failures.
-		{"routes: effective takes the retries out", telemetry.Query{Resource: telemetry.ResourceRoute, Namespace: "shop", Name: "api"}, []telemetry.Row{
-			{Namespace: "shop", Name: "GET /items", Dst: "api", SuccessRate: ptr(1 - 4.0/44), RPS: 4.4,
-				EffectiveSuccess: ptr(1 - 4.0/44), EffectiveRPS: 4.4, ActualSuccess: ptr(0.8), ActualRPS: 5,
+		// 50 requests per 10 s, 10 failed; 6 retries, each after a failed attempt: 56
+		// attempts, 16 failed.
+		{"routes: actual adds the retried attempts", telemetry.Query{Resource: telemetry.ResourceRoute, Namespace: "shop", Name: "api"}, []telemetry.Row{
+			{Namespace: "shop", Name: "GET /items", Dst: "api", SuccessRate: ptr(0.8), RPS: 5,
+				EffectiveSuccess: ptr(0.8), EffectiveRPS: 5, ActualSuccess: ptr(1 - 16.0/56), ActualRPS: 5.6,
 				P50: ms(7.5), P95: ms(9.75), P99: ms(9.95)},
-			// the cluster's 60 attempts less the route's 50: 10 2xx at 3 ms, no retries.
+			// the cluster's 60 requests and 6 retries less the route's 50 and 6: 10 2xx at 3 ms.
 			{Namespace: "shop", Name: telemetry.DefaultRoute, Dst: "api", SuccessRate: ptr(1), RPS: 1,
 				EffectiveSuccess: ptr(1), EffectiveRPS: 1, ActualSuccess: ptr(1), ActualRPS: 1,
 				P50: ms(3), P95: ms(4.8), P99: ms(4.96)},
@@ -222,6 +223,10 @@ func TestGRPCStatusOnBothPaths(t *testing.T) {
 		r.Dst, r.EffectiveSuccess, r.ActualSuccess, r.EffectiveRPS, r.ActualRPS = svc, sr, sr, rps, rps
 		return r
 	}
+	retried := func(r telemetry.Row, actualSR *float64, actualRPS float64) telemetry.Row {
+		r.ActualSuccess, r.ActualRPS = actualSR, actualRPS
+		return r
+	}
 	server := func(name string, sr *float64, rps float64) telemetry.Row {
 		r := row(name, sr, rps)
 		r.TCPConnections = 1
@@ -234,13 +239,15 @@ func TestGRPCStatusOnBothPaths(t *testing.T) {
 		want        []telemetry.Row
 		wantSkipped []string
 	}{
-		// greeter: 40 calls per 10s, 8 failed; billing: 30, 3 failed; web: HTTP only.
+		// greeter serves 42 calls per 10s, 10 failed; billing: 30, 3 failed; web: HTTP only.
 		{"stat deploy", telemetry.Query{Resource: telemetry.ResourceDeployment, Namespace: "apps"}, []telemetry.Row{
-			server("billing", ptr(0.9), 3), server("greeter", ptr(0.8), 4), server("web", ptr(1), 1),
+			server("billing", ptr(0.9), 3), server("greeter", ptr(1-10.0/42), 4.2), server("web", ptr(1), 1),
 		}, nil},
-		// No profile routes: [DEFAULT] is the whole service, as web's proxy saw it.
+		// No profile routes: [DEFAULT] is the whole service, as web's proxy saw it: 40
+		// calls, 8 failed; ACTUAL adds the 2 retried UNAVAILABLE attempts, and is what
+		// greeter served.
 		{"routes greeter", telemetry.Query{Resource: telemetry.ResourceRoute, Namespace: "apps", Name: "greeter"}, []telemetry.Row{
-			route("greeter", telemetry.DefaultRoute, ptr(0.8), 4),
+			retried(route("greeter", telemetry.DefaultRoute, ptr(0.8), 4), ptr(1-10.0/42), 4.2),
 		}, nil},
 		// A profile route took 10 of billing's 30 calls: which of them failed, Envoy's
 		// stats do not say. No number rather than a guess.
