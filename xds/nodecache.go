@@ -274,8 +274,8 @@ func (c *nodeCache) canonical(nodeID, typeURL string, names []string) {
 
 // respondHeld is respondDelta for a wildcard stream of Weft's delta loop
 // that holds a whole set (d.held): what changed is the difference of two
-// immutable sets, and what the stream holds next is set itself, so no
-// per-stream version map is built. A set the client refused is not sent
+// immutable sets (computed once per pair, see diffFrom), and what the
+// stream holds next is set itself, so no per-stream version map is built. A set the client refused is not sent
 // again (see deltaSub.answered).
 func (c *nodeCache) respondHeld(w *nodeWatch, d *deltaSub, set *typeSet) bool {
 	if set == d.held || set == d.refused {
@@ -288,23 +288,13 @@ func (c *nodeCache) respondHeld(w *nodeWatch, d *deltaSub, set *typeSet) bool {
 	var changed []*encoded
 	var removed []string
 	if set != d.held {
-		for name, e := range set.encoded {
-			if h := d.held.encoded[name]; h == nil || h.hash != e.hash {
-				changed = append(changed, e)
-			}
-		}
-		for name := range d.held.encoded {
-			if set.encoded[name] == nil {
-				removed = append(removed, name)
-			}
-		}
+		diff := set.diffFrom(d.held)
+		changed, removed = diff.changed, diff.removed
 	}
 	first := w.dreq.GetResponseNonce() == ""
 	if len(changed) == 0 && len(removed) == 0 && !first {
 		return false
 	}
-	slices.SortFunc(changed, func(a, b *encoded) int { return strings.Compare(a.name, b.name) })
-	slices.Sort(removed)
 	w.delta <- &deltaResponse{req: w.dreq, version: set.version, resources: changed, removed: removed, set: set}
 	return true
 }
