@@ -112,6 +112,7 @@
 //   - A wildcard delta stream's diff between the set it holds and the new
 //     one is computed once per pair of sets (typeSet.diffFrom) and shared
 //     by every stream of the view.
+//
 // What stays per node is the push itself: the node cache answering each
 // stream's watches (a named RDS subscription still walks its names) and
 // the write.
