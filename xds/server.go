@@ -274,7 +274,7 @@ func (s *Server) check(info NodeInfo, snap *nodeSnapshot, res map[string][]types
 	if err := s.checker(info, res); err != nil {
 		return nil, err
 	}
-	return s.checked.put(k, snap), nil
+	return s.checked.putIfAbsent(k, snap), nil
 }
 
 func changedTypes(prev, next *nodeSnapshot) []string {
