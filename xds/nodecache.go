@@ -301,17 +301,49 @@ func (c *nodeCache) respondHeld(w *nodeWatch, d *deltaSub, set *typeSet) bool {
 
 // respondNamedHeld is respondHeld for a named subscription (RDS): the
 // client holds held's version of each subscribed name, but those
-// subscribed since it was sent.
+// subscribed since it was sent (pending). What it lacks is therefore the
+// subscribed part of the diff from held to set (shared by the streams of a
+// view, see diffFrom) plus what set has of the pending names: a profile
+// edit costs each stream a look at the one route that changed, not at the
+// 2,000 it subscribes to.
 func (c *nodeCache) respondNamedHeld(w *nodeWatch, d *deltaSub, set *typeSet) bool {
 	var changed []*encoded
 	var removed []string
-	for name := range d.subscribed {
-		e, h := set.encoded[name], d.holds(name)
-		switch {
-		case e != nil && (h == nil || h.hash != e.hash):
-			changed = append(changed, e)
-		case e == nil && h != nil:
-			removed = append(removed, name)
+	wants := func(name string) bool {
+		_, subscribed := d.subscribed[name]
+		_, pending := d.pending[name]
+		return subscribed && !pending
+	}
+	diff := &setDiff{}
+	if set != d.held {
+		diff = set.diffFrom(d.held)
+	}
+	if len(diff.changed)+len(diff.removed)+len(d.pending) > len(d.subscribed) {
+		// A subscription smaller than the diff: walking it is cheaper.
+		for name := range d.subscribed {
+			e, h := set.encoded[name], d.holds(name)
+			switch {
+			case e != nil && (h == nil || h.hash != e.hash):
+				changed = append(changed, e)
+			case e == nil && h != nil:
+				removed = append(removed, name)
+			}
+		}
+	} else {
+		for _, e := range diff.changed {
+			if wants(e.name) {
+				changed = append(changed, e)
+			}
+		}
+		for _, name := range diff.removed {
+			if wants(name) {
+				removed = append(removed, name)
+			}
+		}
+		for name := range d.pending {
+			if _, subscribed := d.subscribed[name]; subscribed && set.encoded[name] != nil {
+				changed = append(changed, set.encoded[name])
+			}
 		}
 	}
 	if len(changed) == 0 && len(removed) == 0 {
