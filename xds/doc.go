@@ -109,13 +109,14 @@
 //     checked in full, so what only it has is never let through on a
 //     neighbour's verdict; refusals are not kept. A Checker of the
 //     caller's runs on every node, as it may judge by node.
-//   - A wildcard delta stream's diff between the set it holds and the new
-//     one is computed once per pair of sets (typeSet.diffFrom) and shared
-//     by every stream of the view.
+//   - A delta stream's diff between the set it holds and the new one is
+//     computed once per pair of sets (typeSet.diffFrom) and shared by
+//     every stream of the view; a named subscription (RDS) takes the
+//     subscribed part of it plus the names subscribed since it was sent,
+//     rather than walking its 2,000 names.
 //
 // What stays per node is the push itself: the node cache answering each
-// stream's watches (a named RDS subscription still walks its names) and
-// the write.
+// stream's watches and the write.
 //
 // # Reconnect storms
 //
