@@ -17,15 +17,7 @@ import (
 // and removals of subscribed names it holds; nothing it does not
 // subscribe to.
 func TestRespondNamedHeld(t *testing.T) {
-	hashes, shared := newResourceHashes(), newTypeSets()
-	setOf := func(t *testing.T, rs ...types.Resource) *typeSet {
-		t.Helper()
-		snap, err := buildSnapshot(hashes, shared, map[string][]types.Resource{resourcev3.RouteType: rs})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return snap.sets[resourcev3.RouteType]
-	}
+	setOf := typeSetBuilder(resourcev3.RouteType)
 	r := func(name, cluster string) types.Resource { return routeConfig(name, name, cluster) }
 	a, b, c, d, e := r("a", "x"), r("b", "x"), r("c", "x"), r("d", "x"), r("e", "x")
 	many := []types.Resource{a, b, c, d, e}

@@ -33,15 +33,7 @@ func TestSortedByName(t *testing.T) {
 // TestDiffFrom: what a client holding one set lacks of another, and the
 // same answer, shared, for every stream that asks about the same pair.
 func TestDiffFrom(t *testing.T) {
-	hashes, shared := newResourceHashes(), newTypeSets()
-	setOf := func(t *testing.T, rs ...types.Resource) *typeSet {
-		t.Helper()
-		snap, err := buildSnapshot(hashes, shared, map[string][]types.Resource{resourcev3.ClusterType: rs})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return snap.sets[resourcev3.ClusterType]
-	}
+	setOf := typeSetBuilder(resourcev3.ClusterType)
 	a, b, c := edsCluster("a", "a"), edsCluster("b", "b"), edsCluster("c", "c")
 	b2 := edsCluster("b", "b-moved")
 	cases := []struct {
@@ -70,5 +62,19 @@ func TestDiffFrom(t *testing.T) {
 				t.Error("the diff of the same pair was computed again")
 			}
 		})
+	}
+}
+
+// typeSetBuilder builds sets of one type as a node's snapshot would, all
+// sharing one server's hashes and sets.
+func typeSetBuilder(typeURL string) func(t *testing.T, rs ...types.Resource) *typeSet {
+	hashes, shared := newResourceHashes(), newTypeSets()
+	return func(t *testing.T, rs ...types.Resource) *typeSet {
+		t.Helper()
+		snap, err := buildSnapshot(hashes, shared, map[string][]types.Resource{typeURL: rs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return snap.sets[typeURL]
 	}
 }
