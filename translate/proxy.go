@@ -28,6 +28,7 @@ type assembly struct {
 	once      sync.Once
 	listeners []*listenerv3.Listener
 	clusters  []*clusterv3.Cluster
+	conv      *converted
 }
 
 // assemble returns the listener and cluster lists of a sidecar, or of a
@@ -46,13 +47,14 @@ func (t *Translator) assemble(v *viewEntry, in *inboundEntry, out *listenerv3.Li
 			if len(in.servers) > 0 {
 				a.listeners = append(slices.Clip(v.apiListeners), in.servers...)
 			}
-			return
+		} else {
+			a.listeners = []*listenerv3.Listener{in.listener, out}
+			a.clusters = make([]*clusterv3.Cluster, 0, len(in.clusters)+len(v.clusters)+1)
+			a.clusters = append(a.clusters, in.clusters...)
+			a.clusters = append(a.clusters, v.clusters...)
+			a.clusters = append(a.clusters, t.passthrough)
 		}
-		a.listeners = []*listenerv3.Listener{in.listener, out}
-		a.clusters = make([]*clusterv3.Cluster, 0, len(in.clusters)+len(v.clusters)+1)
-		a.clusters = append(a.clusters, in.clusters...)
-		a.clusters = append(a.clusters, v.clusters...)
-		a.clusters = append(a.clusters, t.passthrough)
+		a.conv = convert(a.listeners, v.routes, a.clusters, v.endpoints)
 	})
 	return a
 }

@@ -162,6 +162,7 @@ func (t *Translator) ForProxy(m *mesh.Model, p *mesh.Proxy) (res *Resources, err
 		Routes:    v.routes,
 		Clusters:  a.clusters,
 		Endpoints: v.endpoints,
+		conv:      a.conv,
 	}, errs
 }
 

@@ -15,6 +15,8 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 
@@ -752,4 +754,60 @@ func TestBadCallsReturnErrors(t *testing.T) {
 	res, errs := tr.ForProxy(m.Model, &mesh.Proxy{Pod: "a", Namespace: "shop"})
 	mustNoErrors(t, errs)
 	listenerNamed(t, res, translate.OutboundListenerName)
+}
+
+// TestByTypeSharesAnAssemblysLists: the proxies of one assembly are given
+// one converted list per type (their sets are then recognised by pointer
+// downstream), each equal to the typed list it stands for; a list swapped
+// after translation is converted afresh, and appending to a shared list
+// never shows in another proxy's.
+func TestByTypeSharesAnAssemblysLists(t *testing.T) {
+	mb := modelBuilder{newModel()}
+	for i := range 5 {
+		mb.add(httpService("shop", fmt.Sprintf("svc%d", i), fmt.Sprintf("10.96.1.%d", i), 80), fmt.Sprintf("10.2.%d.1", i))
+	}
+	tr := translate.NewTranslator(translate.Options{})
+	a, errs := tr.ForProxy(mb.Model, sidecar("shop", "a"))
+	mustNoErrors(t, errs)
+	b, errs := tr.ForProxy(mb.Model, sidecar("shop", "b"))
+	mustNoErrors(t, errs)
+	swapped := *b
+	swapped.Listeners = slices.Clone(b.Listeners)
+
+	same := func(x, y []types.Resource) bool { return len(x) > 0 && len(x) == len(y) && &x[0] == &y[0] }
+	cases := []struct {
+		name    string
+		res     *translate.Resources
+		typeURL string
+		want    []proto.Message
+		// shared: the list must be a's very list.
+		shared bool
+	}{
+		{"routes", b, resourcev3.RouteType, msgs(b.Routes), true},
+		{"clusters", b, resourcev3.ClusterType, msgs(b.Clusters), true},
+		{"listeners", b, resourcev3.ListenerType, msgs(b.Listeners), true},
+		{"endpoints", b, resourcev3.EndpointType, msgs(b.Endpoints), true},
+		{"swapped listeners", &swapped, resourcev3.ListenerType, msgs(swapped.Listeners), false},
+		{"clusters beside swapped listeners", &swapped, resourcev3.ClusterType, msgs(b.Clusters), true},
+	}
+	aLists := a.ByType()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := tc.res.ByType()[tc.typeURL]
+			if len(got) != len(tc.want) {
+				t.Fatalf("%d resources, want %d", len(got), len(tc.want))
+			}
+			for i := range got {
+				if got[i] != tc.want[i].(types.Resource) {
+					t.Errorf("[%d] is %s, want the typed list's", i, cachev3.GetResourceName(got[i]))
+				}
+			}
+			if s := same(got, aLists[tc.typeURL]); s != tc.shared {
+				t.Errorf("shares a's list: %v, want %v", s, tc.shared)
+			}
+			if cap(got) != len(got) {
+				t.Errorf("capacity %d beyond length %d: an append would write into a list other proxies share", cap(got), len(got))
+			}
+		})
+	}
 }

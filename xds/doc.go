@@ -89,6 +89,35 @@
 // the set it acknowledged; nonces are checked), are in delta.go. Delta ACKs
 // carry no names, so an ACK costs a new watch and nothing else.
 //
+// # Rebuilding on a change
+//
+// A change the controller pushes to every proxy (a profile edit, a new
+// namespace) calls SetNodeResources once per node, yet the nodes of a view
+// are given the same resource pointers (translate shares them, its lists
+// included), so the work is done once per distinct set and each node only
+// points at the result. Profiled at 1,000 delta proxies, the per-node work
+// was 81% of a profile edit's CPU: 47% the checker, 29% buildSnapshot.
+//   - buildSnapshot finds a type's set by the pointers it was built from
+//     (typeSets.byInput: a hash of the pointers, confirmed against the
+//     set's input), so a node of a view already built costs a pass over
+//     its pointers, not an encoding lookup, sort and version hash each.
+//   - The default checker's verdict depends only on the peer kind and the
+//     content, and equal content means the same shared sets: an accepted
+//     snapshot is kept per (kind, sets) (checkedSnapshots) and the next
+//     node with the same sets gets it, unchecked. A node whose own
+//     resources differ (its inbound listener) has other sets and is
+//     checked in full, so what only it has is never let through on a
+//     neighbour's verdict; refusals are not kept. A Checker of the
+//     caller's runs on every node, as it may judge by node.
+//   - A delta stream's diff between the set it holds and the new one is
+//     computed once per pair of sets (typeSet.diffFrom) and shared by
+//     every stream of the view; a named subscription (RDS) takes the
+//     subscribed part of it plus the names subscribed since it was sent,
+//     rather than walking its 2,000 names.
+//
+// What stays per node is the push itself: the node cache answering each
+// stream's watches and the write.
+//
 // # Reconnect storms
 //
 // At most MaxSyncingStreams (default 32 per CPU) validated streams receive

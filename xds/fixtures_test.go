@@ -35,17 +35,21 @@ func adsSource() *corev3.ConfigSource {
 
 // apiListener is what a proxyless gRPC client asks for by its target name.
 func apiListener(t testing.TB, name, routeName string) *listenerv3.Listener {
-	hcm := &hcmv3.HttpConnectionManager{
-		StatPrefix: name,
+	return apiListenerOf(t, name, &hcmv3.HttpConnectionManager{
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
 			ConfigSource:    adsSource(),
 			RouteConfigName: routeName,
 		}},
-		HttpFilters: []*hcmv3.HttpFilter{{
-			Name:       "envoy.filters.http.router",
-			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &routerv3.Router{})},
-		}},
-	}
+	})
+}
+
+// apiListenerOf is an api listener of hcm, given its stat prefix and router.
+func apiListenerOf(t testing.TB, name string, hcm *hcmv3.HttpConnectionManager) *listenerv3.Listener {
+	hcm.StatPrefix = name
+	hcm.HttpFilters = []*hcmv3.HttpFilter{{
+		Name:       "envoy.filters.http.router",
+		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &routerv3.Router{})},
+	}}
 	return &listenerv3.Listener{
 		Name:        name,
 		ApiListener: &listenerv3.ApiListener{ApiListener: mustAny(t, hcm)},

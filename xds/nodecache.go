@@ -274,8 +274,8 @@ func (c *nodeCache) canonical(nodeID, typeURL string, names []string) {
 
 // respondHeld is respondDelta for a wildcard stream of Weft's delta loop
 // that holds a whole set (d.held): what changed is the difference of two
-// immutable sets, and what the stream holds next is set itself, so no
-// per-stream version map is built. A set the client refused is not sent
+// immutable sets (computed once per pair, see diffFrom), and what the
+// stream holds next is set itself, so no per-stream version map is built. A set the client refused is not sent
 // again (see deltaSub.answered).
 func (c *nodeCache) respondHeld(w *nodeWatch, d *deltaSub, set *typeSet) bool {
 	if set == d.held || set == d.refused {
@@ -288,40 +288,62 @@ func (c *nodeCache) respondHeld(w *nodeWatch, d *deltaSub, set *typeSet) bool {
 	var changed []*encoded
 	var removed []string
 	if set != d.held {
-		for name, e := range set.encoded {
-			if h := d.held.encoded[name]; h == nil || h.hash != e.hash {
-				changed = append(changed, e)
-			}
-		}
-		for name := range d.held.encoded {
-			if set.encoded[name] == nil {
-				removed = append(removed, name)
-			}
-		}
+		diff := set.diffFrom(d.held)
+		changed, removed = diff.changed, diff.removed
 	}
 	first := w.dreq.GetResponseNonce() == ""
 	if len(changed) == 0 && len(removed) == 0 && !first {
 		return false
 	}
-	slices.SortFunc(changed, func(a, b *encoded) int { return strings.Compare(a.name, b.name) })
-	slices.Sort(removed)
 	w.delta <- &deltaResponse{req: w.dreq, version: set.version, resources: changed, removed: removed, set: set}
 	return true
 }
 
 // respondNamedHeld is respondHeld for a named subscription (RDS): the
 // client holds held's version of each subscribed name, but those
-// subscribed since it was sent.
+// subscribed since it was sent (pending). What it lacks is therefore the
+// subscribed part of the diff from held to set (shared by the streams of a
+// view, see diffFrom) plus what set has of the pending names: a profile
+// edit costs each stream a look at the one route that changed, not at the
+// 2,000 it subscribes to.
 func (c *nodeCache) respondNamedHeld(w *nodeWatch, d *deltaSub, set *typeSet) bool {
 	var changed []*encoded
 	var removed []string
-	for name := range d.subscribed {
-		e, h := set.encoded[name], d.holds(name)
-		switch {
-		case e != nil && (h == nil || h.hash != e.hash):
-			changed = append(changed, e)
-		case e == nil && h != nil:
-			removed = append(removed, name)
+	wants := func(name string) bool {
+		_, subscribed := d.subscribed[name]
+		_, pending := d.pending[name]
+		return subscribed && !pending
+	}
+	diff := &setDiff{}
+	if set != d.held {
+		diff = set.diffFrom(d.held)
+	}
+	if len(diff.changed)+len(diff.removed)+len(d.pending) > len(d.subscribed) {
+		// A subscription smaller than the diff: walking it is cheaper.
+		for name := range d.subscribed {
+			e, h := set.encoded[name], d.holds(name)
+			switch {
+			case e != nil && (h == nil || h.hash != e.hash):
+				changed = append(changed, e)
+			case e == nil && h != nil:
+				removed = append(removed, name)
+			}
+		}
+	} else {
+		for _, e := range diff.changed {
+			if wants(e.name) {
+				changed = append(changed, e)
+			}
+		}
+		for _, name := range diff.removed {
+			if wants(name) {
+				removed = append(removed, name)
+			}
+		}
+		for name := range d.pending {
+			if _, subscribed := d.subscribed[name]; subscribed && set.encoded[name] != nil {
+				changed = append(changed, set.encoded[name])
+			}
 		}
 	}
 	if len(changed) == 0 && len(removed) == 0 {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -34,7 +35,9 @@ type Options struct {
 
 	// Checker judges a node's resource set before it is pushed; a set it
 	// refuses is not pushed and the last good one stays. Defaults to
-	// check.Resources with the peer matching node.Kind.
+	// check.Resources with the peer matching node.Kind, whose verdict is
+	// kept per distinct set (see checkedSnapshots); a Checker given here
+	// runs on every set of every node.
 	Checker func(node NodeInfo, res map[string][]types.Resource) error
 	// EndpointChecker judges each ClusterLoadAssignment before it enters the
 	// shared cache. Endpoints are shared by Envoy and grpc-go nodes, so the
@@ -84,9 +87,12 @@ type Options struct {
 
 // Server is an ADS server. Create it with New.
 type Server struct {
-	log           *slog.Logger
-	metrics       *metrics
-	checker       func(NodeInfo, map[string][]types.Resource) error
+	log     *slog.Logger
+	metrics *metrics
+	checker func(NodeInfo, map[string][]types.Resource) error
+	// checked keeps the default checker's accepted snapshots; nil with a
+	// checker of the caller's, which may judge by node.
+	checked       *checkedSnapshots
 	epChecker     func(*endpointv3.ClusterLoadAssignment) error
 	validator     NodeValidator
 	authenticator Authenticator
@@ -102,8 +108,11 @@ type Server struct {
 
 	syncing syncing
 
-	hashes    *resourceHashes
-	typeSets  *typeSets
+	hashes   *resourceHashes
+	typeSets *typeSets
+	// checks counts the default checker's runs (tests: once per distinct
+	// set, not per node).
+	checks    atomic.Int64
 	snapshots *nodeCache
 	endpoints *endpointCache
 	mux       *cachev3.MuxCache
@@ -154,6 +163,7 @@ func New(opts Options) (*Server, error) {
 	s.log = s.log.With("component", "xds")
 	if s.checker == nil {
 		s.checker = defaultChecker
+		s.checked = newCheckedSnapshots()
 	}
 	if s.epChecker == nil {
 		s.epChecker = defaultEndpointChecker
@@ -224,7 +234,7 @@ func (s *Server) SetNodeResources(ctx context.Context, nodeID string, kind proxy
 
 	snap, err := buildSnapshot(s.hashes, s.typeSets, res)
 	if err == nil {
-		err = s.checker(info, res)
+		snap, err = s.check(info, snap, res)
 	}
 	if err != nil {
 		s.metrics.rejectedSnapshots.WithLabelValues(nodeID).Inc()
@@ -247,6 +257,24 @@ func (s *Server) SetNodeResources(ctx context.Context, nodeID string, kind proxy
 	s.metrics.cacheUpdate.WithLabelValues("snapshot").Observe(time.Since(start).Seconds())
 	s.log.Debug("node resources set", "node", nodeID, "changed", changedLabels(changed), "versions", snap.versions())
 	return nil
+}
+
+// check runs the checker on res, built into snap, and returns the snapshot
+// to serve: an equal one already accepted for another node when there is
+// one (the default checker's verdict is the same for equal sets).
+func (s *Server) check(info NodeInfo, snap *nodeSnapshot, res map[string][]types.Resource) (*nodeSnapshot, error) {
+	if s.checked == nil {
+		return snap, s.checker(info, res)
+	}
+	k := checkedKeyOf(info.Kind, snap)
+	if live := s.checked.get(k); live != nil {
+		return live, nil
+	}
+	s.checks.Add(1)
+	if err := s.checker(info, res); err != nil {
+		return nil, err
+	}
+	return s.checked.putIfAbsent(k, snap), nil
 }
 
 func changedTypes(prev, next *nodeSnapshot) []string {
