@@ -120,7 +120,11 @@
 //
 // What a reconnect costs: a delta client lists what it holds
 // (initial_resource_versions) and gets nothing back but the empty response
-// a wildcard subscription needs. A SotW client cannot say what it holds;
+// a wildcard subscription needs. The listed versions are the stream's
+// until a response replaces them, except that a named subscription whose
+// versions are all current (and name nothing else) keeps the node cache's
+// set or the endpoint cache's generation instead, as if sent them: 10,000
+// proxies reconnecting keep no map of 2,000 names each. A SotW client cannot say what it holds;
 // go-control-plane re-sends the resources even when the first request
 // carries the current version, with that same version. Envoy compares
 // LDS/CDS resources by hash and leaves unchanged ones alone, so this costs

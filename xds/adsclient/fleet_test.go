@@ -27,15 +27,7 @@ func TestFleetSyncsAndWatchesChanges(t *testing.T) {
 
 			configure(ctx, t, srv, "10.0.0.1")
 
-			fleet := NewFleet(addr, FleetOptions{Delta: delta, StreamsPerConn: 2})
-			fctx, stop := context.WithCancel(ctx)
-			defer func() { stop(); fleet.Close() }()
-			for _, n := range fleetNodes {
-				if _, err := fleet.Add(fctx, n); err != nil {
-					t.Fatalf("Add %s: %v", n, err)
-				}
-			}
-			waitFleet(ctx, t, fleet)
+			fleet := syncedFleet(ctx, t, addr, FleetOptions{Delta: delta, StreamsPerConn: 2})
 
 			tests := []struct {
 				name         string
@@ -116,6 +108,22 @@ func configure(ctx context.Context, t *testing.T, srv *xds.Server, ips ...string
 	}
 }
 
+// syncedFleet is a fleet of fleetNodes at addr, synced; it ends with the
+// test.
+func syncedFleet(ctx context.Context, t *testing.T, addr string, o FleetOptions) *Fleet {
+	t.Helper()
+	fleet := NewFleet(addr, o)
+	fctx, stop := context.WithCancel(ctx)
+	t.Cleanup(func() { stop(); fleet.Close() })
+	for _, n := range fleetNodes {
+		if _, err := fleet.Add(fctx, n); err != nil {
+			t.Fatalf("Add %s: %v", n, err)
+		}
+	}
+	waitFleet(ctx, t, fleet)
+	return fleet
+}
+
 // TestFleetReconnectsWithWhatItHolds: after the control plane dies and a
 // new process with the same configuration takes its address, delta
 // proxies list what they hold and are sent only what differs, and still
@@ -143,15 +151,7 @@ func TestFleetReconnectsWithWhatItHolds(t *testing.T) {
 			defer cancel()
 			srv, addr, stop := serveAt(t, xds.ParsingNodeValidator, "127.0.0.1:0")
 			configure(ctx, t, srv, "10.0.0.1")
-			fleet := NewFleet(addr, FleetOptions{Delta: tc.delta})
-			fctx, stopFleet := context.WithCancel(ctx)
-			defer func() { stopFleet(); fleet.Close() }()
-			for _, n := range fleetNodes {
-				if _, err := fleet.Add(fctx, n); err != nil {
-					t.Fatalf("Add %s: %v", n, err)
-				}
-			}
-			waitFleet(ctx, t, fleet)
+			fleet := syncedFleet(ctx, t, addr, FleetOptions{Delta: tc.delta})
 			first := fleet.Resources.Load()
 
 			fleet.ColdReconnect(tc.cold)
