@@ -313,6 +313,9 @@ func (r *run) restart(ctx context.Context, cold bool) ([]Change, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Start-up (informers listing every object, the first translation)
+	// is part of the restart: the log says how much.
+	r.cfg.Log.Info("control plane ready again", "scenario", scenario, "after", time.Since(t0).Round(time.Millisecond))
 	wctx, cancel := context.WithTimeout(ctx, r.cfg.RestartTimeout)
 	defer cancel()
 	lat, err := r.waitSynced(wctx, t0)
