@@ -265,7 +265,7 @@ func (s *Server) serveDelta(ctx context.Context, str discoveryv3.AggregatedDisco
 		s.streamClosed(key)
 	}()
 
-	reqs := receiveRequests(ctx, str.Recv)
+	reqs, admitted := receiveRequests(ctx, str.Recv)
 
 	// As in serveSotw: one open watch per type, each answering at most
 	// once, so the channel never holds more than one response per type.
@@ -329,6 +329,7 @@ func (s *Server) serveDelta(ctx context.Context, str discoveryv3.AggregatedDisco
 			if err != nil {
 				return err
 			}
+			admitted()
 			req.Node = node
 
 			w := watches[typeURL]
