@@ -228,7 +228,9 @@ var (
 // be the load generator's largest cost. It reports whether the proxy holds
 // a version of every name.
 func encodeFirstDelta(node []byte, typeURL string, names []string, held *resourceSet) (rawRequest, bool) {
-	var b []byte
+	// Sized first: grown by append, the buffer would be up to twice the
+	// request, and a reconnect storm holds thousands of them at once.
+	b := make([]byte, 0, firstDeltaSize(node, typeURL, names, held))
 	if node != nil {
 		b = protowire.AppendTag(b, deltaReqFields["node"], protowire.BytesType)
 		b = protowire.AppendBytes(b, node)
@@ -266,6 +268,33 @@ func encodeFirstDelta(node []byte, typeURL string, names []string, held *resourc
 		}
 	}
 	return b, all
+}
+
+// firstDeltaSize is the size of encodeFirstDelta's request.
+func firstDeltaSize(node []byte, typeURL string, names []string, held *resourceSet) int {
+	field := func(num protowire.Number, n int) int { return protowire.SizeTag(num) + protowire.SizeBytes(n) }
+	size := field(deltaReqFields["type_url"], len(typeURL))
+	if node != nil {
+		size += field(deltaReqFields["node"], len(node))
+	}
+	version := func(e *entry) int {
+		return field(deltaReqFields["initial_resource_versions"], field(entryKey, len(e.name))+field(entryValue, len(e.version)))
+	}
+	if names == nil {
+		for _, e := range held.byName {
+			if e.version != "" {
+				size += version(e)
+			}
+		}
+		return size
+	}
+	for _, n := range names {
+		size += field(deltaReqFields["resource_names_subscribe"], len(n))
+		if e := held.byName[n]; e != nil && e.version != "" {
+			size += version(e)
+		}
+	}
+	return size
 }
 
 // nodeFor is the node an Envoy sidecar sends on its first request.

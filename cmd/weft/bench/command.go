@@ -66,7 +66,7 @@ in --out. See docs/performance.md.`,
 	f.StringArrayVar(&cfg.CPArgs, "cp-arg", nil, "extra control plane flag, repeatable (e.g. --cp-arg=--debounce=50ms)")
 	f.DurationVar(&cfg.ChangeTimeout, "change-timeout", time.Minute, "longest wait for one change to reach every affected proxy")
 	f.DurationVar(&cfg.RestartTimeout, "restart-timeout", 5*time.Minute, "longest wait for every proxy to be synced again after a control plane restart")
-	f.StringVar(&maxRSS, "max-cp-rss", "", "stop when the control plane's RSS passes this (a quantity: 8Gi, 500Mi; default: half the machine's memory; 0: no limit)")
+	f.StringVar(&maxRSS, "max-cp-rss", "", "stop when the control plane's (or the load generator's) RSS passes this (a quantity: 8Gi, 500Mi; default: half the machine's memory; 0: no limit)")
 	f.DurationVar(&cfg.CPUProfile, "cpu-profile", 0, "profile the control plane's CPU for this long from the start of each scenario, a restarted one's from when its admin port answers (cp-<proxies>-<scenario>.cpu.pb.gz in --out); 0: none")
 	f.DurationVar(&cfg.Settle, "settle", 300*time.Millisecond, "how long a change's window stays open after its last ACK (CPU, pushes)")
 	return cmd
