@@ -164,32 +164,43 @@ const resourceNamesField = 3
 // resource_names fields, each of which it hands to name, with the field's
 // bytes as on the wire (field) and the name's (value).
 func splitRequest(b []byte, req *discoveryv3.DiscoveryRequest, name func(field, value []byte) error) error {
-	// rest is the message without its names: the rest of the fields are
-	// few and small (the node, on a stream's first request).
-	rest := make([]byte, 0, 256)
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return fmt.Errorf("decoding DiscoveryRequest: %w", protowire.ParseError(n))
-		}
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
-		if m < 0 {
-			return fmt.Errorf("decoding DiscoveryRequest field %d: %w", num, protowire.ParseError(m))
-		}
-		if num != resourceNamesField || typ != protowire.BytesType {
-			rest = append(rest, b[:n+m]...)
-		} else {
-			v, _ := protowire.ConsumeBytes(b[n:])
-			if err := name(b[:n+m], v); err != nil {
-				return err
-			}
-		}
-		b = b[n+m:]
+	rest, err := splitField(b, "DiscoveryRequest", resourceNamesField, name)
+	if err != nil {
+		return err
 	}
 	if err := proto.Unmarshal(rest, req); err != nil {
 		return fmt.Errorf("decoding DiscoveryRequest: %w", err)
 	}
 	return nil
+}
+
+// splitField hands each length-delimited field split of the message b (a
+// kind) to fn, with the field's bytes as on the wire (field) and its
+// value's, and returns the other fields, encoded.
+func splitField(b []byte, kind string, split protowire.Number, fn func(field, value []byte) error) ([]byte, error) {
+	// rest is the message without the split fields: the rest are few and
+	// small (the node, on a stream's first request).
+	rest := make([]byte, 0, 256)
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, fmt.Errorf("decoding %s: %w", kind, protowire.ParseError(n))
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return nil, fmt.Errorf("decoding %s field %d: %w", kind, num, protowire.ParseError(m))
+		}
+		if num != split || typ != protowire.BytesType {
+			rest = append(rest, b[:n+m]...)
+		} else {
+			v, _ := protowire.ConsumeBytes(b[n:])
+			if err := fn(b[:n+m], v); err != nil {
+				return nil, err
+			}
+		}
+		b = b[n+m:]
+	}
+	return rest, nil
 }
 
 // decodeRequest decodes b into req as proto.Unmarshal would, with the
@@ -228,26 +239,15 @@ var initialVersionsField, versionKey, versionValue = func() (protowire.Number, p
 // as it went, a fifth of a restart's CPU at 1,000 proxies. Here the
 // entries' strings are slices of one string, and the map is sized once.
 func decodeDeltaRequest(b []byte, req *discoveryv3.DeltaDiscoveryRequest) error {
-	rest := make([]byte, 0, 256)
 	var entries [][]byte
 	size := 0
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return fmt.Errorf("decoding DeltaDiscoveryRequest: %w", protowire.ParseError(n))
-		}
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
-		if m < 0 {
-			return fmt.Errorf("decoding DeltaDiscoveryRequest field %d: %w", num, protowire.ParseError(m))
-		}
-		if num == initialVersionsField && typ == protowire.BytesType {
-			v, _ := protowire.ConsumeBytes(b[n:])
-			entries = append(entries, v)
-			size += len(v)
-		} else {
-			rest = append(rest, b[:n+m]...)
-		}
-		b = b[n+m:]
+	rest, err := splitField(b, "DeltaDiscoveryRequest", initialVersionsField, func(_, v []byte) error {
+		entries = append(entries, v)
+		size += len(v)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if err := proto.Unmarshal(rest, req); err != nil {
 		return fmt.Errorf("decoding DeltaDiscoveryRequest: %w", err)

@@ -144,15 +144,7 @@ func TestXDSCodecDecodesRequestsAsProto(t *testing.T) {
 			if (wantErr != nil) != tc.wantErr {
 				t.Fatalf("proto.Unmarshal: %v, want error %v", wantErr, tc.wantErr)
 			}
-			// gRPC hands over a message in one piece or in several, one
-			// per frame read.
-			for _, piece := range []int{len(tc.wire) + 1, 7} {
-				var data mem.BufferSlice
-				for rest := tc.wire; len(rest) > 0; {
-					k := min(len(rest), piece)
-					data = append(data, mem.SliceBuffer(bytes.Clone(rest[:k])))
-					rest = rest[k:]
-				}
+			for _, data := range framings(tc.wire) {
 				var got discoveryv3.DiscoveryRequest
 				err := c.Unmarshal(data, &got)
 				if (err != nil) != tc.wantErr {
@@ -193,6 +185,22 @@ func TestXDSCodecDecodesRequestsAsProto(t *testing.T) {
 			}
 		})
 	}
+}
+
+// framings are wire as gRPC may hand it over: in one piece, or in
+// several, one per frame read.
+func framings(wire []byte) []mem.BufferSlice {
+	var out []mem.BufferSlice
+	for _, piece := range []int{len(wire) + 1, 7} {
+		var data mem.BufferSlice
+		for rest := wire; len(rest) > 0; {
+			k := min(len(rest), piece)
+			data = append(data, mem.SliceBuffer(bytes.Clone(rest[:k])))
+			rest = rest[k:]
+		}
+		out = append(out, data)
+	}
+	return out
 }
 
 // TestXDSCodecDecodesDeltaRequestsAsProto: a DeltaDiscoveryRequest, the
@@ -245,13 +253,7 @@ func TestXDSCodecDecodesDeltaRequestsAsProto(t *testing.T) {
 			if (wantErr != nil) != tc.wantErr {
 				t.Fatalf("proto.Unmarshal: %v, want error %v", wantErr, tc.wantErr)
 			}
-			for _, piece := range []int{len(tc.wire) + 1, 7} {
-				var data mem.BufferSlice
-				for rest := tc.wire; len(rest) > 0; {
-					k := min(len(rest), piece)
-					data = append(data, mem.SliceBuffer(bytes.Clone(rest[:k])))
-					rest = rest[k:]
-				}
+			for _, data := range framings(tc.wire) {
 				var got discoveryv3.DeltaDiscoveryRequest
 				err := c.Unmarshal(data, &got)
 				if (err != nil) != tc.wantErr {
