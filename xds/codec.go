@@ -2,6 +2,7 @@ package xds
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -122,6 +123,8 @@ func (c xdsCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		return withBytes(data, func(b []byte) error { return req.split(b) })
 	case *discoveryv3.DiscoveryRequest:
 		return withBytes(data, func(b []byte) error { return decodeRequest(b, req, c.intern) })
+	case *discoveryv3.DeltaDiscoveryRequest:
+		return withBytes(data, func(b []byte) error { return decodeDeltaRequest(b, req) })
 	default:
 		return c.proto.Unmarshal(data, v)
 	}
@@ -161,32 +164,43 @@ const resourceNamesField = 3
 // resource_names fields, each of which it hands to name, with the field's
 // bytes as on the wire (field) and the name's (value).
 func splitRequest(b []byte, req *discoveryv3.DiscoveryRequest, name func(field, value []byte) error) error {
-	// rest is the message without its names: the rest of the fields are
-	// few and small (the node, on a stream's first request).
-	rest := make([]byte, 0, 256)
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return fmt.Errorf("decoding DiscoveryRequest: %w", protowire.ParseError(n))
-		}
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
-		if m < 0 {
-			return fmt.Errorf("decoding DiscoveryRequest field %d: %w", num, protowire.ParseError(m))
-		}
-		if num != resourceNamesField || typ != protowire.BytesType {
-			rest = append(rest, b[:n+m]...)
-		} else {
-			v, _ := protowire.ConsumeBytes(b[n:])
-			if err := name(b[:n+m], v); err != nil {
-				return err
-			}
-		}
-		b = b[n+m:]
+	rest, err := splitField(b, "DiscoveryRequest", resourceNamesField, name)
+	if err != nil {
+		return err
 	}
 	if err := proto.Unmarshal(rest, req); err != nil {
 		return fmt.Errorf("decoding DiscoveryRequest: %w", err)
 	}
 	return nil
+}
+
+// splitField hands each length-delimited field split of the message b (a
+// kind) to fn, with the field's bytes as on the wire (field) and its
+// value's, and returns the other fields, encoded.
+func splitField(b []byte, kind string, split protowire.Number, fn func(field, value []byte) error) ([]byte, error) {
+	// rest is the message without the split fields: the rest are few and
+	// small (the node, on a stream's first request).
+	rest := make([]byte, 0, 256)
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, fmt.Errorf("decoding %s: %w", kind, protowire.ParseError(n))
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return nil, fmt.Errorf("decoding %s field %d: %w", kind, num, protowire.ParseError(m))
+		}
+		if num != split || typ != protowire.BytesType {
+			rest = append(rest, b[:n+m]...)
+		} else {
+			v, _ := protowire.ConsumeBytes(b[n:])
+			if err := fn(b[:n+m], v); err != nil {
+				return nil, err
+			}
+		}
+		b = b[n+m:]
+	}
+	return rest, nil
 }
 
 // decodeRequest decodes b into req as proto.Unmarshal would, with the
@@ -208,6 +222,77 @@ func decodeRequest(b []byte, req *discoveryv3.DiscoveryRequest, intern func([]by
 		return err
 	}
 	req.ResourceNames = names
+	return nil
+}
+
+// initialVersionsField is DeltaDiscoveryRequest.initial_resource_versions,
+// and versionKey and versionValue its map entry's fields.
+var initialVersionsField, versionKey, versionValue = func() (protowire.Number, protowire.Number, protowire.Number) {
+	f := (&discoveryv3.DeltaDiscoveryRequest{}).ProtoReflect().Descriptor().Fields().ByName("initial_resource_versions")
+	return f.Number(), f.MapKey().Number(), f.MapValue().Number()
+}()
+
+// decodeDeltaRequest decodes b into req as proto.Unmarshal would, but for
+// initial_resource_versions: a reconnecting proxy lists a name and a
+// version for every resource it holds (6,000 at 2,000 services), and
+// protobuf's map decoding allocated two strings per entry and grew the map
+// as it went, a fifth of a restart's CPU at 1,000 proxies. Here the
+// entries' strings are slices of one string, and the map is sized once.
+func decodeDeltaRequest(b []byte, req *discoveryv3.DeltaDiscoveryRequest) error {
+	var entries [][]byte
+	size := 0
+	rest, err := splitField(b, "DeltaDiscoveryRequest", initialVersionsField, func(_, v []byte) error {
+		entries = append(entries, v)
+		size += len(v)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := proto.Unmarshal(rest, req); err != nil {
+		return fmt.Errorf("decoding DeltaDiscoveryRequest: %w", err)
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	// One string holds every key and value (b is reused once decoded); a
+	// Builder hands over its bytes without copying them again.
+	var all strings.Builder
+	all.Grow(size)
+	type span struct{ key, value [2]int }
+	spans := make([]span, len(entries))
+	for i, e := range entries {
+		for len(e) > 0 {
+			num, typ, n := protowire.ConsumeTag(e)
+			if n < 0 {
+				return fmt.Errorf("decoding DeltaDiscoveryRequest: initial_resource_versions entry %d: %w", i, protowire.ParseError(n))
+			}
+			m := protowire.ConsumeFieldValue(num, typ, e[n:])
+			if m < 0 {
+				return fmt.Errorf("decoding DeltaDiscoveryRequest: initial_resource_versions entry %d: %w", i, protowire.ParseError(m))
+			}
+			if typ == protowire.BytesType && (num == versionKey || num == versionValue) {
+				v, _ := protowire.ConsumeBytes(e[n:])
+				if !utf8.Valid(v) {
+					return fmt.Errorf("decoding DeltaDiscoveryRequest: initial_resource_versions entry %d is not valid UTF-8", i)
+				}
+				at := [2]int{all.Len(), all.Len() + len(v)}
+				all.Write(v)
+				if num == versionKey {
+					spans[i].key = at
+				} else {
+					spans[i].value = at
+				}
+			}
+			e = e[n+m:]
+		}
+	}
+	s := all.String()
+	versions := make(map[string]string, len(spans))
+	for _, sp := range spans {
+		versions[s[sp.key[0]:sp.key[1]]] = s[sp.value[0]:sp.value[1]]
+	}
+	req.InitialResourceVersions = versions
 	return nil
 }
 

@@ -2,7 +2,6 @@ package xds
 
 import (
 	"context"
-	"maps"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -266,7 +265,7 @@ func (s *Server) serveDelta(ctx context.Context, str discoveryv3.AggregatedDisco
 		s.streamClosed(key)
 	}()
 
-	reqs := receiveRequests(ctx, str.Recv)
+	reqs, admitted := receiveRequests(ctx, str.Recv)
 
 	// As in serveSotw: one open watch per type, each answering at most
 	// once, so the channel never holds more than one response per type.
@@ -330,6 +329,7 @@ func (s *Server) serveDelta(ctx context.Context, str discoveryv3.AggregatedDisco
 			if err != nil {
 				return err
 			}
+			admitted()
 			req.Node = node
 
 			w := watches[typeURL]
@@ -337,11 +337,9 @@ func (s *Server) serveDelta(ctx context.Context, str discoveryv3.AggregatedDisco
 				if len(watches) == sotwTypes {
 					return status.Errorf(codes.InvalidArgument, "more than %d resource types on one stream", sotwTypes)
 				}
-				var initial map[string]string
-				if v := req.GetInitialResourceVersions(); len(v) > 0 {
-					initial = maps.Clone(v)
-				}
-				w = &deltaWatch{sub: newDeltaSub(req.GetResourceNamesSubscribe(), req.GetResourceNamesUnsubscribe(), initial, !slices.Contains(noLegacyWildcard, typeURL))}
+				// The request is the stream's own: its map becomes the
+				// subscription's, not copied (it is dropped below).
+				w = &deltaWatch{sub: newDeltaSub(req.GetResourceNamesSubscribe(), req.GetResourceNamesUnsubscribe(), req.GetInitialResourceVersions(), !slices.Contains(noLegacyWildcard, typeURL))}
 				watches[typeURL] = w
 			} else {
 				if w.cancel != nil {

@@ -2,6 +2,7 @@ package xds
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -106,7 +107,15 @@ func TestDeltaInitialResourceVersions(t *testing.T) {
 	c.subscribe(resourcev3.EndpointType, "a-cla", "b-cla")
 	eds := c.next(t)
 	c.ack(eds)
+	c.subscribe(resourcev3.RouteType, "echo.test-route")
+	rds := c.next(t)
+	c.ack(rds)
 	c.close()
+	with := func(held map[string]string, name, version string) map[string]string {
+		out := maps.Clone(held)
+		out[name] = version
+		return out
+	}
 
 	cases := []struct {
 		name    string
@@ -127,6 +136,15 @@ func TestDeltaInitialResourceVersions(t *testing.T) {
 			held: eds.resourceVersions, wantNone: true},
 		{name: "named, one stale", typeURL: resourcev3.EndpointType, names: []string{"a-cla", "b-cla"},
 			held: map[string]string{"a-cla": eds.resourceVersions["a-cla"], "b-cla": "old"}, wantNames: []string{"b-cla"}},
+		{name: "named, one gone", typeURL: resourcev3.EndpointType, names: []string{"a-cla", "b-cla", "gone-cla"},
+			held: with(eds.resourceVersions, "gone-cla", "v"), wantRemoved: []string{"gone-cla"}},
+		// Routes are per node (the node cache), endpoints shared.
+		{name: "named routes, holding everything", typeURL: resourcev3.RouteType, names: []string{"echo.test-route"},
+			held: rds.resourceVersions, wantNone: true},
+		{name: "named routes, one stale", typeURL: resourcev3.RouteType, names: []string{"echo.test-route"},
+			held: map[string]string{"echo.test-route": "old"}, wantNames: []string{"echo.test-route"}},
+		{name: "named routes, one gone", typeURL: resourcev3.RouteType, names: []string{"echo.test-route", "gone-route"},
+			held: with(rds.resourceVersions, "gone-route", "v"), wantRemoved: []string{"gone-route"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -340,6 +358,83 @@ func TestDeltaWildcardHoldsTheSharedSet(t *testing.T) {
 	}
 	if held[0] != held[1] {
 		t.Errorf("two nodes with the same clusters hold different sets %p and %p", held[0], held[1])
+	}
+}
+
+// TestDeltaReconnectHoldsTheSharedSet: a named subscription whose
+// initial_resource_versions are all current is sent nothing and keeps the
+// node cache's set, not the map the client sent, unless the map says more
+// (a version of a name not subscribed); a later change is sent against
+// what it keeps, and alone.
+func TestDeltaReconnectHoldsTheSharedSet(t *testing.T) {
+	cases := []struct {
+		name     string
+		extra    map[string]string // initial versions besides the subscribed routes'
+		wantHeld bool
+	}{
+		{"every subscribed route current", nil, true},
+		{"a version of an unsubscribed route too", map[string]string{"unsubscribed-route": "v"}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := New(Options{Logger: testLogger(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := nodeSet(t, "echo.test")
+			res[resourcev3.RouteType] = append(res[resourcev3.RouteType], routeConfig("other-route", "other:8080", "other-cluster"))
+			mustSet(t, s, node1, res, time.Time{})
+			versions := maps.Clone(tc.extra)
+			if versions == nil {
+				versions = map[string]string{}
+			}
+			for _, r := range res[resourcev3.RouteType] {
+				h, err := s.hashes.hash(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				versions[cachev3.GetResourceName(r)] = h
+			}
+
+			sub := newDeltaSub([]string{"echo.test-route", "other-route"}, nil, versions, false)
+			out := make(chan cachev3.DeltaResponse, 1)
+			req := &discoveryv3.DeltaDiscoveryRequest{Node: &corev3.Node{Id: node1}, TypeUrl: resourcev3.RouteType}
+			cancel, err := s.snapshots.CreateDeltaWatch(req, sub, out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cancel()
+			select {
+			case r := <-out:
+				t.Fatalf("a response to a client holding every route: %v", r)
+			default:
+			}
+			if held := sub.held != nil && sub.returned == nil; held != tc.wantHeld {
+				t.Fatalf("held %p, returned %v: want the node's set instead of a map: %v", sub.held, sub.returned, tc.wantHeld)
+			}
+			changeOtherRoute(t, s, res, out)
+		})
+	}
+}
+
+// changeOtherRoute changes other-route in res and expects out to carry it
+// alone.
+func changeOtherRoute(t *testing.T, s *Server, res map[string][]types.Resource, out chan cachev3.DeltaResponse) {
+	t.Helper()
+
+	res[resourcev3.RouteType][1] = routeConfig("other-route", "other:8080", "changed-cluster")
+	mustSet(t, s, node1, res, time.Time{})
+	select {
+	case r := <-out:
+		got, err := r.GetDeltaDiscoveryResponse()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.GetResources()) != 1 || got.GetResources()[0].GetName() != "other-route" || len(got.GetRemovedResources()) != 0 {
+			t.Errorf("after one route changed: %v removed %v, want other-route alone", got.GetResources(), got.GetRemovedResources())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no response after a route changed")
 	}
 }
 

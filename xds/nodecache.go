@@ -125,7 +125,7 @@ func (c *nodeCache) respond(w *nodeWatch, snap *nodeSnapshot, opening bool) bool
 		return false
 	}
 	if w.delta != nil {
-		return c.respondDelta(w, set)
+		return c.respondDelta(w, set, opening)
 	}
 	if set.version == w.version && (!opening || !c.lacksAny(w.sub, set)) {
 		return false
@@ -192,8 +192,10 @@ func (c *nodeCache) lacksAny(sub cachev3.Subscription, set *typeSet) bool {
 
 // respondDelta sends what changed against what the client holds, as
 // go-control-plane's SnapshotCache does: resources whose content hash
-// differs, and removals of held resources that are gone.
-func (c *nodeCache) respondDelta(w *nodeWatch, set *typeSet) bool {
+// differs, and removals of held resources that are gone. opening says the
+// stream's own goroutine is opening w, so the subscription may be changed
+// here.
+func (c *nodeCache) respondDelta(w *nodeWatch, set *typeSet, opening bool) bool {
 	d, ours := w.sub.(*deltaSub)
 	if ours && d.held != nil {
 		if d.wildcard {
@@ -205,6 +207,7 @@ func (c *nodeCache) respondDelta(w *nodeWatch, set *typeSet) bool {
 	var changed []*encoded
 	var removed []string
 	var next map[string]string
+	heldSubscribed := 0 // subscribed names the client holds
 	if w.sub.IsWildcard() {
 		if !ours {
 			next = make(map[string]string, len(set.encoded))
@@ -228,6 +231,9 @@ func (c *nodeCache) respondDelta(w *nodeWatch, set *typeSet) bool {
 		}
 		for name := range w.sub.SubscribedResources() {
 			v, held := known[name]
+			if held {
+				heldSubscribed++
+			}
 			if e := set.encoded[name]; e != nil {
 				if !held || v != e.hash {
 					changed = append(changed, e)
@@ -242,6 +248,16 @@ func (c *nodeCache) respondDelta(w *nodeWatch, set *typeSet) bool {
 	}
 	first := w.sub.IsWildcard() && w.dreq.GetResponseNonce() == ""
 	if len(changed) == 0 && len(removed) == 0 && !first {
+		if ours && opening && !d.wildcard && heldSubscribed == len(known) {
+			// A reconnecting client listed the current version of every
+			// name it subscribes to that exists, and nothing else: it
+			// holds set, as if sent it, and keeps a pointer where its
+			// initial_resource_versions would have stayed a map of its
+			// own (2,000 routes at 2,000 services, per proxy, until the
+			// next change). Holding more (resources a wildcard brought),
+			// it keeps the map, which says so.
+			d.held, d.returned, d.pending, d.heldWhole = set, nil, nil, false
+		}
 		return false
 	}
 	slices.SortFunc(changed, func(a, b *encoded) int { return strings.Compare(a.name, b.name) })

@@ -177,7 +177,7 @@ func (s *Server) serveSotw(ctx context.Context, str discoveryv3.AggregatedDiscov
 		s.streamClosed(key)
 	}()
 
-	reqs := receiveRequests(ctx, func() (*sotwRequest, error) {
+	reqs, admitted := receiveRequests(ctx, func() (*sotwRequest, error) {
 		req := newSotwRequest()
 		return req, str.RecvMsg(req)
 	})
@@ -242,6 +242,7 @@ func (s *Server) serveSotw(ctx context.Context, str discoveryv3.AggregatedDiscov
 			if err != nil {
 				return err
 			}
+			admitted()
 			req.Node = node
 
 			if w == nil {
@@ -279,11 +280,28 @@ func (s *Server) serveSotw(ctx context.Context, str discoveryv3.AggregatedDiscov
 // receiveRequests reads a stream's requests on a goroutine of its own, so
 // that a stream loop waits for requests, responses and the end of ctx at
 // once. The channel closes when the stream or ctx ends.
-func receiveRequests[T any](ctx context.Context, recv func() (T, error)) <-chan T {
+//
+// After the first request it reads nothing until the loop calls admitted:
+// a stream waits in that first request while its node is validated and
+// for a syncing slot, and reading ahead would decode its next request
+// meanwhile. A reconnecting delta proxy's CDS request lists a version per
+// cluster (about 400 KB decoded at 2,000 services), and in a reconnect
+// storm every waiting stream would hold one; unread, it stays in gRPC's
+// flow-control window.
+func receiveRequests[T any](ctx context.Context, recv func() (T, error)) (_ <-chan T, admitted func()) {
 	reqs := make(chan T)
+	admittedCh := make(chan struct{})
+	admitted = sync.OnceFunc(func() { close(admittedCh) })
 	go func() {
 		defer close(reqs)
-		for {
+		for first := true; ; first = false {
+			if !first {
+				select {
+				case <-admittedCh:
+				case <-ctx.Done():
+					return
+				}
+			}
 			req, err := recv()
 			if err != nil {
 				return
@@ -295,7 +313,7 @@ func receiveRequests[T any](ctx context.Context, recv func() (T, error)) <-chan 
 			}
 		}
 	}()
-	return reqs
+	return reqs, admitted
 }
 
 // dropQueued empties responses after typeURL's watch was cancelled: its

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,6 +39,14 @@ const waitTimeout = 10 * time.Second
 // not whether the fixtures would pass Envoy.
 func startServer(t *testing.T, validator xds.NodeValidator) (*xds.Server, string) {
 	t.Helper()
+	s, addr, _ := serveAt(t, validator, "127.0.0.1:0")
+	return s, addr
+}
+
+// serveAt is startServer on addr; stop ends the server (and its streams)
+// before the test does, as a control plane that dies.
+func serveAt(t *testing.T, validator xds.NodeValidator, addr string) (_ *xds.Server, _ string, stop func()) {
+	t.Helper()
 	s, err := xds.New(xds.Options{
 		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Checker:         func(xds.NodeInfo, map[string][]types.Resource) error { return nil },
@@ -47,20 +56,24 @@ func startServer(t *testing.T, validator xds.NodeValidator) (*xds.Server, string
 	if err != nil {
 		t.Fatalf("xds.New: %v", err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ctx, lis) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return s, lis.Addr().String()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-served; err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return s, lis.Addr().String(), stop
 }
 
 func ads() *corev3.ConfigSource {

@@ -22,6 +22,9 @@ type wireCodec struct{}
 func (wireCodec) Name() string { return "proto" }
 
 func (wireCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if raw, ok := v.(rawRequest); ok {
+		return mem.BufferSlice{mem.SliceBuffer(raw)}, nil
+	}
 	m, ok := v.(proto.Message)
 	if !ok {
 		return nil, fmt.Errorf("adsclient codec: cannot marshal %T", v)
@@ -62,6 +65,9 @@ type wireResponse struct {
 
 type wireResource struct {
 	value []byte // the Any's value: the encoded resource
+	// version is the resource's version (delta only): what a reconnecting
+	// proxy lists in initial_resource_versions.
+	version []byte
 }
 
 func (r *wireResponse) free() {
@@ -163,11 +169,14 @@ func (r *wireResponse) parseDelta(b []byte) error {
 		case deltaFields["removed_resources"]:
 			r.removed = append(r.removed, string(v))
 		case deltaFields["resources"]:
-			var val []byte
+			var res wireResource
 			if err := walk(v, func(n protowire.Number, rv []byte) bool {
-				if n == resFields["resource"] {
-					val, inner = anyValue(rv)
-					return false
+				switch n {
+				case resFields["resource"]:
+					res.value, inner = anyValue(rv)
+					return inner == nil
+				case resFields["version"]:
+					res.version = rv
 				}
 				return true
 			}); err != nil {
@@ -176,8 +185,8 @@ func (r *wireResponse) parseDelta(b []byte) error {
 			if inner != nil {
 				return false
 			}
-			if val != nil {
-				r.resources = append(r.resources, wireResource{value: val})
+			if res.value != nil {
+				r.resources = append(r.resources, res)
 			}
 		}
 		return true
@@ -196,6 +205,96 @@ func anyValue(b []byte) ([]byte, error) {
 		return true
 	})
 	return out, err
+}
+
+// rawRequest is a request encoded by the fleet itself (see
+// encodeFirstDelta), sent as is.
+type rawRequest []byte
+
+var (
+	deltaReqFields = fieldsOf(&discoveryv3.DeltaDiscoveryRequest{})
+	versionEntry   = (&discoveryv3.DeltaDiscoveryRequest{}).ProtoReflect().Descriptor().Fields().
+			ByName("initial_resource_versions").Message().Fields()
+	entryKey   = versionEntry.ByName("key").Number()
+	entryValue = versionEntry.ByName("value").Number()
+)
+
+// encodeFirstDelta encodes the first DeltaDiscoveryRequest of a type on a
+// new stream: node (if any), type, the names subscribed, and what the
+// proxy holds of them as initial_resource_versions (every resource of
+// held when names is nil: a wildcard type). It is encoded here rather
+// than built as a message because a reconnecting proxy lists thousands of
+// versions, and 10,000 of them reconnect at once: a map per request would
+// be the load generator's largest cost. It reports whether the proxy holds
+// a version of every name.
+func encodeFirstDelta(node []byte, typeURL string, names []string, held *resourceSet) (rawRequest, bool) {
+	// Sized first: grown by append, the buffer would be up to twice the
+	// request, and a reconnect storm holds thousands of them at once.
+	b := make([]byte, 0, firstDeltaSize(node, typeURL, names, held))
+	if node != nil {
+		b = protowire.AppendTag(b, deltaReqFields["node"], protowire.BytesType)
+		b = protowire.AppendBytes(b, node)
+	}
+	b = protowire.AppendTag(b, deltaReqFields["type_url"], protowire.BytesType)
+	b = protowire.AppendString(b, typeURL)
+	version := func(e *entry) {
+		size := protowire.SizeTag(entryKey) + protowire.SizeBytes(len(e.name)) +
+			protowire.SizeTag(entryValue) + protowire.SizeBytes(len(e.version))
+		b = protowire.AppendTag(b, deltaReqFields["initial_resource_versions"], protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(size))
+		b = protowire.AppendTag(b, entryKey, protowire.BytesType)
+		b = protowire.AppendString(b, e.name)
+		b = protowire.AppendTag(b, entryValue, protowire.BytesType)
+		b = protowire.AppendString(b, e.version)
+	}
+	if names == nil {
+		for _, e := range held.byName {
+			if e.version != "" {
+				version(e)
+			}
+		}
+		return b, true
+	}
+	all := true
+	for _, n := range names {
+		b = protowire.AppendTag(b, deltaReqFields["resource_names_subscribe"], protowire.BytesType)
+		b = protowire.AppendString(b, n)
+		// A name the proxy lacks (never received, or removed since) is
+		// subscribed without a version, as Envoy does.
+		if e := held.byName[n]; e != nil && e.version != "" {
+			version(e)
+		} else {
+			all = false
+		}
+	}
+	return b, all
+}
+
+// firstDeltaSize is the size of encodeFirstDelta's request.
+func firstDeltaSize(node []byte, typeURL string, names []string, held *resourceSet) int {
+	field := func(num protowire.Number, n int) int { return protowire.SizeTag(num) + protowire.SizeBytes(n) }
+	size := field(deltaReqFields["type_url"], len(typeURL))
+	if node != nil {
+		size += field(deltaReqFields["node"], len(node))
+	}
+	version := func(e *entry) int {
+		return field(deltaReqFields["initial_resource_versions"], field(entryKey, len(e.name))+field(entryValue, len(e.version)))
+	}
+	if names == nil {
+		for _, e := range held.byName {
+			if e.version != "" {
+				size += version(e)
+			}
+		}
+		return size
+	}
+	for _, n := range names {
+		size += field(deltaReqFields["resource_names_subscribe"], len(n))
+		if e := held.byName[n]; e != nil && e.version != "" {
+			size += version(e)
+		}
+	}
+	return size
 }
 
 // nodeFor is the node an Envoy sidecar sends on its first request.

@@ -55,7 +55,8 @@ type Config struct {
 	Namespaces int
 	// Endpoints per service at rest.
 	Endpoints int
-	// Changes per scenario (namespace-add makes a fifth as many, restart one).
+	// Changes per scenario (namespace-add makes a fifth as many, restart
+	// and restart-cold one).
 	Changes   int
 	Scenarios []string
 	// Delta selects incremental xDS for every simulated proxy.
@@ -68,8 +69,13 @@ type Config struct {
 	CPArgs   []string
 	// ChangeTimeout bounds the wait for one change to converge.
 	ChangeTimeout time.Duration
+	// RestartTimeout bounds the wait for every proxy to be synced again
+	// after a control plane restart, which at 10,000 proxies takes longer
+	// than any other change.
+	RestartTimeout time.Duration
 	// CPUProfile, if at least a second, profiles the control plane's CPU
-	// for that long from the start of each scenario but restart.
+	// for that long from the start of each scenario (for a restart, from
+	// the moment the new process's admin port answers).
 	CPUProfile time.Duration
 	// MaxCPRSS stops a proxy count (and the larger ones) when the control
 	// plane's resident memory passes it: on a shared machine an
@@ -169,6 +175,9 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("--scenarios: %q is not one of %s", s, strings.Join(Scenarios, ", ")))
 		}
 	}
+	if slices.ContainsFunc(c.Scenarios, isRestart) && c.RestartTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--restart-timeout %v: a restart needs a positive timeout", c.RestartTimeout))
+	}
 	if c.CPBinary == "" {
 		errs = append(errs, errors.New("--cp-binary: build the control plane first (go build -o bin/cp ./cmd/cp)"))
 	} else if _, err := os.Stat(c.CPBinary); err != nil {
@@ -246,7 +255,7 @@ func runSize(ctx context.Context, cfg Config, cl *cluster, env *testenv.Env, n i
 	if err != nil {
 		return res, err
 	}
-	if err := cp.start(ctx); err != nil {
+	if err := cp.start(ctx, nil); err != nil {
 		return res, err
 	}
 	r := &run{cfg: cfg, cluster: cl, cp: cp, proxies: n, settle: cfg.Settle}
@@ -328,7 +337,9 @@ func runSize(ctx context.Context, cfg Config, cl *cluster, env *testenv.Env, n i
 		case ScenarioNamespaceAdd:
 			chs, err = r.namespaceAdd(ctx)
 		case ScenarioRestart:
-			chs, err = r.restart(ctx)
+			chs, err = r.restart(ctx, false)
+		case ScenarioRestartCold:
+			chs, err = r.restart(ctx, true)
 		}
 		res.Changes = append(res.Changes, chs...)
 		stopProfile()
@@ -346,11 +357,12 @@ func runSize(ctx context.Context, cfg Config, cl *cluster, env *testenv.Env, n i
 }
 
 // cpuProfile starts a CPU profile of the control plane for the first
-// cfg.CPUProfile of a scenario (not a restart, which kills the process
-// profiled) and returns what waits for it to be saved.
+// cfg.CPUProfile of a scenario and returns what waits for it to be saved.
+// A restart kills the process profiled: it profiles the new process
+// itself (restartProfile).
 func (r *run) cpuProfile(ctx context.Context, scenario string) (wait func()) {
 	secs := int(r.cfg.CPUProfile.Seconds())
-	if secs < 1 || scenario == ScenarioRestart {
+	if secs < 1 || isRestart(scenario) {
 		return func() {}
 	}
 	path := filepath.Join(r.cfg.Out, fmt.Sprintf("cp-%d-%s.cpu.pb.gz", r.proxies, scenario))
@@ -380,13 +392,20 @@ func (r *run) guardMemory(ctx context.Context, cancel context.CancelCauseFunc) {
 		case <-tick.C:
 		}
 		rss, _, err := r.cp.memory()
+		who := "the control plane"
+		// The load generator holds what 10,000 Envoys would hold between
+		// them (a reconnect storm's requests waiting for admission): it is
+		// held to the same bound.
+		if self, _, serr := procMemory("self"); err == nil && serr == nil && self > rss {
+			rss, who = self, "the load generator"
+		}
 		if err == nil && rss > r.cfg.MaxCPRSS {
 			synced := 0
 			if f := r.fleetNow(); f != nil {
 				synced = f.Synced()
 			}
-			err := fmt.Errorf("%w: the control plane's RSS reached %s MiB, over --max-cp-rss %s MiB, with %d of %d proxies synced",
-				ErrMemoryLimit, mib(rss), mib(r.cfg.MaxCPRSS), synced, r.proxies)
+			err := fmt.Errorf("%w: %s's RSS reached %s MiB, over --max-cp-rss %s MiB, with %d of %d proxies synced",
+				ErrMemoryLimit, who, mib(rss), mib(r.cfg.MaxCPRSS), synced, r.proxies)
 			r.cfg.Log.Error("stopping this proxy count", "proxies", r.proxies, "error", err)
 			cancel(err)
 			r.cp.kill()

@@ -18,8 +18,9 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestBenchEndToEnd runs the real thing small: a local Kubernetes, the cp
-// binary built from this checkout, 20 proxies, 10 services, two scenarios
-// (an endpoint change reaches some proxies, a restart all of them).
+// binary built from this checkout, 20 delta proxies, 10 services, three
+// scenarios (an endpoint change reaches some proxies, a restart all of
+// them, once as Envoy reconnects and once holding nothing).
 func TestBenchEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a local Kubernetes and builds the control plane")
@@ -35,8 +36,8 @@ func TestBenchEndToEnd(t *testing.T) {
 	out := filepath.Join(dir, "out")
 	results, err := Run(t.Context(), Config{
 		Proxies: []int{proxies}, Services: services, Namespaces: 3, Endpoints: 2, Changes: 4,
-		Scenarios: []string{ScenarioEndpointFlap, ScenarioRestart},
-		Out:       out, CPBinary: cp, ChangeTimeout: 30 * time.Second, Settle: 50 * time.Millisecond,
+		Scenarios: []string{ScenarioEndpointFlap, ScenarioRestart, ScenarioRestartCold}, Delta: true,
+		Out: out, CPBinary: cp, ChangeTimeout: 30 * time.Second, RestartTimeout: time.Minute, Settle: 50 * time.Millisecond,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Stdout: &stdout,
 		// A debounce long enough to tell apart from the push itself: the
 		// convergence the bench reports must include it.
@@ -59,6 +60,7 @@ func TestBenchEndToEnd(t *testing.T) {
 		t.Errorf("RSS connected %d, peak %d: want a positive RSS under its peak", r.RSSConnected, r.PeakRSS)
 	}
 	var flaps, restarts int
+	var warm, cold Change
 	for _, ch := range r.Changes {
 		if !ch.Complete || ch.ACKed != ch.Affected {
 			t.Errorf("%s #%d: %d of %d affected proxies ACKed", ch.Scenario, ch.Index, ch.ACKed, ch.Affected)
@@ -77,15 +79,29 @@ func TestBenchEndToEnd(t *testing.T) {
 			if ch.Convergence < 60*time.Millisecond {
 				t.Errorf("endpoint flap #%d converged in %v, faster than the debounce", ch.Index, ch.Convergence)
 			}
-		case ScenarioRestart:
+		case ScenarioRestart, ScenarioRestartCold:
 			restarts++
 			if ch.Affected != proxies || ch.CPU <= 0 {
-				t.Errorf("restart: %d affected, CPU %v; want %d and some CPU", ch.Affected, ch.CPU, proxies)
+				t.Errorf("%s: %d affected, CPU %v; want %d and some CPU", ch.Scenario, ch.Affected, ch.CPU, proxies)
+			}
+			if ch.Scenario == ScenarioRestart {
+				warm = ch
+			} else {
+				cold = ch
 			}
 		}
 	}
-	if flaps != 4 || restarts != 1 {
-		t.Errorf("%d flaps and %d restarts, want 4 and 1", flaps, restarts)
+	if flaps != 4 || restarts != 2 {
+		t.Errorf("%d flaps and %d restarts, want 4 and 2", flaps, restarts)
+	}
+	// The new process translates the same objects into the same bytes,
+	// so its versions are the old one's: proxies listing what they hold
+	// are sent nothing but the wildcard types' empty first responses.
+	if warm.Resources != 0 || warm.Pushes != 2*proxies {
+		t.Errorf("restart: %d resources in %d responses, want none in %d (LDS and CDS each)", warm.Resources, warm.Pushes, 2*proxies)
+	}
+	if cold.Resources <= int64(services*proxies) {
+		t.Errorf("restart-cold: %d resources, want every proxy's whole configuration (over %d)", cold.Resources, services*proxies)
 	}
 
 	// The CSV files hold what Run returned.
@@ -110,8 +126,8 @@ func TestBenchEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pts := parsePlot(t, svg); len(pts) != 4 {
-		t.Errorf("the plot has %d points, want 4 (two scenarios, two RSS series, one size)", len(pts))
+	if pts := parsePlot(t, svg); len(pts) != 5 {
+		t.Errorf("the plot has %d points, want 5 (three scenarios, two RSS series, one size)", len(pts))
 	}
 	if !bytes.Contains(stdout.Bytes(), []byte(ScenarioEndpointFlap)) {
 		t.Errorf("the table on stdout does not name the scenario:\n%s", stdout.String())

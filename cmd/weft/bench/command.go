@@ -57,7 +57,7 @@ in --out. See docs/performance.md.`,
 	f.IntVar(&cfg.Services, "services", 2000, "services in the mesh")
 	f.IntVar(&cfg.Namespaces, "namespaces", 10, "namespaces the services and pods are spread over")
 	f.IntVar(&cfg.Endpoints, "endpoints", 3, "endpoints per service")
-	f.IntVar(&cfg.Changes, "changes", 10, "changes per scenario (namespace-add makes a fifth as many, restart one)")
+	f.IntVar(&cfg.Changes, "changes", 10, "changes per scenario (namespace-add makes a fifth as many, restart and restart-cold one)")
 	f.StringSliceVar(&cfg.Scenarios, "scenarios", Scenarios, "scenarios to run, in this order")
 	f.StringVar(&xdsMode, "xds", "sotw", "xDS variant the proxies use: sotw or delta")
 	f.IntVar(&cfg.StreamsPerConn, "streams-per-conn", 1, "ADS streams per gRPC connection (Envoy: 1)")
@@ -65,8 +65,9 @@ in --out. See docs/performance.md.`,
 	f.StringVar(&cfg.CPBinary, "cp-binary", defaultCPBinary(), "control plane binary (go build -o bin/cp ./cmd/cp)")
 	f.StringArrayVar(&cfg.CPArgs, "cp-arg", nil, "extra control plane flag, repeatable (e.g. --cp-arg=--debounce=50ms)")
 	f.DurationVar(&cfg.ChangeTimeout, "change-timeout", time.Minute, "longest wait for one change to reach every affected proxy")
-	f.StringVar(&maxRSS, "max-cp-rss", "", "stop when the control plane's RSS passes this (a quantity: 8Gi, 500Mi; default: half the machine's memory; 0: no limit)")
-	f.DurationVar(&cfg.CPUProfile, "cpu-profile", 0, "profile the control plane's CPU for this long from the start of each scenario but restart (cp-<proxies>-<scenario>.cpu.pb.gz in --out); 0: none")
+	f.DurationVar(&cfg.RestartTimeout, "restart-timeout", 5*time.Minute, "longest wait for every proxy to be synced again after a control plane restart")
+	f.StringVar(&maxRSS, "max-cp-rss", "", "stop when the control plane's (or the load generator's) RSS passes this (a quantity: 8Gi, 500Mi; default: half the machine's memory; 0: no limit)")
+	f.DurationVar(&cfg.CPUProfile, "cpu-profile", 0, "profile the control plane's CPU for this long from the start of each scenario, a restarted one's from when its admin port answers (cp-<proxies>-<scenario>.cpu.pb.gz in --out); 0: none")
 	f.DurationVar(&cfg.Settle, "settle", 300*time.Millisecond, "how long a change's window stays open after its last ACK (CPU, pushes)")
 	return cmd
 }

@@ -55,8 +55,10 @@ func newControlPlane(bin, kubeconfig, logPath string, extraArgs []string) (*cont
 }
 
 // start runs the binary (again, on the same addresses after a kill) and
-// waits until /readyz says its caches are synced.
-func (c *controlPlane) start(ctx context.Context) error {
+// waits until /readyz says its caches are synced. adminUp, if set, runs
+// once the admin port first answers, before the caches are synced: what
+// profiles a start-up starts there.
+func (c *controlPlane) start(ctx context.Context, adminUp func()) error {
 	logf, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("opening the control plane log: %w", err)
@@ -86,7 +88,12 @@ func (c *controlPlane) start(ctx context.Context) error {
 			return false, testenv.Permanent(errors.New("the control plane exited while starting"))
 		default:
 		}
-		return c.get(ctx, "/readyz")
+		ready, err := c.get(ctx, "/readyz")
+		if err == nil && adminUp != nil {
+			adminUp()
+			adminUp = nil
+		}
+		return ready, err
 	})
 }
 

@@ -75,7 +75,7 @@ func writeResults(dir string, m Machine, results []SizeResult) error {
 		"cpu_connect_s", "rss_base_mib", "rss_connected_mib", "rss_per_proxy_kib", "peak_rss_mib",
 		"loadgen_cpu_connect_s", "loadgen_rss_mib"}}
 	changes := [][]string{{"proxies", "scenario", "change", "affected", "acked", "complete", "convergence_ms",
-		"proxy_p50_ms", "proxy_p99_ms", "pushes", "bytes", "cpu_ms"}}
+		"proxy_p50_ms", "proxy_p99_ms", "pushes", "bytes", "resources", "cpu_ms"}}
 	summary := [][]string{{"proxies", "scenario", "changes", "incomplete", "convergence_p50_ms", "convergence_p99_ms",
 		"convergence_max_ms", "proxy_p50_ms", "proxy_p99_ms", "proxy_max_ms", "affected_per_change",
 		"pushes_per_change", "bytes_per_change", "cpu_ms_per_change"}}
@@ -89,7 +89,7 @@ func writeResults(dir string, m Machine, results []SizeResult) error {
 			d := Summarise(ch.PerProxy)
 			changes = append(changes, []string{strconv.Itoa(ch.Proxies), ch.Scenario, strconv.Itoa(ch.Index),
 				strconv.Itoa(ch.Affected), strconv.Itoa(ch.ACKed), strconv.FormatBool(ch.Complete), ms(ch.Convergence),
-				ms(d.P50), ms(d.P99), strconv.FormatInt(ch.Pushes, 10), strconv.FormatInt(ch.Bytes, 10), ms(ch.CPU)})
+				ms(d.P50), ms(d.P99), strconv.FormatInt(ch.Pushes, 10), strconv.FormatInt(ch.Bytes, 10), strconv.FormatInt(ch.Resources, 10), ms(ch.CPU)})
 		}
 		for _, s := range Summaries(r) {
 			summary = append(summary, []string{strconv.Itoa(s.Proxies), s.Scenario, strconv.Itoa(s.Changes),

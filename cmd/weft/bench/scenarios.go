@@ -28,8 +28,9 @@ type Change struct {
 	// PerProxy are the affected proxies' latencies, change to ACK.
 	PerProxy []time.Duration
 	// Pushes and Bytes are the responses every simulated proxy received
-	// (affected or not) from the change until the window closed.
-	Pushes, Bytes int64
+	// (affected or not) from the change until the window closed, and
+	// Resources the resources they carried.
+	Pushes, Bytes, Resources int64
 	// CPU is the control plane's CPU time in the same window.
 	CPU time.Duration
 }
@@ -41,10 +42,15 @@ const (
 	ScenarioProfileEdit  = "profile-edit"
 	ScenarioNamespaceAdd = "namespace-add"
 	ScenarioRestart      = "restart"
+	ScenarioRestartCold  = "restart-cold"
 )
 
 // Scenarios is the standard set.
-var Scenarios = []string{ScenarioEndpointFlap, ScenarioRollout, ScenarioProfileEdit, ScenarioNamespaceAdd, ScenarioRestart}
+var Scenarios = []string{ScenarioEndpointFlap, ScenarioRollout, ScenarioProfileEdit, ScenarioNamespaceAdd, ScenarioRestart, ScenarioRestartCold}
+
+func isRestart(scenario string) bool {
+	return scenario == ScenarioRestart || scenario == ScenarioRestartCold
+}
 
 // run is one proxy count's run: one control plane process, one fleet.
 type run struct {
@@ -94,7 +100,7 @@ func (r *run) measure(ctx context.Context, scenario string, index int, specs []a
 			r.fleet.Unwatch(w)
 		}
 	}()
-	pushes0, bytes0 := r.fleet.Responses.Load(), r.fleet.Bytes.Load()
+	pushes0, bytes0, res0 := r.fleet.Responses.Load(), r.fleet.Bytes.Load(), r.fleet.Resources.Load()
 	cpu0, err := r.cp.cpu()
 	if err != nil {
 		return ch, err
@@ -131,7 +137,7 @@ func (r *run) measure(ctx context.Context, scenario string, index int, specs []a
 		return ch, err
 	}
 	ch.CPU = cpu1 - cpu0
-	ch.Pushes, ch.Bytes = r.fleet.Responses.Load()-pushes0, r.fleet.Bytes.Load()-bytes0
+	ch.Pushes, ch.Bytes, ch.Resources = r.fleet.Responses.Load()-pushes0, r.fleet.Bytes.Load()-bytes0, r.fleet.Resources.Load()-res0
 	if waitErr != nil {
 		r.cfg.Log.Warn("change not converged", "scenario", scenario, "change", index, "error", waitErr)
 	}
@@ -278,21 +284,39 @@ func (r *run) namespaceAdd(ctx context.Context) ([]Change, error) {
 // restart: the control plane is killed (SIGKILL, as a crash or an OOM kill)
 // and started again on the same addresses. Measured from the kill to the
 // moment each proxy's new stream is synced again; every proxy is affected.
-// Proxies reconnect from scratch (no versions kept), so every one is sent
-// its whole configuration: the worst case, which a restart after a crash
-// is.
-func (r *run) restart(ctx context.Context) ([]Change, error) {
-	ch := Change{Proxies: r.proxies, Scenario: ScenarioRestart, Affected: r.fleet.Len()}
+//
+// Proxies reconnect as Envoy does: under delta xDS each lists what it
+// holds (initial_resource_versions), and a control plane whose versions
+// are content hashes sends back only what differs: the wildcard types'
+// (empty) first responses. cold (restart-cold) makes them reconnect
+// holding nothing, as an Envoy restarted with the control plane or any
+// SotW client does, so every one is sent its whole configuration: the
+// worst case. Under SotW the two are the same.
+func (r *run) restart(ctx context.Context, cold bool) ([]Change, error) {
+	scenario := ScenarioRestart
+	if cold {
+		scenario = ScenarioRestartCold
+	}
+	ch := Change{Proxies: r.proxies, Scenario: scenario, Affected: r.fleet.Len()}
+	r.fleet.ColdReconnect(cold)
+	defer r.fleet.ColdReconnect(false)
 	old := r.cp
 	_, peak, _ := old.memory()
 	r.peakRSS = max(r.peakRSS, peak)
-	pushes0, bytes0 := r.fleet.Responses.Load(), r.fleet.Bytes.Load()
+	pushes0, bytes0, res0 := r.fleet.Responses.Load(), r.fleet.Bytes.Load(), r.fleet.Resources.Load()
 	t0 := time.Now()
 	old.kill()
-	if err := r.cp.start(ctx); err != nil {
+	stopProfile := func() {}
+	adminUp := func() { stopProfile = r.cpuProfile(ctx, scenario+"-start") }
+	err := r.cp.start(ctx, adminUp)
+	defer func() { stopProfile() }()
+	if err != nil {
 		return nil, err
 	}
-	wctx, cancel := context.WithTimeout(ctx, r.cfg.ChangeTimeout+time.Minute)
+	// Start-up (informers listing every object, the first translation)
+	// is part of the restart: the log says how much.
+	r.cfg.Log.Info("control plane ready again", "scenario", scenario, "after", time.Since(t0).Round(time.Millisecond))
+	wctx, cancel := context.WithTimeout(ctx, r.cfg.RestartTimeout)
 	defer cancel()
 	lat, err := r.waitSynced(wctx, t0)
 	ch.PerProxy, ch.ACKed = lat, len(lat)
@@ -306,6 +330,6 @@ func (r *run) restart(ctx context.Context) ([]Change, error) {
 		return nil, err
 	}
 	ch.CPU = cpu
-	ch.Pushes, ch.Bytes = r.fleet.Responses.Load()-pushes0, r.fleet.Bytes.Load()-bytes0
+	ch.Pushes, ch.Bytes, ch.Resources = r.fleet.Responses.Load()-pushes0, r.fleet.Bytes.Load()-bytes0, r.fleet.Resources.Load()-res0
 	return []Change{ch}, nil
 }
