@@ -152,22 +152,6 @@ func (p *standInProxy) families(at time.Time) []*promclient.MetricFamily {
 	return out
 }
 
-// unreadByWeft are stats the bootstrap's stats matcher keeps and nothing in Weft reads:
-// cluster.<name>.retry.upstream_rq_<N>xx, the responses Envoy retried, matches the class
-// regex. The embedded store counts them as Unknown and skips them.
-var unreadByWeft = map[string]bool{"cluster.retry.upstream_rq": true}
-
-// unread is how many of the proxy's series the embedded store skips as Unknown.
-func (p *standInProxy) unread() int {
-	n := 0
-	for s := range p.counters {
-		if unreadByWeft[s.name] {
-			n++
-		}
-	}
-	return n
-}
-
 var labelPair = regexp.MustCompile(`(\w+)=("(?:[^"\\]|\\.)*")`)
 
 func labelPairs(labels string) []*promclient.LabelPair {
