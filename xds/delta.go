@@ -2,6 +2,7 @@ package xds
 
 import (
 	"context"
+	"iter"
 	"maps"
 	"slices"
 	"strconv"
@@ -58,8 +59,10 @@ type deltaSub struct {
 	wildcard bool
 	// legacy: the stream has named nothing yet and an empty request means
 	// wildcard (LDS, CDS).
-	legacy     bool
-	subscribed map[string]struct{}
+	legacy bool
+	// names are the subscribed names, shared with the streams that
+	// subscribe to the same (subNames).
+	names subNames
 	// returned is what the client holds, name -> version, while held is
 	// nil.
 	returned map[string]string
@@ -90,20 +93,39 @@ var _ cachev3.Subscription = (*deltaSub)(nil)
 
 func newDeltaSub(subscribe, unsubscribe []string, initial map[string]string, legacyWildcard bool) *deltaSub {
 	d := &deltaSub{
-		legacy:     legacyWildcard,
-		wildcard:   legacyWildcard && len(subscribe) == 0,
-		subscribed: make(map[string]struct{}, len(subscribe)),
-		returned:   initial,
+		legacy:   legacyWildcard,
+		wildcard: legacyWildcard && len(subscribe) == 0,
+		returned: initial,
 	}
 	if d.returned == nil {
 		d.returned = make(map[string]string)
+	}
+	if !d.legacy || len(subscribe) > 0 {
+		// A first request names the whole subscription (Envoy batches a
+		// type's names while its mux is paused): intern it as it is.
+		d.names = newSubNames(slices.DeleteFunc(slices.Clone(subscribe), func(n string) bool { return n == "*" }))
 	}
 	d.update(subscribe, unsubscribe)
 	return d
 }
 
-func (d *deltaSub) SubscribedResources() map[string]struct{} { return d.subscribed }
-func (d *deltaSub) IsWildcard() bool                         { return d.wildcard }
+func (d *deltaSub) IsWildcard() bool             { return d.wildcard }
+func (d *deltaSub) subscribes(name string) bool  { return d.names.has(name) }
+func (d *deltaSub) subscribedCount() int         { return d.names.len() }
+func (d *deltaSub) subscribed() iter.Seq[string] { return d.names.all() }
+
+// SubscribedResources is for go-control-plane's caches; Weft's read the
+// names through subscription, without a map per stream.
+func (d *deltaSub) SubscribedResources() map[string]struct{} {
+	if len(d.names.added) == 0 && len(d.names.dropped) == 0 && d.names.base != nil {
+		return d.names.base.names
+	}
+	m := make(map[string]struct{}, d.names.len())
+	for name := range d.names.all() {
+		m[name] = struct{}{}
+	}
+	return m
+}
 
 // ReturnedResources is what the client holds. With a held set it is built
 // from the set: only the endpoint cache calls it, and it never sees a held
@@ -128,7 +150,7 @@ func (d *deltaSub) materialize() {
 			d.returned[name] = e.hash
 		}
 	} else {
-		for name := range d.subscribed {
+		for name := range d.names.all() {
 			if e := d.holds(name); e != nil {
 				d.returned[name] = e.hash
 			}
@@ -169,20 +191,19 @@ func (d *deltaSub) update(subscribe, unsubscribe []string) {
 			d.wildcard = true
 			continue
 		}
-		if _, ok := d.subscribed[name]; !ok && (d.held != nil || d.synced) {
+		if d.names.add(name) && (d.held != nil || d.synced) {
 			if d.pending == nil {
 				d.pending = make(map[string]struct{})
 			}
 			d.pending[name] = struct{}{}
 		}
-		d.subscribed[name] = struct{}{}
 	}
 	for _, name := range unsubscribe {
 		if name == "*" {
 			d.wildcard = false
 			continue
 		}
-		if _, ok := d.subscribed[name]; ok && d.wildcard {
+		if d.names.has(name) && d.wildcard {
 			// Unsubscribing a name while wildcard: the protocol wants the
 			// resource sent again (or reported removed); an empty held
 			// version makes the cache do either.
@@ -191,9 +212,10 @@ func (d *deltaSub) update(subscribe, unsubscribe []string) {
 		} else if d.returned != nil {
 			delete(d.returned, name)
 		}
-		delete(d.subscribed, name)
+		d.names.remove(name)
 		delete(d.pending, name)
 	}
+	d.names.settle()
 	if d.wildcard != wasWildcard && d.synced {
 		// A wildcard EDS subscription is served from a version map.
 		d.desync()

@@ -135,9 +135,9 @@ func trackable(w *edsWatch) bool {
 	if w.delta == nil {
 		return true
 	}
-	subscribed := w.sub.SubscribedResources()
-	for name := range w.sub.ReturnedResources() {
-		if _, ok := subscribed[name]; !ok {
+	sub := subscriptionOf(w.sub)
+	for name := range sub.ReturnedResources() {
+		if !sub.subscribes(name) {
 			return false
 		}
 	}
@@ -157,7 +157,7 @@ func (c *endpointCache) changedSince(w *edsWatch) ([]string, bool) {
 	// stream is marked, see trackable, and unsubscribing deletes from
 	// both), so equal sizes mean the stream was sent every name it now
 	// subscribes to; a new name makes them differ.
-	if len(w.sub.ReturnedResources()) != len(w.sub.SubscribedResources()) {
+	if len(w.sub.ReturnedResources()) != subscriptionOf(w.sub).subscribedCount() {
 		return nil, false
 	}
 	if last == c.gen {
@@ -316,14 +316,14 @@ func (c *endpointCache) respondSynced(w *edsWatch, d *deltaSub, replyEvenIfEmpty
 	}
 	if names, ok := c.namesSince(d.syncedGen); ok {
 		for _, name := range names {
-			if _, sub := d.subscribed[name]; sub {
+			if d.names.has(name) {
 				if _, p := d.pending[name]; !p {
 					check(name)
 				}
 			}
 		}
 	} else {
-		for name := range d.subscribed {
+		for name := range d.names.all() {
 			if _, p := d.pending[name]; !p {
 				check(name)
 			}
@@ -462,7 +462,8 @@ func (c *endpointCache) respond(w *edsWatch, names []string, replyEvenIfEmpty, c
 
 // lacking lists what sub's client does not hold at the current version
 // among names (nil: everything sub covers), and what it holds that is gone.
-func (c *endpointCache) lacking(sub cachev3.Subscription, names []string) (changed []*encoded, removed []string) {
+func (c *endpointCache) lacking(s cachev3.Subscription, names []string) (changed []*encoded, removed []string) {
+	sub := subscriptionOf(s)
 	known := sub.ReturnedResources()
 	check := func(name string) {
 		e, exists := c.resources[name]
@@ -476,9 +477,8 @@ func (c *endpointCache) lacking(sub cachev3.Subscription, names []string) (chang
 	}
 	switch {
 	case names != nil:
-		subscribed := sub.SubscribedResources()
 		for _, name := range names {
-			if _, ok := subscribed[name]; ok || sub.IsWildcard() {
+			if sub.IsWildcard() || sub.subscribes(name) {
 				check(name)
 			}
 		}
@@ -494,7 +494,7 @@ func (c *endpointCache) lacking(sub cachev3.Subscription, names []string) (chang
 	default:
 		// Names held but no longer subscribed are dropped from the returned
 		// map by the server itself when the subscription changes.
-		for name := range sub.SubscribedResources() {
+		for name := range sub.subscribed() {
 			check(name)
 		}
 	}

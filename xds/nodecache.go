@@ -137,7 +137,7 @@ func (c *nodeCache) respond(w *nodeWatch, snap *nodeSnapshot, opening bool) bool
 	out := set.sorted
 	if !w.sub.IsWildcard() {
 		out = nil
-		for name := range w.sub.SubscribedResources() {
+		for name := range subscriptionOf(w.sub).subscribed() {
 			if e := set.encoded[name]; e != nil {
 				out = append(out, e)
 			}
@@ -169,7 +169,8 @@ const wholeSet = ""
 
 // lacksAny reports whether sub covers a resource of set its client was
 // never sent.
-func (c *nodeCache) lacksAny(sub cachev3.Subscription, set *typeSet) bool {
+func (c *nodeCache) lacksAny(s cachev3.Subscription, set *typeSet) bool {
+	sub := subscriptionOf(s)
 	known := sub.ReturnedResources()
 	if sub.IsWildcard() {
 		if v, ok := known[wholeSet]; ok {
@@ -182,7 +183,7 @@ func (c *nodeCache) lacksAny(sub cachev3.Subscription, set *typeSet) bool {
 		}
 		return false
 	}
-	for name := range sub.SubscribedResources() {
+	for name := range sub.subscribed() {
 		if _, ok := known[name]; !ok && set.encoded[name] != nil {
 			return true
 		}
@@ -224,9 +225,9 @@ func (c *nodeCache) respondDelta(w *nodeWatch, set *typeSet) bool {
 		}
 	} else {
 		if !ours {
-			next = make(map[string]string, len(w.sub.SubscribedResources()))
+			next = make(map[string]string, subscriptionOf(w.sub).subscribedCount())
 		}
-		for name := range w.sub.SubscribedResources() {
+		for name := range subscriptionOf(w.sub).subscribed() {
 			v, held := known[name]
 			if e := set.encoded[name]; e != nil {
 				if !held || v != e.hash {
@@ -315,7 +316,7 @@ func (c *nodeCache) respondHeld(w *nodeWatch, d *deltaSub, set *typeSet) bool {
 func (c *nodeCache) respondNamedHeld(w *nodeWatch, d *deltaSub, set *typeSet) bool {
 	var changed []*encoded
 	var removed []string
-	for name := range d.subscribed {
+	for name := range d.names.all() {
 		e, h := set.encoded[name], d.holds(name)
 		switch {
 		case e != nil && (h == nil || h.hash != e.hash):
