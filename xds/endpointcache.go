@@ -53,9 +53,13 @@ type endpointCache struct {
 	// changedAt is, per name, the generation that last changed or removed
 	// its resource: a delta stream synced at a generation (deltaSub.synced)
 	// holds the current version of every name it subscribes to that has
-	// not changed since, and needs no version map of its own. Removed
-	// names stay, so that a stream synced before the removal is told.
-	changedAt map[string]uint64
+	// not changed since, and needs no version map of its own. A removed
+	// name stays while its removal is in the change log, so that a stream
+	// synced before it is told; then it is forgotten (else every name ever
+	// removed would stay), and forgotBefore records up to which generation
+	// removals may have been forgotten.
+	changedAt    map[string]uint64
+	forgotBefore uint64
 
 	// names maps each held CLA's name to the cache's copy of the string,
 	// for xdsCodec to decode requests' names into without allocating. It
@@ -212,6 +216,7 @@ func (c *endpointCache) update(set []*encoded, remove []string) {
 	}
 	c.gen++
 	if len(c.changes) == changesKept {
+		c.forgetRemovals(c.changes[0])
 		c.changes = slices.Delete(c.changes, 0, 1)
 	}
 	c.changes = append(c.changes, generation{gen: c.gen, names: modified})
@@ -300,6 +305,10 @@ func (c *endpointCache) respondSynced(w *edsWatch, d *deltaSub, replyEvenIfEmpty
 			if e != nil {
 				changed = append(changed, e)
 			}
+		case e == nil && d.syncedGen < c.forgotBefore:
+			// Absent, and the removal may be forgotten: told again, as
+			// below.
+			removed = append(removed, name)
 		case c.changedAt[name] <= d.syncedGen:
 			// Held at the current version, or absent then and now.
 		case e != nil:
@@ -357,6 +366,17 @@ func changeVersion(changed []*encoded, removed []string) string {
 		named = append(named, namedResource{name: name})
 	}
 	return typeVersion(named)
+}
+
+// forgetRemovals drops the changedAt entries of the names g removed that
+// are still absent, as g leaves the change log. The caller holds c.mu.
+func (c *endpointCache) forgetRemovals(g generation) {
+	for _, name := range g.names {
+		if _, held := c.resources[name]; !held && c.changedAt[name] == g.gen {
+			delete(c.changedAt, name)
+		}
+	}
+	c.forgotBefore = g.gen
 }
 
 // namesSince returns the names changed after generation gen, or false

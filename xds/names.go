@@ -212,14 +212,14 @@ func (s *subNames) remove(name string) bool {
 	return true
 }
 
-// settle moves the stream onto a shared set after its names changed: the
-// interned set with the same names if there is one (streams of a view
-// subscribing alike end up on one set), or a new one once the stream's own
-// difference outgrows an eighth of its names, so that a stream subscribing
-// one name at a time does not copy its whole set each time.
+// settle moves the stream onto a shared set after a request changed its
+// names: the interned set with the same names if there is one (the
+// streams of a view, subscribing alike, find the one the first of them
+// made), or a new one. A stream that subscribes one name per request so
+// copies its set per request, as go-control-plane's SotW server does on
+// every request.
 func (s *subNames) settle() {
-	diff := len(s.added) + len(s.dropped)
-	if diff == 0 {
+	if len(s.added) == 0 && len(s.dropped) == 0 {
 		return
 	}
 	n := s.len()
@@ -229,9 +229,6 @@ func (s *subNames) settle() {
 	}
 	if shared := sharedNames.find(s.sum, n, s.has); shared != nil {
 		*s = subNames{base: shared, sum: shared.sum}
-		return
-	}
-	if diff <= 16+s.base.len()/8 {
 		return
 	}
 	m := make(map[string]struct{}, n)
