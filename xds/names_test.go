@@ -8,11 +8,7 @@ import (
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
 )
 
@@ -169,51 +165,13 @@ func TestEndpointCacheForgetsOldRemovals(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			hashes := newResourceHashes()
-			enc := func(m *endpointv3.ClusterLoadAssignment) *encoded {
-				e, err := hashes.encode(m)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return e
-			}
-			c := newEndpointCache()
-			c.update([]*encoded{enc(cla("a", "10.0.0.1", 80)), enc(cla("b", "10.0.0.2", 80)), enc(cla("c", "10.0.0.3", 80))}, nil)
-			sub := newDeltaSub([]string{"a", "b", "c"}, nil, nil, false)
-			node := &corev3.Node{Id: node1}
-			watch := func(nonce string) *discoveryv3.DeltaDiscoveryResponse {
-				out := make(chan cachev3.DeltaResponse, 1)
-				req := &discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResponseNonce: nonce}
-				cancel, err := c.CreateDeltaWatch(req, sub, out)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer cancel()
-				select {
-				case r := <-out:
-					sub.sent(r)
-					resp, err := r.GetDeltaDiscoveryResponse()
-					if err != nil {
-						t.Fatal(err)
-					}
-					return resp
-				default:
-					return nil
-				}
-			}
-			if watch("") == nil {
-				t.Fatal("no first response")
-			}
-			tc.updates(c, enc)
-			if got := slices.Sorted(maps.Keys(c.changedAt)); !slices.Equal(got, tc.wantEntries) {
+			st := newSyncedEDS(t)
+			tc.updates(st.cache, st.enc)
+			if got := slices.Sorted(maps.Keys(st.cache.changedAt)); !slices.Equal(got, tc.wantEntries) {
 				t.Errorf("changedAt holds %v, want %v", got, tc.wantEntries)
 			}
-			r := watch("1")
-			var names []string
-			for _, res := range r.GetResources() {
-				names = append(names, res.GetName())
-			}
-			if !slices.Equal(names, tc.wantNames) || !slices.Equal(r.GetRemovedResources(), tc.wantRemoved) {
+			r := st.watch("1")
+			if names := responseNames(r); !slices.Equal(names, tc.wantNames) || !slices.Equal(r.GetRemovedResources(), tc.wantRemoved) {
 				t.Errorf("got %v removed %v, want %v removed %v", names, r.GetRemovedResources(), tc.wantNames, tc.wantRemoved)
 			}
 		})
