@@ -103,7 +103,7 @@ func newDeltaSub(subscribe, unsubscribe []string, initial map[string]string, leg
 	if !d.legacy || len(subscribe) > 0 {
 		// A first request names the whole subscription (Envoy batches a
 		// type's names while its mux is paused): intern it as it is.
-		d.names = newSubNames(slices.DeleteFunc(slices.Clone(subscribe), func(n string) bool { return n == "*" }))
+		d.names = newSubNames(withoutWildcard(subscribe))
 	}
 	d.update(subscribe, unsubscribe)
 	return d
@@ -117,9 +117,6 @@ func (d *deltaSub) subscribed() iter.Seq[string] { return d.names.all() }
 // SubscribedResources is for go-control-plane's caches; Weft's read the
 // names through subscription, without a map per stream.
 func (d *deltaSub) SubscribedResources() map[string]struct{} {
-	if len(d.names.added) == 0 && len(d.names.dropped) == 0 && d.names.base != nil {
-		return d.names.base.names
-	}
 	m := make(map[string]struct{}, d.names.len())
 	for name := range d.names.all() {
 		m[name] = struct{}{}

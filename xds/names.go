@@ -3,7 +3,9 @@ package xds
 import (
 	"hash/maphash"
 	"iter"
+	"math/bits"
 	"runtime"
+	"slices"
 	"sync"
 	"weak"
 
@@ -22,7 +24,10 @@ import (
 // nameSet is an immutable set of resource names. Nothing may modify it once
 // interned: every stream with the same names holds the same one.
 type nameSet struct {
-	names map[string]struct{}
+	// names maps each name to its position, 0 to len-1, by which a
+	// request's list is compared with the set without a map of its own
+	// (equalsList).
+	names map[string]int32
 	// sum is the set's order-independent hash: the sum of its names'.
 	sum uint64
 }
@@ -30,6 +35,16 @@ type nameSet struct {
 var nameSeed = maphash.MakeSeed()
 
 func nameHash(name string) uint64 { return maphash.String(nameSeed, name) }
+
+// newNameSet makes a set of names, which yields each name once.
+func newNameSet(names iter.Seq[string], n int) *nameSet {
+	s := &nameSet{names: make(map[string]int32, n)}
+	for name := range names {
+		s.names[name] = int32(len(s.names))
+		s.sum += nameHash(name)
+	}
+	return s
+}
 
 func (s *nameSet) has(name string) bool {
 	if s == nil {
@@ -46,6 +61,49 @@ func (s *nameSet) len() int {
 	return len(s.names)
 }
 
+func (s *nameSet) all() iter.Seq[string] {
+	return func(yield func(string) bool) {
+		if s == nil {
+			return
+		}
+		for name := range s.names {
+			if !yield(name) {
+				return
+			}
+		}
+	}
+}
+
+// equalsList reports whether list, as long as s, holds exactly s's names:
+// each once, which a bit per position checks.
+func (s *nameSet) equalsList(list []string) bool {
+	if len(list) != len(s.names) {
+		return false
+	}
+	seen := make([]uint64, (len(list)+63)/64)
+	for _, name := range list {
+		i, ok := s.names[name]
+		if !ok {
+			return false
+		}
+		seen[i/64] |= 1 << (i % 64)
+	}
+	n := 0
+	for _, w := range seen {
+		n += bits.OnesCount64(w)
+	}
+	return n == len(list)
+}
+
+// toMap is the set as go-control-plane's caches want it.
+func (s *nameSet) toMap() map[string]struct{} {
+	m := make(map[string]struct{}, s.len())
+	for name := range s.all() {
+		m[name] = struct{}{}
+	}
+	return m
+}
+
 // nameSets interns nameSets by content, weakly: a set no stream holds any
 // more is collected and drops out.
 type nameSets struct {
@@ -58,50 +116,68 @@ type nameSets struct {
 // share sets too, as they only read them.
 var sharedNames = &nameSets{bySum: make(map[uint64][]weak.Pointer[nameSet])}
 
-// find returns the interned set of n names with the given sum that holds
-// only names has reports, which is then exactly has's set, or nil.
-func (t *nameSets) find(sum uint64, n int, has func(string) bool) *nameSet {
+// find returns the interned set with the given sum for which equal holds.
+func (t *nameSets) find(sum uint64, equal func(*nameSet) bool) *nameSet {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.findLocked(sum, n, has)
+	return t.findLocked(sum, equal)
 }
 
-func (t *nameSets) findLocked(sum uint64, n int, has func(string) bool) *nameSet {
-next:
+func (t *nameSets) findLocked(sum uint64, equal func(*nameSet) bool) *nameSet {
 	for _, p := range t.bySum[sum] {
-		s := p.Value()
-		if s == nil || len(s.names) != n {
-			continue
+		if s := p.Value(); s != nil && equal(s) {
+			return s
 		}
-		for name := range s.names {
-			if !has(name) {
-				continue next
-			}
-		}
-		return s
 	}
 	return nil
 }
 
-// intern returns the shared set with names' content: an interned one, or
-// names itself, which the caller must not modify from then on.
-func (t *nameSets) intern(names map[string]struct{}) *nameSet {
-	if len(names) == 0 {
-		return nil
+// sameNames returns a test of whether a set holds exactly the n names has
+// reports (a set's n names all reported are has's set).
+func sameNames(n int, has func(string) bool) func(*nameSet) bool {
+	return func(s *nameSet) bool {
+		if len(s.names) != n {
+			return false
+		}
+		for name := range s.names {
+			if !has(name) {
+				return false
+			}
+		}
+		return true
 	}
-	var sum uint64
-	for name := range names {
-		sum += nameHash(name)
+}
+
+// intern returns the shared set with s's content: an interned one, or s.
+func (t *nameSets) intern(s *nameSet) *nameSet {
+	if s.len() == 0 {
+		return nil
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if s := t.findLocked(sum, len(names), func(name string) bool { _, ok := names[name]; return ok }); s != nil {
+	if shared := t.findLocked(s.sum, sameNames(len(s.names), s.has)); shared != nil {
+		return shared
+	}
+	t.bySum[s.sum] = append(t.bySum[s.sum], weak.Make(s))
+	runtime.AddCleanup(s, t.forget, s.sum)
+	return s
+}
+
+// internList returns the shared set of list's names. A list equal to an
+// interned set (the common case: a stream of a view that already has one)
+// costs no map.
+func (t *nameSets) internList(list []string) *nameSet {
+	if len(list) == 0 {
+		return nil
+	}
+	var sum uint64
+	for _, name := range list {
+		sum += nameHash(name)
+	}
+	if s := t.find(sum, func(s *nameSet) bool { return s.equalsList(list) }); s != nil {
 		return s
 	}
-	s := &nameSet{names: names, sum: sum}
-	t.bySum[sum] = append(t.bySum[sum], weak.Make(s))
-	runtime.AddCleanup(s, t.forget, sum)
-	return s
+	return t.intern(newNameSet(slices.Values(list), len(list)))
 }
 
 // forget drops the collected sets of sum.
@@ -133,14 +209,10 @@ type subNames struct {
 }
 
 func newSubNames(names []string) subNames {
-	if len(names) == 0 {
+	base := sharedNames.internList(names)
+	if base == nil {
 		return subNames{}
 	}
-	m := make(map[string]struct{}, len(names))
-	for _, name := range names {
-		m[name] = struct{}{}
-	}
-	base := sharedNames.intern(m)
 	return subNames{base: base, sum: base.sum}
 }
 
@@ -164,10 +236,7 @@ func (s *subNames) all() iter.Seq[string] {
 				return
 			}
 		}
-		if s.base == nil {
-			return
-		}
-		for name := range s.base.names {
+		for name := range s.base.all() {
 			if _, ok := s.dropped[name]; ok {
 				continue
 			}
@@ -227,16 +296,20 @@ func (s *subNames) settle() {
 		*s = subNames{}
 		return
 	}
-	if shared := sharedNames.find(s.sum, n, s.has); shared != nil {
-		*s = subNames{base: shared, sum: shared.sum}
-		return
+	base := sharedNames.find(s.sum, sameNames(n, s.has))
+	if base == nil {
+		base = sharedNames.intern(newNameSet(s.all(), n))
 	}
-	m := make(map[string]struct{}, n)
-	for name := range s.all() {
-		m[name] = struct{}{}
-	}
-	base := sharedNames.intern(m)
 	*s = subNames{base: base, sum: base.sum}
+}
+
+// withoutWildcard is names but "*", which a subscription records as its
+// wildcard flag.
+func withoutWildcard(names []string) []string {
+	if !slices.Contains(names, "*") {
+		return names
+	}
+	return slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == "*" })
 }
 
 // subscription is what the caches read of a stream's subscription to a

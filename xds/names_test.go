@@ -222,3 +222,24 @@ func BenchmarkSubscriptionNames(b *testing.B) {
 		})
 	}
 }
+
+// TestNameSetEqualsList: a request's list matches an interned set only if
+// it names each of the set's names exactly once.
+func TestNameSetEqualsList(t *testing.T) {
+	set := newNameSet(slices.Values([]string{"a", "b", "c"}), 3)
+	cases := []struct {
+		list []string
+		want bool
+	}{
+		{[]string{"c", "a", "b"}, true},
+		{[]string{"a", "a", "b"}, false},
+		{[]string{"a", "b"}, false},
+		{[]string{"a", "b", "d"}, false},
+		{[]string{"a", "b", "c", "c"}, false},
+	}
+	for _, tc := range cases {
+		if got := set.equalsList(tc.list); got != tc.want {
+			t.Errorf("equalsList(%v) = %v, want %v", tc.list, got, tc.want)
+		}
+	}
+}

@@ -180,24 +180,16 @@ func (s *sotwSub) set(names []string) {
 		}
 		s.legacy = false
 	}
-	m := make(map[string]struct{}, len(names))
-	wildcard := false
-	for _, name := range names {
-		if name == "*" {
-			wildcard = true
-		} else {
-			m[name] = struct{}{}
-		}
-	}
+	wildcard := slices.Contains(names, "*")
+	s.names = sharedNames.internList(withoutWildcard(names))
 	if !wildcard {
 		for name := range s.returned {
-			if _, ok := m[name]; !ok {
+			if !s.names.has(name) {
 				delete(s.returned, name)
 			}
 		}
 	}
 	s.wildcard = wildcard
-	s.names = sharedNames.intern(m)
 }
 
 func (s *sotwSub) IsWildcard() bool                       { return s.wildcard }
@@ -206,26 +198,12 @@ func (s *sotwSub) subscribes(name string) bool            { return s.names.has(n
 func (s *sotwSub) subscribedCount() int                   { return s.names.len() }
 func (s *sotwSub) setReturned(returned map[string]string) { s.returned = returned }
 
-func (s *sotwSub) subscribed() iter.Seq[string] {
-	return func(yield func(string) bool) {
-		if s.names == nil {
-			return
-		}
-		for name := range s.names.names {
-			if !yield(name) {
-				return
-			}
-		}
-	}
-}
+func (s *sotwSub) subscribed() iter.Seq[string] { return s.names.all() }
 
 // SubscribedResources is for go-control-plane's caches; the map is shared
 // and must not be modified.
 func (s *sotwSub) SubscribedResources() map[string]struct{} {
-	if s.names == nil {
-		return map[string]struct{}{}
-	}
-	return s.names.names
+	return s.names.toMap()
 }
 
 type sotwWatch struct {
