@@ -200,8 +200,8 @@ func (s *sotwSub) setReturned(returned map[string]string) { s.returned = returne
 
 func (s *sotwSub) subscribed() iter.Seq[string] { return s.names.all() }
 
-// SubscribedResources is for go-control-plane's caches; the map is shared
-// and must not be modified.
+// SubscribedResources is for go-control-plane's caches, a copy; Weft's
+// read the names through subscription.
 func (s *sotwSub) SubscribedResources() map[string]struct{} {
 	return s.names.toMap()
 }
