@@ -390,9 +390,8 @@ func TestDeltaEndpointsKeepNoVersionMap(t *testing.T) {
 			if names := responseNames(out); !slices.Equal(names, tc.wantNames) || !slices.Equal(out.GetRemovedResources(), tc.wantRemoved) {
 				t.Fatalf("got %v removed %v, want %v removed %v", names, out.GetRemovedResources(), tc.wantNames, tc.wantRemoved)
 			}
-			sub := st.sub
-			if sub.returned != nil {
-				t.Errorf("a version map came back: %v", sub.returned)
+			if st.sub.returned != nil {
+				t.Errorf("a version map came back: %v", st.sub.returned)
 			}
 		})
 	}
