@@ -2,6 +2,7 @@ package xds
 
 import (
 	"context"
+	"iter"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -57,8 +58,10 @@ type deltaSub struct {
 	wildcard bool
 	// legacy: the stream has named nothing yet and an empty request means
 	// wildcard (LDS, CDS).
-	legacy     bool
-	subscribed map[string]struct{}
+	legacy bool
+	// names are the subscribed names, shared with the streams that
+	// subscribe to the same (subNames).
+	names subNames
 	// returned is what the client holds, name -> version, while held is
 	// nil.
 	returned map[string]string
@@ -89,20 +92,36 @@ var _ cachev3.Subscription = (*deltaSub)(nil)
 
 func newDeltaSub(subscribe, unsubscribe []string, initial map[string]string, legacyWildcard bool) *deltaSub {
 	d := &deltaSub{
-		legacy:     legacyWildcard,
-		wildcard:   legacyWildcard && len(subscribe) == 0,
-		subscribed: make(map[string]struct{}, len(subscribe)),
-		returned:   initial,
+		legacy:   legacyWildcard,
+		wildcard: legacyWildcard && len(subscribe) == 0,
+		returned: initial,
 	}
 	if d.returned == nil {
 		d.returned = make(map[string]string)
+	}
+	if !d.legacy || len(subscribe) > 0 {
+		// A first request names the whole subscription (Envoy batches a
+		// type's names while its mux is paused): intern it as it is.
+		d.names = newSubNames(withoutWildcard(subscribe))
 	}
 	d.update(subscribe, unsubscribe)
 	return d
 }
 
-func (d *deltaSub) SubscribedResources() map[string]struct{} { return d.subscribed }
-func (d *deltaSub) IsWildcard() bool                         { return d.wildcard }
+func (d *deltaSub) IsWildcard() bool             { return d.wildcard }
+func (d *deltaSub) subscribes(name string) bool  { return d.names.has(name) }
+func (d *deltaSub) subscribedCount() int         { return d.names.len() }
+func (d *deltaSub) subscribed() iter.Seq[string] { return d.names.all() }
+
+// SubscribedResources is for go-control-plane's caches; Weft's read the
+// names through subscription, without a map per stream.
+func (d *deltaSub) SubscribedResources() map[string]struct{} {
+	m := make(map[string]struct{}, d.names.len())
+	for name := range d.names.all() {
+		m[name] = struct{}{}
+	}
+	return m
+}
 
 // ReturnedResources is what the client holds. With a held set it is built
 // from the set: only the endpoint cache calls it, and it never sees a held
@@ -127,7 +146,7 @@ func (d *deltaSub) materialize() {
 			d.returned[name] = e.hash
 		}
 	} else {
-		for name := range d.subscribed {
+		for name := range d.names.all() {
 			if e := d.holds(name); e != nil {
 				d.returned[name] = e.hash
 			}
@@ -168,20 +187,19 @@ func (d *deltaSub) update(subscribe, unsubscribe []string) {
 			d.wildcard = true
 			continue
 		}
-		if _, ok := d.subscribed[name]; !ok && (d.held != nil || d.synced) {
+		if d.names.add(name) && (d.held != nil || d.synced) {
 			if d.pending == nil {
 				d.pending = make(map[string]struct{})
 			}
 			d.pending[name] = struct{}{}
 		}
-		d.subscribed[name] = struct{}{}
 	}
 	for _, name := range unsubscribe {
 		if name == "*" {
 			d.wildcard = false
 			continue
 		}
-		if _, ok := d.subscribed[name]; ok && d.wildcard {
+		if d.names.has(name) && d.wildcard {
 			// Unsubscribing a name while wildcard: the protocol wants the
 			// resource sent again (or reported removed); an empty held
 			// version makes the cache do either.
@@ -190,9 +208,10 @@ func (d *deltaSub) update(subscribe, unsubscribe []string) {
 		} else if d.returned != nil {
 			delete(d.returned, name)
 		}
-		delete(d.subscribed, name)
+		d.names.remove(name)
 		delete(d.pending, name)
 	}
+	d.names.settle()
 	if d.wildcard != wasWildcard && d.synced {
 		// A wildcard EDS subscription is served from a version map.
 		d.desync()

@@ -470,62 +470,86 @@ func TestDeltaEndpointsKeepNoVersionMap(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			hashes := newResourceHashes()
-			enc := func(m *endpointv3.ClusterLoadAssignment) *encoded {
-				e, err := hashes.encode(m)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return e
+			st := newSyncedEDS(t)
+			if !st.sub.synced || st.sub.returned != nil {
+				t.Fatalf("after the first response: synced %v, returned %v; want synced and no map", st.sub.synced, st.sub.returned)
 			}
-			c := newEndpointCache()
-			c.update([]*encoded{enc(cla("a", "10.0.0.1", 80)), enc(cla("b", "10.0.0.2", 80)), enc(cla("c", "10.0.0.3", 80))}, nil)
-			sub := newDeltaSub([]string{"a", "b", "c"}, nil, nil, false)
-			node := &corev3.Node{Id: node1}
-			watch := func(nonce string) (cachev3.DeltaResponse, bool) {
-				out := make(chan cachev3.DeltaResponse, 1)
-				req := &discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.EndpointType, ResponseNonce: nonce}
-				cancel, err := c.CreateDeltaWatch(req, sub, out)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer cancel()
-				select {
-				case r := <-out:
-					sub.sent(r)
-					return r, true
-				default:
-					return nil, false
-				}
-			}
-			if _, ok := watch(""); !ok {
-				t.Fatal("no first response")
-			}
-			if !sub.synced || sub.returned != nil {
-				t.Fatalf("after the first response: synced %v, returned %v; want synced and no map", sub.synced, sub.returned)
-			}
-			tc.updates(c, enc)
-			r, ok := watch("1")
-			if !ok {
+			tc.updates(st.cache, st.enc)
+			out := st.watch("1")
+			if out == nil {
 				if tc.wantNames != nil || tc.wantRemoved != nil {
 					t.Fatalf("no response, want %v removed %v", tc.wantNames, tc.wantRemoved)
 				}
 				return
 			}
-			out, err := r.GetDeltaDiscoveryResponse()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var names []string
-			for _, res := range out.GetResources() {
-				names = append(names, res.GetName())
-			}
-			if !slices.Equal(names, tc.wantNames) || !slices.Equal(out.GetRemovedResources(), tc.wantRemoved) {
+			if names := responseNames(out); !slices.Equal(names, tc.wantNames) || !slices.Equal(out.GetRemovedResources(), tc.wantRemoved) {
 				t.Fatalf("got %v removed %v, want %v removed %v", names, out.GetRemovedResources(), tc.wantNames, tc.wantRemoved)
 			}
-			if sub.returned != nil {
-				t.Errorf("a version map came back: %v", sub.returned)
+			if st.sub.returned != nil {
+				t.Errorf("a version map came back: %v", st.sub.returned)
 			}
 		})
 	}
+}
+
+// syncedEDS is an endpoint cache holding CLAs a, b and c, and a named
+// delta EDS subscription to them that was sent its first response.
+type syncedEDS struct {
+	t     *testing.T
+	cache *endpointCache
+	sub   *deltaSub
+	node  *corev3.Node
+}
+
+func newSyncedEDS(t *testing.T) *syncedEDS {
+	t.Helper()
+	st := &syncedEDS{t: t, cache: newEndpointCache(), sub: newDeltaSub([]string{"a", "b", "c"}, nil, nil, false), node: &corev3.Node{Id: node1}}
+	st.cache.update([]*encoded{st.enc(cla("a", "10.0.0.1", 80)), st.enc(cla("b", "10.0.0.2", 80)), st.enc(cla("c", "10.0.0.3", 80))}, nil)
+	if st.watch("") == nil {
+		t.Fatal("no first response")
+	}
+	return st
+}
+
+// enc encodes m through the process's resource hashes, as SetEndpoints does.
+func (st *syncedEDS) enc(m *endpointv3.ClusterLoadAssignment) *encoded {
+	e, err := testHashes.encode(m)
+	if err != nil {
+		st.t.Fatal(err)
+	}
+	return e
+}
+
+// watch opens a watch answering nonce and returns its response, sent, or
+// nil if the cache has nothing to send.
+func (st *syncedEDS) watch(nonce string) *discoveryv3.DeltaDiscoveryResponse {
+	st.t.Helper()
+	out := make(chan cachev3.DeltaResponse, 1)
+	req := &discoveryv3.DeltaDiscoveryRequest{Node: st.node, TypeUrl: resourcev3.EndpointType, ResponseNonce: nonce}
+	cancel, err := st.cache.CreateDeltaWatch(req, st.sub, out)
+	if err != nil {
+		st.t.Fatal(err)
+	}
+	defer cancel()
+	select {
+	case r := <-out:
+		st.sub.sent(r)
+		resp, err := r.GetDeltaDiscoveryResponse()
+		if err != nil {
+			st.t.Fatal(err)
+		}
+		return resp
+	default:
+		return nil
+	}
+}
+
+var testHashes = newResourceHashes()
+
+func responseNames(r *discoveryv3.DeltaDiscoveryResponse) []string {
+	var names []string
+	for _, res := range r.GetResources() {
+		names = append(names, res.GetName())
+	}
+	return names
 }

@@ -53,9 +53,13 @@ type endpointCache struct {
 	// changedAt is, per name, the generation that last changed or removed
 	// its resource: a delta stream synced at a generation (deltaSub.synced)
 	// holds the current version of every name it subscribes to that has
-	// not changed since, and needs no version map of its own. Removed
-	// names stay, so that a stream synced before the removal is told.
-	changedAt map[string]uint64
+	// not changed since, and needs no version map of its own. A removed
+	// name stays while its removal is in the change log, so that a stream
+	// synced before it is told; then it is forgotten (else every name ever
+	// removed would stay), and forgotBefore records up to which generation
+	// removals may have been forgotten.
+	changedAt    map[string]uint64
+	forgotBefore uint64
 
 	// names maps each held CLA's name to the cache's copy of the string,
 	// for xdsCodec to decode requests' names into without allocating. It
@@ -135,9 +139,9 @@ func trackable(w *edsWatch) bool {
 	if w.delta == nil {
 		return true
 	}
-	subscribed := w.sub.SubscribedResources()
-	for name := range w.sub.ReturnedResources() {
-		if _, ok := subscribed[name]; !ok {
+	sub := subscriptionOf(w.sub)
+	for name := range sub.ReturnedResources() {
+		if !sub.subscribes(name) {
 			return false
 		}
 	}
@@ -157,7 +161,7 @@ func (c *endpointCache) changedSince(w *edsWatch) ([]string, bool) {
 	// stream is marked, see trackable, and unsubscribing deletes from
 	// both), so equal sizes mean the stream was sent every name it now
 	// subscribes to; a new name makes them differ.
-	if len(w.sub.ReturnedResources()) != len(w.sub.SubscribedResources()) {
+	if len(w.sub.ReturnedResources()) != subscriptionOf(w.sub).subscribedCount() {
 		return nil, false
 	}
 	if last == c.gen {
@@ -212,6 +216,7 @@ func (c *endpointCache) update(set []*encoded, remove []string) {
 	}
 	c.gen++
 	if len(c.changes) == changesKept {
+		c.forgetRemovals(c.changes[0])
 		c.changes = slices.Delete(c.changes, 0, 1)
 	}
 	c.changes = append(c.changes, generation{gen: c.gen, names: modified})
@@ -300,6 +305,10 @@ func (c *endpointCache) respondSynced(w *edsWatch, d *deltaSub, replyEvenIfEmpty
 			if e != nil {
 				changed = append(changed, e)
 			}
+		case e == nil && d.syncedGen < c.forgotBefore:
+			// Absent, and the removal may be forgotten: told again, as
+			// below.
+			removed = append(removed, name)
 		case c.changedAt[name] <= d.syncedGen:
 			// Held at the current version, or absent then and now.
 		case e != nil:
@@ -316,14 +325,14 @@ func (c *endpointCache) respondSynced(w *edsWatch, d *deltaSub, replyEvenIfEmpty
 	}
 	if names, ok := c.namesSince(d.syncedGen); ok {
 		for _, name := range names {
-			if _, sub := d.subscribed[name]; sub {
+			if d.names.has(name) {
 				if _, p := d.pending[name]; !p {
 					check(name)
 				}
 			}
 		}
 	} else {
-		for name := range d.subscribed {
+		for name := range d.names.all() {
 			if _, p := d.pending[name]; !p {
 				check(name)
 			}
@@ -357,6 +366,17 @@ func changeVersion(changed []*encoded, removed []string) string {
 		named = append(named, namedResource{name: name})
 	}
 	return typeVersion(named)
+}
+
+// forgetRemovals drops the changedAt entries of the names g removed that
+// are still absent, as g leaves the change log. The caller holds c.mu.
+func (c *endpointCache) forgetRemovals(g generation) {
+	for _, name := range g.names {
+		if _, held := c.resources[name]; !held && c.changedAt[name] == g.gen {
+			delete(c.changedAt, name)
+		}
+	}
+	c.forgotBefore = g.gen
 }
 
 // namesSince returns the names changed after generation gen, or false
@@ -462,7 +482,8 @@ func (c *endpointCache) respond(w *edsWatch, names []string, replyEvenIfEmpty, c
 
 // lacking lists what sub's client does not hold at the current version
 // among names (nil: everything sub covers), and what it holds that is gone.
-func (c *endpointCache) lacking(sub cachev3.Subscription, names []string) (changed []*encoded, removed []string) {
+func (c *endpointCache) lacking(s cachev3.Subscription, names []string) (changed []*encoded, removed []string) {
+	sub := subscriptionOf(s)
 	known := sub.ReturnedResources()
 	check := func(name string) {
 		e, exists := c.resources[name]
@@ -476,9 +497,8 @@ func (c *endpointCache) lacking(sub cachev3.Subscription, names []string) (chang
 	}
 	switch {
 	case names != nil:
-		subscribed := sub.SubscribedResources()
 		for _, name := range names {
-			if _, ok := subscribed[name]; ok || sub.IsWildcard() {
+			if sub.IsWildcard() || sub.subscribes(name) {
 				check(name)
 			}
 		}
@@ -494,7 +514,7 @@ func (c *endpointCache) lacking(sub cachev3.Subscription, names []string) (chang
 	default:
 		// Names held but no longer subscribed are dropped from the returned
 		// map by the server itself when the subscription changes.
-		for name := range sub.SubscribedResources() {
+		for name := range sub.subscribed() {
 			check(name)
 		}
 	}

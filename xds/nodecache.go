@@ -137,7 +137,7 @@ func (c *nodeCache) respond(w *nodeWatch, snap *nodeSnapshot, opening bool) bool
 	out := set.sorted
 	if !w.sub.IsWildcard() {
 		out = nil
-		for name := range w.sub.SubscribedResources() {
+		for name := range subscriptionOf(w.sub).subscribed() {
 			if e := set.encoded[name]; e != nil {
 				out = append(out, e)
 			}
@@ -169,7 +169,8 @@ const wholeSet = ""
 
 // lacksAny reports whether sub covers a resource of set its client was
 // never sent.
-func (c *nodeCache) lacksAny(sub cachev3.Subscription, set *typeSet) bool {
+func (c *nodeCache) lacksAny(s cachev3.Subscription, set *typeSet) bool {
+	sub := subscriptionOf(s)
 	known := sub.ReturnedResources()
 	if sub.IsWildcard() {
 		if v, ok := known[wholeSet]; ok {
@@ -182,7 +183,7 @@ func (c *nodeCache) lacksAny(sub cachev3.Subscription, set *typeSet) bool {
 		}
 		return false
 	}
-	for name := range sub.SubscribedResources() {
+	for name := range sub.subscribed() {
 		if _, ok := known[name]; !ok && set.encoded[name] != nil {
 			return true
 		}
@@ -227,9 +228,9 @@ func (c *nodeCache) respondDelta(w *nodeWatch, set *typeSet, opening bool) bool 
 		}
 	} else {
 		if !ours {
-			next = make(map[string]string, len(w.sub.SubscribedResources()))
+			next = make(map[string]string, subscriptionOf(w.sub).subscribedCount())
 		}
-		for name := range w.sub.SubscribedResources() {
+		for name := range subscriptionOf(w.sub).subscribed() {
 			v, held := known[name]
 			if held {
 				heldSubscribed++
@@ -326,17 +327,16 @@ func (c *nodeCache) respondNamedHeld(w *nodeWatch, d *deltaSub, set *typeSet) bo
 	var changed []*encoded
 	var removed []string
 	wants := func(name string) bool {
-		_, subscribed := d.subscribed[name]
 		_, pending := d.pending[name]
-		return subscribed && !pending
+		return !pending && d.names.has(name)
 	}
 	diff := &setDiff{}
 	if set != d.held {
 		diff = set.diffFrom(d.held)
 	}
-	if len(diff.changed)+len(diff.removed)+len(d.pending) > len(d.subscribed) {
+	if len(diff.changed)+len(diff.removed)+len(d.pending) > d.names.len() {
 		// A subscription smaller than the diff: walking it is cheaper.
-		for name := range d.subscribed {
+		for name := range d.names.all() {
 			e, h := set.encoded[name], d.holds(name)
 			switch {
 			case e != nil && (h == nil || h.hash != e.hash):
@@ -357,7 +357,7 @@ func (c *nodeCache) respondNamedHeld(w *nodeWatch, d *deltaSub, set *typeSet) bo
 			}
 		}
 		for name := range d.pending {
-			if _, subscribed := d.subscribed[name]; subscribed && set.encoded[name] != nil {
+			if d.names.has(name) && set.encoded[name] != nil {
 				changed = append(changed, set.encoded[name])
 			}
 		}

@@ -42,10 +42,7 @@ func TestRespondNamedHeld(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			held, next := setOf(t, tc.held...), setOf(t, tc.next...)
-			sub := &deltaSub{subscribed: map[string]struct{}{}, held: held}
-			for _, n := range tc.subscribed {
-				sub.subscribed[n] = struct{}{}
-			}
+			sub := &deltaSub{names: newSubNames(tc.subscribed), held: held}
 			if len(tc.pending) > 0 {
 				sub.pending = map[string]struct{}{}
 				for _, n := range tc.pending {

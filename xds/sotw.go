@@ -3,6 +3,7 @@ package xds
 import (
 	"context"
 	"hash/maphash"
+	"iter"
 	"slices"
 	"strconv"
 	"sync"
@@ -11,7 +12,6 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -146,9 +146,69 @@ func (r *sotwRequest) namesID() (uint64, int) {
 // it: Envoy subscribes to them with empty names.
 var noLegacyWildcard = []string{resourcev3.EndpointType, resourcev3.RouteType, resourcev3.SecretType}
 
+// sotwSub is a SotW stream's subscription of one type, as go-control-plane's
+// stream.Subscription (v0.14) keeps it, but for its names: an interned
+// nameSet shared by every stream subscribing to the same names, rather than
+// a map per stream. The version map (returned) stays per stream: the
+// endpoint cache edits it in place.
+type sotwSub struct {
+	wildcard bool
+	// legacy: the stream has named nothing yet and an empty request means
+	// wildcard.
+	legacy   bool
+	names    *nameSet
+	returned map[string]string
+}
+
+var (
+	_ cachev3.Subscription = (*sotwSub)(nil)
+	_ subscription         = (*sotwSub)(nil)
+)
+
+func newSotwSub(names []string, legacyWildcard bool) *sotwSub {
+	s := &sotwSub{wildcard: len(names) == 0 && legacyWildcard, legacy: legacyWildcard, returned: make(map[string]string)}
+	s.set(names)
+	return s
+}
+
+// set replaces the subscription with a request's names, as
+// stream.Subscription.SetResourceSubscription does.
+func (s *sotwSub) set(names []string) {
+	if s.legacy {
+		if len(names) == 0 {
+			return
+		}
+		s.legacy = false
+	}
+	wildcard := slices.Contains(names, "*")
+	s.names = sharedNames.internList(withoutWildcard(names))
+	if !wildcard {
+		for name := range s.returned {
+			if !s.names.has(name) {
+				delete(s.returned, name)
+			}
+		}
+	}
+	s.wildcard = wildcard
+}
+
+func (s *sotwSub) IsWildcard() bool                       { return s.wildcard }
+func (s *sotwSub) ReturnedResources() map[string]string   { return s.returned }
+func (s *sotwSub) subscribes(name string) bool            { return s.names.has(name) }
+func (s *sotwSub) subscribedCount() int                   { return s.names.len() }
+func (s *sotwSub) setReturned(returned map[string]string) { s.returned = returned }
+
+func (s *sotwSub) subscribed() iter.Seq[string] { return s.names.all() }
+
+// SubscribedResources is for go-control-plane's caches, a copy; Weft's
+// read the names through subscription.
+func (s *sotwSub) SubscribedResources() map[string]struct{} {
+	return s.names.toMap()
+}
+
 type sotwWatch struct {
 	cancel func()
-	sub    stream.Subscription
+	sub    *sotwSub
 	// nonce is that of the latest response sent for the type.
 	nonce string
 	// names and count identify the request the subscription was built
@@ -196,7 +256,7 @@ func (s *Server) serveSotw(ctx context.Context, str discoveryv3.AggregatedDiscov
 		nonce++
 		out.Nonce = strconv.FormatInt(nonce, 10)
 		w := watches[out.GetTypeUrl()]
-		w.sub.SetReturnedResources(resp.GetReturnedResources())
+		w.sub.setReturned(resp.GetReturnedResources())
 		w.nonce = out.Nonce
 		s.responded(key, out.GetTypeUrl(), out.GetVersionInfo(), out.Nonce, func() []string {
 			names := make([]string, 0, len(out.GetResources()))
@@ -249,7 +309,7 @@ func (s *Server) serveSotw(ctx context.Context, str discoveryv3.AggregatedDiscov
 				if len(watches) == sotwTypes {
 					return status.Errorf(codes.InvalidArgument, "more than %d resource types on one stream", sotwTypes)
 				}
-				w = &sotwWatch{sub: stream.NewSotwSubscription(names, !slices.Contains(noLegacyWildcard, typeURL))}
+				w = &sotwWatch{sub: newSotwSub(names, !slices.Contains(noLegacyWildcard, typeURL))}
 				watches[typeURL] = w
 			} else {
 				if w.nonce != "" && req.GetResponseNonce() != w.nonce {
@@ -261,7 +321,7 @@ func (s *Server) serveSotw(ctx context.Context, str discoveryv3.AggregatedDiscov
 					return err
 				}
 				if !sameNames {
-					w.sub.SetResourceSubscription(names)
+					w.sub.set(names)
 				}
 			}
 			w.names, w.count = hash, count
