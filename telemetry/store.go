@@ -27,6 +27,11 @@ const (
 	Retention = 2 * time.Minute
 	// MaxProxies bounds the number of proxies kept.
 	MaxProxies = 50_000
+	// MaxBuckets bounds a histogram's buckets (Envoy's default has 19): a
+	// flush's buckets and gRPC counts are addressed by each sample's 16-bit
+	// histOff and histLen, whose top bit is grpcFlag, so MaxSeries*(MaxBuckets+1)
+	// must fit in histOff and MaxBuckets below grpcFlag.
+	MaxBuckets = 100
 )
 
 // Series kinds, one per place Weft asks Envoy for golden metrics.
@@ -202,6 +207,10 @@ func (s *Store) Ingest(pod, namespace string, families []*promclient.MetricFamil
 					hb[i], hc[i] = b.GetUpperBound(), float64(b.GetCumulativeCount())
 				}
 				hist := Histogram{Bounds: hb, Counts: hc, Count: float64(h.GetSampleCount())}
+				if len(hb) > MaxBuckets {
+					reject("%s: %d histogram buckets, more than %d", f.GetName(), len(hb), MaxBuckets)
+					continue
+				}
 				if !hist.Valid() || (bounds != nil && !sameBounds(bounds, hb)) {
 					reject("%s: histogram buckets are not cumulative or differ from the proxy's others", f.GetName())
 					continue

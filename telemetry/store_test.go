@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -192,4 +193,44 @@ func TestStoreGRPCFailures(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestStoreManyBuckets: a flush whose histograms have more buckets than a sample's
+// 16-bit offsets into the flush can address must not corrupt or crash the window.
+func TestStoreManyBuckets(t *testing.T) {
+	clock := t0
+	s := NewStore(func() time.Time { return clock })
+	const buckets = 300
+	flush := func(n float64) []*promclient.MetricFamily {
+		h := &promclient.Histogram{SampleCount: proto.Uint64(uint64(n))}
+		for b := range buckets {
+			h.Bucket = append(h.Bucket, &promclient.Bucket{UpperBound: proto.Float64(float64(b + 1)), CumulativeCount: proto.Uint64(uint64(n) * uint64(b) / buckets)})
+		}
+		var fams []*promclient.MetricFamily
+		for i := range MaxSeries {
+			fams = append(fams, &promclient.MetricFamily{Name: proto.String("cluster.upstream_rq_time"), Type: promclient.MetricType_HISTOGRAM.Enum(),
+				Metric: []*promclient.Metric{{
+					Label:       []*promclient.LabelPair{{Name: proto.String(bootstrap.TagCluster), Value: proto.String(fmt.Sprintf("outbound|80|s%d.shop.svc.cluster.local", i))}},
+					Histogram:   h,
+					TimestampMs: proto.Int64(clock.UnixMilli()),
+				}}})
+		}
+		return fams
+	}
+	cases := []struct {
+		name     string
+		n        float64
+		wantKept int
+	}{
+		{"first flush", 100, 0},
+		{"second flush", 200, 0},
+	}
+	for _, tc := range cases {
+		clock = clock.Add(10 * time.Second)
+		r := s.Ingest("web-0", "shop", flush(tc.n))
+		if r.Kept != tc.wantKept || r.Bad != MaxSeries {
+			t.Errorf("%s: %+v, want %d kept and %d bad", tc.name, r, tc.wantKept, MaxSeries)
+		}
+	}
+	s.window(time.Minute) // must not panic
 }
