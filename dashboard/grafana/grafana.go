@@ -157,13 +157,20 @@ func route() *dashboard.DashboardBuilder {
 	failed := fmt.Sprintf(`sum by (weft_route) (rate(envoy_vhost_route_upstream_rq{%s,weft_response_code_class="5xx"}[$__rate_interval]))`, sel)
 	orZero := func(expr string) string { return fmt.Sprintf(`(%s or %s * 0)`, expr, effective) }
 	actual := fmt.Sprintf(`(%s + %s)`, effective, orZero(retries))
+	// Route stats see HTTP statuses only and grpc.failure is charged to the service's
+	// clusters, so once the vhost's service had failed gRPC calls no route's success is
+	// known (telemetry.GRPCFailuresUnattributed): the success panels show none, as
+	// `weft routes --prometheus` shows "-".
+	unknown := fmt.Sprintf(`(sum by (weft_svc) (label_replace(rate(envoy_cluster_grpc_failure{weft_cluster=~"outbound\\|.+"}[$__rate_interval]), "weft_svc", "$1", "weft_cluster", "outbound\\|\\d+\\|(.+)")) > 0`+
+		` and on (weft_svc) group by (weft_svc) (label_replace(envoy_vhost_route_upstream_rq{%s}, "weft_svc", "$1", "weft_vhost", "(.+):\\d+")))`, sel)
+	known := func(expr string) string { return fmt.Sprintf(`(%s) unless on () %s`, expr, unknown) }
 	return b.
 		WithPanel(panel("Requests per second: effective (as the client saw them) and actual (every attempt)", "reqps",
 			target{effective, "{{weft_route}} effective"},
 			target{actual, "{{weft_route}} actual"})).
 		WithPanel(panel("Success rate: effective and actual", "percentunit",
-			target{fmt.Sprintf(`1 - %s / %s`, orZero(failed), effective), "{{weft_route}} effective"},
-			target{fmt.Sprintf(`1 - (%s + %s) / %s`, orZero(failed), orZero(retries), actual), "{{weft_route}} actual"}).Max(1)).
+			target{known(fmt.Sprintf(`1 - %s / %s`, orZero(failed), effective)), "{{weft_route}} effective"},
+			target{known(fmt.Sprintf(`1 - (%s + %s) / %s`, orZero(failed), orZero(retries), actual)), "{{weft_route}} actual"}).Max(1)).
 		WithPanel(panel("Retries per second", "reqps", target{retries, "{{weft_route}}"})).
 		WithPanel(panel("Latency p95", "ms",
 			target{fmt.Sprintf(`histogram_quantile(0.95, sum by (weft_route, le) (rate(envoy_vhost_route_upstream_rq_time_bucket{%s}[$__rate_interval])))`, sel), "{{weft_route}}"}))

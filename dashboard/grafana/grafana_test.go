@@ -265,13 +265,35 @@ func lint(expr promparser.Expr, known series, extraLabel string) []string {
 		}
 		return nil
 	})
+	has := func(label string) bool {
+		return slices.ContainsFunc(selected, func(name string) bool { return known[name][label] })
+	}
+	// label_replace(v, dst, replacement, src, regex) makes dst from src: src must be a
+	// selected metric's, and dst may then be grouped by.
+	made := map[string]bool{}
+	promparser.Inspect(expr, func(n promparser.Node, _ []promparser.Node) error {
+		call, ok := n.(*promparser.Call)
+		if !ok || call.Func.Name != "label_replace" || len(call.Args) != 5 {
+			return nil
+		}
+		dst, _ := call.Args[1].(*promparser.StringLiteral)
+		src, _ := call.Args[3].(*promparser.StringLiteral)
+		if dst == nil || src == nil {
+			return nil
+		}
+		if !has(src.Val) {
+			problems = append(problems, "label_replace reads "+src.Val+", which none of the selected metrics has")
+		}
+		made[dst.Val] = true
+		return nil
+	})
 	promparser.Inspect(expr, func(n promparser.Node, _ []promparser.Node) error {
 		agg, ok := n.(*promparser.AggregateExpr)
 		if !ok {
 			return nil
 		}
 		for _, g := range agg.Grouping {
-			if !slices.ContainsFunc(selected, func(name string) bool { return known[name][g] }) {
+			if !made[g] && !has(g) {
 				problems = append(problems, "grouping by "+g+", which none of the selected metrics has")
 			}
 		}
@@ -331,62 +353,75 @@ func TestSuccessPanelMatchesTables(t *testing.T) {
 
 // TestRoutePanelsMatchTables: the route dashboard's effective and actual requests per
 // second and success rates, evaluated by Prometheus' engine over what it scraped from
-// stand-in proxies whose routes retried (promsourcetest.ShopTraffic), are the columns
-// `weft routes svc/api -o wide --prometheus` prints for the same traffic.
+// stand-in proxies whose routes retried (promsourcetest.ShopTraffic) or whose service had
+// failed gRPC calls (GRPCTraffic: no route's success is known), are the columns
+// `weft routes svc/NAME -o wide --prometheus` prints for the same traffic.
 func TestRoutePanelsMatchTables(t *testing.T) {
 	d := generatedBoard(t, "weft-route.json")
-	q, end := promsourcetest.QueryOf(t, promsourcetest.ShopTraffic())
-	src := promsource.NewWithQuery(q, "cluster.local", func() time.Time { return end })
-	tab, err := src.Query(context.Background(), telemetry.Query{Resource: telemetry.ResourceRoute, Namespace: "shop", Name: "api"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	vars := strings.NewReplacer("$__rate_interval", promsourceWindow, "$vhost", "api.shop.svc.cluster.local:80")
-	for _, c := range []struct {
-		panel, legend string
-		column        func(telemetry.Row) *float64
+	for _, tc := range []struct {
+		namespace, service, vhost string
+		traffic                   []*promsourcetest.ProxyTarget
 	}{
-		{"Requests per second: effective (as the client saw them) and actual (every attempt)", "effective", func(r telemetry.Row) *float64 { return &r.EffectiveRPS }},
-		{"Requests per second: effective (as the client saw them) and actual (every attempt)", "actual", func(r telemetry.Row) *float64 { return &r.ActualRPS }},
-		{"Success rate: effective and actual", "effective", func(r telemetry.Row) *float64 { return r.EffectiveSuccess }},
-		{"Success rate: effective and actual", "actual", func(r telemetry.Row) *float64 { return r.ActualSuccess }},
+		{"shop", "api", "api.shop.svc.cluster.local:80", promsourcetest.ShopTraffic()},
+		{"apps", "billing", "billing.apps.svc.cluster.local:9090", promsourcetest.GRPCTraffic()},
 	} {
-		t.Run(c.panel+" "+c.legend, func(t *testing.T) {
-			var expr string
-			for _, p := range d.Panels {
-				for _, tg := range p.Targets {
-					if p.Title == c.panel && tg.Legend == "{{weft_route}} "+c.legend {
-						expr = tg.Expr
+		q, end := promsourcetest.QueryOf(t, tc.traffic)
+		src := promsource.NewWithQuery(q, "cluster.local", func() time.Time { return end })
+		tab, err := src.Query(context.Background(), telemetry.Query{Resource: telemetry.ResourceRoute, Namespace: tc.namespace, Name: tc.service})
+		if err != nil {
+			t.Fatal(err)
+		}
+		vars := strings.NewReplacer("$__rate_interval", promsourceWindow, "$vhost", tc.vhost)
+		for _, c := range []struct {
+			panel, legend string
+			column        func(telemetry.Row) *float64
+		}{
+			{"Requests per second: effective (as the client saw them) and actual (every attempt)", "effective", func(r telemetry.Row) *float64 { return &r.EffectiveRPS }},
+			{"Requests per second: effective (as the client saw them) and actual (every attempt)", "actual", func(r telemetry.Row) *float64 { return &r.ActualRPS }},
+			{"Success rate: effective and actual", "effective", func(r telemetry.Row) *float64 { return r.EffectiveSuccess }},
+			{"Success rate: effective and actual", "actual", func(r telemetry.Row) *float64 { return r.ActualSuccess }},
+		} {
+			t.Run(tc.service+" "+c.panel+" "+c.legend, func(t *testing.T) {
+				var expr string
+				for _, p := range d.Panels {
+					for _, tg := range p.Targets {
+						if p.Title == c.panel && tg.Legend == "{{weft_route}} "+c.legend {
+							expr = tg.Expr
+						}
 					}
 				}
-			}
-			if expr == "" {
-				t.Fatalf("weft-route.json has no %s target in %q", c.legend, c.panel)
-			}
-			vec, err := q(context.Background(), vars.Replace(expr), end)
-			if err != nil {
-				t.Fatal(err)
-			}
-			panel := byLabel(vec, "weft_route")
-			routes := 0
-			for _, r := range tab.Rows {
-				if r.Name == telemetry.DefaultRoute {
-					continue // no route stats: the board shows profile routes only
+				if expr == "" {
+					t.Fatalf("weft-route.json has no %s target in %q", c.legend, c.panel)
 				}
-				routes++
-				got, ok := panel[r.Name]
-				want := math.NaN()
-				if p := c.column(r); p != nil {
-					want = *p
+				vec, err := q(context.Background(), vars.Replace(expr), end)
+				if err != nil {
+					t.Fatal(err)
 				}
-				if !ok || !(math.Abs(got-want) <= 1e-9) {
-					t.Errorf("%s: panel %v (present %v), table %v", r.Name, got, ok, want)
+				panel := byLabel(vec, "weft_route")
+				routes, known := 0, 0
+				for _, r := range tab.Rows {
+					if r.Name == telemetry.DefaultRoute {
+						continue // no route stats: the board shows profile routes only
+					}
+					routes++
+					got, ok := panel[r.Name]
+					p := c.column(r)
+					if p == nil {
+						if ok {
+							t.Errorf("%s: panel %v, table unknown", r.Name, got)
+						}
+						continue
+					}
+					known++
+					if !ok || !(math.Abs(got-*p) <= 1e-9) {
+						t.Errorf("%s: panel %v (present %v), table %v", r.Name, got, ok, *p)
+					}
 				}
-			}
-			if routes == 0 || len(panel) != routes {
-				t.Errorf("panel %v, table %d routes", panel, routes)
-			}
-		})
+				if routes == 0 || len(panel) != known {
+					t.Errorf("panel %v, table %d routes, %d known", panel, routes, known)
+				}
+			})
+		}
 	}
 }
 
