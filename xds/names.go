@@ -36,10 +36,15 @@ var nameSeed = maphash.MakeSeed()
 
 func nameHash(name string) uint64 { return maphash.String(nameSeed, name) }
 
-// newNameSet makes a set of names, which yields each name once.
+// newNameSet makes a set of names (n of them, at most). A request may list
+// a name twice; it counts once, or positions would pass len-1 (equalsList
+// indexes its bits by them) and the sum would differ from an equal set's.
 func newNameSet(names iter.Seq[string], n int) *nameSet {
 	s := &nameSet{names: make(map[string]int32, n)}
 	for name := range names {
+		if _, dup := s.names[name]; dup {
+			continue
+		}
 		s.names[name] = int32(len(s.names))
 		s.sum += nameHash(name)
 	}
