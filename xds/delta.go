@@ -116,11 +116,7 @@ func (d *deltaSub) subscribed() iter.Seq[string] { return d.names.all() }
 // SubscribedResources is for go-control-plane's caches; Weft's read the
 // names through subscription, without a map per stream.
 func (d *deltaSub) SubscribedResources() map[string]struct{} {
-	m := make(map[string]struct{}, d.names.len())
-	for name := range d.names.all() {
-		m[name] = struct{}{}
-	}
-	return m
+	return namesMap(d.names.all(), d.names.len())
 }
 
 // ReturnedResources is what the client holds. With a held set it is built

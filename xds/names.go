@@ -100,10 +100,12 @@ func (s *nameSet) equalsList(list []string) bool {
 	return n == len(list)
 }
 
-// toMap is the set as go-control-plane's caches want it.
-func (s *nameSet) toMap() map[string]struct{} {
-	m := make(map[string]struct{}, s.len())
-	for name := range s.all() {
+// namesMap is n names as go-control-plane's caches want them, a copy:
+// Weft's streams share their names (nameSet) and read them through
+// subscription.
+func namesMap(names iter.Seq[string], n int) map[string]struct{} {
+	m := make(map[string]struct{}, n)
+	for name := range names {
 		m[name] = struct{}{}
 	}
 	return m
