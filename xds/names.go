@@ -206,8 +206,8 @@ func (t *nameSets) forget(sum uint64) {
 
 // subNames is one subscription's names: a shared set, and what the stream
 // subscribed (added) or unsubscribed (dropped, from base) since, which it
-// alone holds. added and dropped are disjoint from base's absence and
-// presence respectively, so the size is base's plus added less dropped.
+// alone holds. added holds only names base lacks and dropped only names
+// base has, so the size is base's plus added less dropped.
 type subNames struct {
 	base           *nameSet
 	added, dropped map[string]struct{}
