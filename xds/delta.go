@@ -99,11 +99,9 @@ func newDeltaSub(subscribe, unsubscribe []string, initial map[string]string, leg
 	if d.returned == nil {
 		d.returned = make(map[string]string)
 	}
-	if !d.legacy || len(subscribe) > 0 {
-		// A first request names the whole subscription (Envoy batches a
-		// type's names while its mux is paused): intern it as it is.
-		d.names = newSubNames(withoutWildcard(subscribe))
-	}
+	// A first request names the whole subscription (Envoy batches a type's
+	// names while its mux is paused): intern it as it is.
+	d.names = newSubNames(withoutWildcard(subscribe))
 	d.update(subscribe, unsubscribe)
 	return d
 }
