@@ -54,7 +54,16 @@ func (t *Translator) assemble(v *viewEntry, in *inboundEntry, out *listenerv3.Li
 			a.clusters = append(a.clusters, v.clusters...)
 			a.clusters = append(a.clusters, t.passthrough)
 		}
-		a.conv = convert(a.listeners, v.routes, a.clusters, v.endpoints)
+		// Routes and endpoints are the view's, and so are a proxyless
+		// pod's clusters (and listeners, when it serves nothing): their
+		// conversions are the view's too.
+		vc := v.conv
+		a.conv = &converted{
+			listeners: a.listeners, anyListeners: asResources(a.listeners, vc.listeners, vc.anyListeners),
+			routes: vc.routes, anyRoutes: vc.anyRoutes,
+			clusters: a.clusters, anyClusters: asResources(a.clusters, vc.clusters, vc.anyClusters),
+			endpoints: vc.endpoints, anyEndpoints: vc.anyEndpoints,
+		}
 	})
 	return a
 }

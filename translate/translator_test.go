@@ -811,3 +811,44 @@ func TestByTypeSharesAnAssemblysLists(t *testing.T) {
 		})
 	}
 }
+
+// TestByTypeSharesAViewsListsBetweenProxylessPods: proxyless pods that
+// serve have an assembly each (their server listeners name their IP), yet
+// the lists that are their view's (routes, clusters, endpoints) are one
+// converted list for all of them, not a copy per pod; their listeners are
+// their own.
+func TestByTypeSharesAViewsListsBetweenProxylessPods(t *testing.T) {
+	mb := modelBuilder{newModel()}
+	for i := range 5 {
+		mb.add(httpService("shop", fmt.Sprintf("svc%d", i), fmt.Sprintf("10.96.1.%d", i), 80), fmt.Sprintf("10.2.%d.1", i))
+	}
+	tr := translate.NewTranslator(translate.Options{})
+	pod := func(name, ip string) map[string][]types.Resource {
+		p := &mesh.Proxy{Kind: proxy.GRPC, Pod: name, Namespace: "shop", IP: ip,
+			Identity:     mesh.Identity{Namespace: "shop", ServiceAccount: "default"},
+			InboundPorts: []mesh.ProxyPort{{Name: "grpc", Port: 9090, Protocol: mesh.ProtocolGRPC}}}
+		res, errs := tr.ForProxy(mb.Model, p)
+		mustNoErrors(t, errs)
+		return res.ByType()
+	}
+	a, b := pod("a", "10.1.0.1"), pod("b", "10.1.0.2")
+	same := func(x, y []types.Resource) bool { return len(x) > 0 && len(x) == len(y) && &x[0] == &y[0] }
+	cases := []struct {
+		typeURL string
+		shared  bool
+	}{
+		{resourcev3.RouteType, true},
+		{resourcev3.ClusterType, true},
+		{resourcev3.EndpointType, true},
+		{resourcev3.ListenerType, false},
+	}
+	for _, tc := range cases {
+		if len(a[tc.typeURL]) == 0 {
+			t.Errorf("%s: pod a has none", tc.typeURL)
+			continue
+		}
+		if s := same(a[tc.typeURL], b[tc.typeURL]); s != tc.shared {
+			t.Errorf("%s: pods a and b share one list: %v, want %v", tc.typeURL, s, tc.shared)
+		}
+	}
+}

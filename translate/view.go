@@ -34,6 +34,11 @@ type view struct {
 	apiListeners []*listenerv3.Listener
 	groups       []chainGroup
 	errs         []error
+	// conv is the lists above as types.Resource, converted once per view:
+	// a proxyless pod has an assembly of its own (its server listeners
+	// are per IP), and converting these per assembly kept a copy of each
+	// per pod.
+	conv *converted
 }
 
 type viewEntry struct {
@@ -136,6 +141,7 @@ func (t *Translator) buildView(m *mesh.Model, keys []mesh.ServiceKey, clientNS s
 	v.apiListeners = v.apiListeners[:len(v.apiListeners):len(v.apiListeners)]
 	v.clusters = v.clusters[:len(v.clusters):len(v.clusters)]
 	v.endpoints = v.endpoints[:len(v.endpoints):len(v.endpoints)]
+	v.conv = convert(v.apiListeners, v.routes, v.clusters, v.endpoints)
 	return v
 }
 

@@ -99,11 +99,9 @@ func newDeltaSub(subscribe, unsubscribe []string, initial map[string]string, leg
 	if d.returned == nil {
 		d.returned = make(map[string]string)
 	}
-	if !d.legacy || len(subscribe) > 0 {
-		// A first request names the whole subscription (Envoy batches a
-		// type's names while its mux is paused): intern it as it is.
-		d.names = newSubNames(withoutWildcard(subscribe))
-	}
+	// A first request names the whole subscription (Envoy batches a type's
+	// names while its mux is paused): intern it as it is.
+	d.names = newSubNames(withoutWildcard(subscribe))
 	d.update(subscribe, unsubscribe)
 	return d
 }
@@ -116,11 +114,7 @@ func (d *deltaSub) subscribed() iter.Seq[string] { return d.names.all() }
 // SubscribedResources is for go-control-plane's caches; Weft's read the
 // names through subscription, without a map per stream.
 func (d *deltaSub) SubscribedResources() map[string]struct{} {
-	m := make(map[string]struct{}, d.names.len())
-	for name := range d.names.all() {
-		m[name] = struct{}{}
-	}
-	return m
+	return namesMap(d.names.all(), d.names.len())
 }
 
 // ReturnedResources is what the client holds. With a held set it is built

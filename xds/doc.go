@@ -140,7 +140,8 @@
 // list a version per resource it holds, and decoding them ahead for every
 // waiting stream raised a 1,000-proxy restart's peak RSS from 1.2 to
 // 1.8 GiB. The codec decodes those initial_resource_versions into one
-// string per request and a map sized once (decodeDeltaRequest). Responses over 1 MiB (a whole CDS or RDS at 2,000 services) are
+// string per request and a map sized once (decodeDeltaRequest).
+// Responses over 1 MiB (a whole CDS or RDS at 2,000 services) are
 // marshalled through the server's codec into a free list of at most 16
 // buffers rather than gRPC's default pool, whose sync.Pool kept the spent
 // buffers of a connect storm for two collections (300 MB of a 960 MB heap
@@ -168,11 +169,11 @@
 // until a response replaces them, except that a named subscription whose
 // versions are all current (and name nothing else) keeps the node cache's
 // set or the endpoint cache's generation instead, as if sent them: 10,000
-// proxies reconnecting keep no map of 2,000 names each. A SotW client cannot say what it holds;
-// go-control-plane re-sends the resources even when the first request
-// carries the current version, with that same version. Envoy compares
-// LDS/CDS resources by hash and leaves unchanged ones alone, so this costs
-// bandwidth, not drains. EDS versions are content hashes too: a CLA's is
+// proxies reconnecting keep no map of 2,000 names each. A SotW client
+// cannot say what it holds; go-control-plane re-sends the resources even
+// when the first request carries the current version, with that same
+// version. Envoy compares LDS/CDS resources by hash and leaves unchanged
+// ones alone, so this costs bandwidth, not drains. EDS versions are content hashes too: a CLA's is
 // its SHA-256, and an EDS response's version is the hash of the (name,
 // version) pairs it carries.
 //

@@ -36,10 +36,15 @@ var nameSeed = maphash.MakeSeed()
 
 func nameHash(name string) uint64 { return maphash.String(nameSeed, name) }
 
-// newNameSet makes a set of names, which yields each name once.
+// newNameSet makes a set of names (n of them, at most). A request may list
+// a name twice; it counts once, or positions would pass len-1 (equalsList
+// indexes its bits by them) and the sum would differ from an equal set's.
 func newNameSet(names iter.Seq[string], n int) *nameSet {
 	s := &nameSet{names: make(map[string]int32, n)}
 	for name := range names {
+		if _, dup := s.names[name]; dup {
+			continue
+		}
 		s.names[name] = int32(len(s.names))
 		s.sum += nameHash(name)
 	}
@@ -95,10 +100,12 @@ func (s *nameSet) equalsList(list []string) bool {
 	return n == len(list)
 }
 
-// toMap is the set as go-control-plane's caches want it.
-func (s *nameSet) toMap() map[string]struct{} {
-	m := make(map[string]struct{}, s.len())
-	for name := range s.all() {
+// namesMap is n names as go-control-plane's caches want them, a copy:
+// Weft's streams share their names (nameSet) and read them through
+// subscription.
+func namesMap(names iter.Seq[string], n int) map[string]struct{} {
+	m := make(map[string]struct{}, n)
+	for name := range names {
 		m[name] = struct{}{}
 	}
 	return m
@@ -199,8 +206,8 @@ func (t *nameSets) forget(sum uint64) {
 
 // subNames is one subscription's names: a shared set, and what the stream
 // subscribed (added) or unsubscribed (dropped, from base) since, which it
-// alone holds. added and dropped are disjoint from base's absence and
-// presence respectively, so the size is base's plus added less dropped.
+// alone holds. added holds only names base lacks and dropped only names
+// base has, so the size is base's plus added less dropped.
 type subNames struct {
 	base           *nameSet
 	added, dropped map[string]struct{}

@@ -243,3 +243,36 @@ func TestNameSetEqualsList(t *testing.T) {
 		}
 	}
 }
+
+// TestNameSetOfARepeatingList: a list naming a name twice (bad input, or a
+// client's slip) makes the same set as the list without the repeat, so it
+// is shared with it and compared without reading past the set's bits.
+func TestNameSetOfARepeatingList(t *testing.T) {
+	var distinct []string
+	for i := range 64 {
+		distinct = append(distinct, fmt.Sprintf("route-%d", i))
+	}
+	cases := []struct {
+		name string
+		list []string
+	}{
+		{"repeat at the end", append(slices.Clone(distinct), distinct[0])},
+		{"repeat in the middle", slices.Insert(slices.Clone(distinct), 10, distinct[3])},
+		{"all twice", append(slices.Clone(distinct), distinct...)},
+	}
+	want := newNameSet(slices.Values(distinct), len(distinct))
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			set := newNameSet(slices.Values(tc.list), len(tc.list))
+			if set.len() != len(distinct) || set.sum != want.sum {
+				t.Errorf("set of %d names with repeats: len %d, sum %x; want len %d, sum %x", len(tc.list), set.len(), set.sum, len(distinct), want.sum)
+			}
+			if !set.equalsList(distinct) {
+				t.Errorf("set of the list with repeats does not equal the list without")
+			}
+			if a, b := sharedNames.internList(distinct), sharedNames.internList(tc.list); a != b {
+				t.Errorf("internList with repeats = %p, without = %p; want one shared set", b, a)
+			}
+		})
+	}
+}

@@ -292,8 +292,8 @@ func (c *nodeCache) canonical(nodeID, typeURL string, names []string) {
 // respondHeld is respondDelta for a wildcard stream of Weft's delta loop
 // that holds a whole set (d.held): what changed is the difference of two
 // immutable sets (computed once per pair, see diffFrom), and what the
-// stream holds next is set itself, so no per-stream version map is built. A set the client refused is not sent
-// again (see deltaSub.answered).
+// stream holds next is set itself, so no per-stream version map is built.
+// A set the client refused is not sent again (see deltaSub.answered).
 func (c *nodeCache) respondHeld(w *nodeWatch, d *deltaSub, set *typeSet) bool {
 	if set == d.held || set == d.refused {
 		// Equal sets are shared (typeSets), so pointer equality is the

@@ -203,7 +203,7 @@ func (s *sotwSub) subscribed() iter.Seq[string] { return s.names.all() }
 // SubscribedResources is for go-control-plane's caches, a copy; Weft's
 // read the names through subscription.
 func (s *sotwSub) SubscribedResources() map[string]struct{} {
-	return s.names.toMap()
+	return namesMap(s.names.all(), s.names.len())
 }
 
 type sotwWatch struct {
