@@ -15,6 +15,7 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoregistry"
 )
@@ -49,6 +50,7 @@ type Fleet struct {
 	delta bool
 	// connsPer streams share one gRPC connection; 1 is what Envoy does.
 	connsPer int
+	ping     keepalive.ClientParameters
 
 	seed    maphash.Seed
 	entries sync.Map // uint64 -> *entry
@@ -80,11 +82,29 @@ type FleetOptions struct {
 	// the load generator cheaper but hide the control plane's per-connection
 	// cost.
 	StreamsPerConn int
+	// KeepaliveTime is how long a connection may be silent before the
+	// proxy pings the control plane, and KeepaliveTimeout how long it
+	// then waits for the answer before it drops the connection and
+	// reconnects, as an Envoy does whose xDS cluster sets
+	// http2_protocol_options.connection_keepalive (interval, timeout;
+	// Envoy 1.40 sends no pings without it). Without them a connection the control plane's
+	// kernel aborted without a reset (a TCP_USER_TIMEOUT abort under
+	// memory pressure) is never noticed by a proxy that has nothing to
+	// send, and the proxy waits for a response forever. 0: 30 s and 20 s
+	// (gRPC pings no more often than every 10 s).
+	KeepaliveTime, KeepaliveTimeout time.Duration
 }
 
 // NewFleet returns an empty fleet for the ADS server at addr (plaintext).
 func NewFleet(addr string, o FleetOptions) *Fleet {
-	return &Fleet{addr: addr, delta: o.Delta, connsPer: max(o.StreamsPerConn, 1), seed: maphash.MakeSeed()}
+	ping := keepalive.ClientParameters{Time: o.KeepaliveTime, Timeout: o.KeepaliveTimeout, PermitWithoutStream: true}
+	if ping.Time <= 0 {
+		ping.Time = 30 * time.Second
+	}
+	if ping.Timeout <= 0 {
+		ping.Timeout = 20 * time.Second
+	}
+	return &Fleet{addr: addr, delta: o.Delta, connsPer: max(o.StreamsPerConn, 1), ping: ping, seed: maphash.MakeSeed()}
 }
 
 // entry is what one distinct resource content implies; shared by all
@@ -143,6 +163,7 @@ func (f *Fleet) Add(ctx context.Context, nodeID string) (*Stream, error) {
 			// Mostly idle streams: no per-connection write buffer, a small
 			// read buffer; responses are copied out of it anyway.
 			grpc.WithWriteBufferSize(0), grpc.WithSharedWriteBuffer(true), grpc.WithReadBufferSize(8<<10),
+			grpc.WithKeepaliveParams(f.ping),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30), grpc.ForceCodecV2(wireCodec{})))
 		if err != nil {
 			return nil, fmt.Errorf("dialing the ADS server at %s: %w", f.addr, err)

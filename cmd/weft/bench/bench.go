@@ -299,6 +299,7 @@ func runSize(ctx context.Context, cfg Config, cl *cluster, env *testenv.Env, n i
 	lat, err := r.waitSynced(wctx, t0)
 	wcancel()
 	if err != nil {
+		r.dumpStacks(ctx, "connect")
 		return res, fmt.Errorf("connecting %d proxies: %w", n, err)
 	}
 	res.Connect = Summarise(lat)

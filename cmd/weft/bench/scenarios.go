@@ -323,6 +323,7 @@ func (r *run) restart(ctx context.Context, cold bool) ([]Change, error) {
 	ch.Convergence, ch.Complete = Convergence(lat, ch.Affected)
 	if err != nil {
 		r.cfg.Log.Warn("restart not converged", "error", err)
+		r.dumpStacks(ctx, scenario)
 	}
 	time.Sleep(r.settle)
 	cpu, err := r.cp.cpu()
