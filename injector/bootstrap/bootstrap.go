@@ -99,6 +99,20 @@ const (
 	// sslTargetNameOverride makes the Google gRPC client verify (and send as SNI) a name
 	// other than the target's host.
 	sslTargetNameOverride = "grpc.ssl_target_name_override"
+)
+
+// The xDS connection's keepalive. A control plane host that dies, or a connection the
+// kernel drops on its side (TCP_USER_TIMEOUT), sends the sidecar no reset: without pings
+// of its own an Envoy waiting on an idle ADS stream would wait for ever and never get
+// config again. 30 s keeps 10,000 mostly idle streams cheap (333 pings/s at the control
+// plane, whose policy accepts pings 10 s apart: xds/server.go) and finds a dead
+// connection within a minute.
+const (
+	XDSKeepaliveInterval = 30 * time.Second
+	XDSKeepaliveTimeout  = 20 * time.Second
+)
+
+const (
 	// DefaultIdentityDir is where a proxyless pod's certificate files are mounted.
 	DefaultIdentityDir = "/var/run/weft/identity"
 )
@@ -291,10 +305,19 @@ func (c Config) googleGRPC() (*corev3.GrpcService_GoogleGrpc, error) {
 			},
 		},
 	}
+	intArg := func(v int64) *corev3.GrpcService_GoogleGrpc_ChannelArgs_Value {
+		return &corev3.GrpcService_GoogleGrpc_ChannelArgs_Value{ValueSpecifier: &corev3.GrpcService_GoogleGrpc_ChannelArgs_Value_IntValue{IntValue: v}}
+	}
+	// gRPC core's keepalive (doc/keepalive.md of grpc/grpc): pings on the xDS channel, and
+	// max_pings_without_data 0 so they go on while the stream is idle (its default, 2,
+	// stops pinging an idle ADS stream after two).
+	g.ChannelArgs = &corev3.GrpcService_GoogleGrpc_ChannelArgs{Args: map[string]*corev3.GrpcService_GoogleGrpc_ChannelArgs_Value{
+		"grpc.keepalive_time_ms":            intArg(XDSKeepaliveInterval.Milliseconds()),
+		"grpc.keepalive_timeout_ms":         intArg(XDSKeepaliveTimeout.Milliseconds()),
+		"grpc.http2.max_pings_without_data": intArg(0),
+	}}
 	if host, _, _ := splitHostPort(c.ControlPlaneAddress); host != c.ServerName {
-		g.ChannelArgs = &corev3.GrpcService_GoogleGrpc_ChannelArgs{Args: map[string]*corev3.GrpcService_GoogleGrpc_ChannelArgs_Value{
-			sslTargetNameOverride: {ValueSpecifier: &corev3.GrpcService_GoogleGrpc_ChannelArgs_Value_StringValue{StringValue: c.ServerName}},
-		}}
+		g.ChannelArgs.Args[sslTargetNameOverride] = &corev3.GrpcService_GoogleGrpc_ChannelArgs_Value{ValueSpecifier: &corev3.GrpcService_GoogleGrpc_ChannelArgs_Value_StringValue{StringValue: c.ServerName}}
 	}
 	if c.TokenPath == "" {
 		return g, nil
@@ -358,7 +381,12 @@ func staticCluster(name, host string, port uint32, http2 bool) *clusterv3.Cluste
 		cl.TypedExtensionProtocolOptions = map[string]*anypb.Any{
 			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(&upstreamhttpv3.HttpProtocolOptions{
 				UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
-					ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
+					ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{
+						ConnectionKeepalive: &corev3.KeepaliveSettings{
+							Interval: durationpb.New(XDSKeepaliveInterval),
+							Timeout:  durationpb.New(XDSKeepaliveTimeout),
+						},
+					}},
 				}},
 			}),
 		}

@@ -12,10 +12,12 @@ import (
 	"testing"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	grpccredv3 "github.com/envoyproxy/go-control-plane/envoy/config/grpc_credential/v3"
 	metricsv3 "github.com/envoyproxy/go-control-plane/envoy/config/metrics/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/serviceconfig"
 	grpcxds "google.golang.org/grpc/xds"
@@ -158,7 +160,29 @@ func TestEnvoyBootstrapShape(t *testing.T) {
 				if gg != nil || ads.GetGrpcServices()[0].GetEnvoyGrpc().GetClusterName() != bootstrap.XDSClusterName {
 					t.Errorf("plaintext xDS does not go through the %s cluster", bootstrap.XDSClusterName)
 				}
+				// The xDS cluster pings the control plane, so a dead connection is found.
+				var ka *corev3.KeepaliveSettings
+				for _, c := range b.GetStaticResources().GetClusters() {
+					if c.GetName() != bootstrap.XDSClusterName {
+						continue
+					}
+					opts := &upstreamhttpv3.HttpProtocolOptions{}
+					if err := c.GetTypedExtensionProtocolOptions()["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].UnmarshalTo(opts); err != nil {
+						t.Fatal(err)
+					}
+					ka = opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions().GetConnectionKeepalive()
+				}
+				if ka.GetInterval().AsDuration() != bootstrap.XDSKeepaliveInterval || ka.GetTimeout().AsDuration() != bootstrap.XDSKeepaliveTimeout {
+					t.Errorf("xDS cluster keepalive %v, want every %v, %v timeout", ka, bootstrap.XDSKeepaliveInterval, bootstrap.XDSKeepaliveTimeout)
+				}
 			default:
+				// gRPC core pings the control plane, also while the ADS stream is idle.
+				args := gg.GetChannelArgs().GetArgs()
+				if args["grpc.keepalive_time_ms"].GetIntValue() != bootstrap.XDSKeepaliveInterval.Milliseconds() ||
+					args["grpc.keepalive_timeout_ms"].GetIntValue() != bootstrap.XDSKeepaliveTimeout.Milliseconds() ||
+					args["grpc.http2.max_pings_without_data"] == nil || args["grpc.http2.max_pings_without_data"].GetIntValue() != 0 {
+					t.Errorf("xDS channel args %v: want keepalive pings every %v, %v timeout, unlimited without data", args, bootstrap.XDSKeepaliveInterval, bootstrap.XDSKeepaliveTimeout)
+				}
 				if got := gg.GetChannelCredentials().GetSslCredentials().GetRootCerts().GetInlineString(); got != string(tc.cfg.TrustBundlePEM) {
 					t.Error("root_certs are not the bundle")
 				}
