@@ -73,7 +73,7 @@ func (d storeDirectory) Workloads() []telemetry.Workload {
 	defer s.mu.Unlock()
 	out := make([]telemetry.Workload, 0, len(s.pods))
 	for name, pod := range s.pods {
-		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		if !podMayRun(pod) {
 			continue
 		}
 		w := telemetry.Workload{Namespace: name.Namespace, Pod: name.Name, Deployment: deploymentOf(pod)}
@@ -109,9 +109,8 @@ func (d storeDirectory) ResponseClasses(namespace, service, route string) []tele
 	s := d.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var prof *mesh.Profile
 	// The server's own profile: the one in the service's namespace.
-	prof = s.profVals[mesh.ProfileKey{Namespace: namespace, Service: mesh.ServiceKey{Namespace: namespace, Name: service}}]
+	prof := s.profVals[mesh.ProfileKey{Namespace: namespace, Service: mesh.ServiceKey{Namespace: namespace, Name: service}}]
 	if prof == nil {
 		return nil
 	}
