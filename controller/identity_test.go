@@ -160,6 +160,17 @@ func podToken(t *testing.T, pod *corev1.Pod) string {
 	return tr.Status.Token
 }
 
+// writeTokenFile writes token where a test's proxy reads it per stream
+// (tokenauth.FileCredentials, kubelet's projected file) and returns the path.
+func writeTokenFile(t *testing.T, token string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(path, []byte(token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // sdsStream is an Envoy sidecar's ADS stream reduced to SDS: TLS verified
 // against the anchor and the control plane's name, the token file read per
 // stream (tokenauth.FileCredentials, as Envoy's file-based metadata plugin
@@ -178,15 +189,11 @@ type sdsLeaf struct {
 
 func openSDS(t *testing.T, addr string, anchor *x509.Certificate, token, node string) *sdsStream {
 	t.Helper()
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	roots := x509.NewCertPool()
 	roots.AddCert(anchor)
 	conn, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots, ServerName: identityServerName})),
-		grpc.WithPerRPCCredentials(tokenauth.FileCredentials{Path: tokenFile}))
+		grpc.WithPerRPCCredentials(tokenauth.FileCredentials{Path: writeTokenFile(t, token)}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -149,10 +147,7 @@ func TestTapFollowsAnchorRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	token := podToken(t, m.pods["a"])
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tokenFile := writeTokenFile(t, token)
 	// The proxy is connected (its SDS stream over TLS with its token).
 	openSDS(t, rc.XDSAddr().String(), m.anchor.Cert, token, node).next(t, 30*time.Second)
 

@@ -3,8 +3,6 @@ package controller
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -38,11 +36,7 @@ func TestIdentityMetricsStreamsAreAuthenticated(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots, ServerName: identityServerName}))}
 			if c.token {
-				tokenFile := filepath.Join(t.TempDir(), "token")
-				if err := os.WriteFile(tokenFile, []byte(podToken(t, m.pods[c.sa])), 0o600); err != nil {
-					t.Fatal(err)
-				}
-				opts = append(opts, grpc.WithPerRPCCredentials(tokenauth.FileCredentials{Path: tokenFile}))
+				opts = append(opts, grpc.WithPerRPCCredentials(tokenauth.FileCredentials{Path: writeTokenFile(t, podToken(t, m.pods[c.sa]))}))
 			}
 			conn, err := grpc.NewClient(rc.XDSAddr().String(), opts...)
 			if err != nil {
