@@ -294,7 +294,7 @@ func New(cfg Config) (*Controller, error) {
 		xo.ServerOptions = append(append([]grpc.ServerOption(nil), xo.ServerOptions...), cfg.Identity.serverOptions()...)
 	}
 	if cfg.TapLogService != nil {
-		c.tap = tap.NewHub(c.store, log.With("component", "tap"))
+		c.tap = tap.NewHub(c.store, cfg.Logger.With("component", "tap"))
 		c.tap.Authorize = c.authorizeAccessLog
 		xo.Services = append(slices.Clip(xo.Services), c.tap.Register)
 	}
