@@ -163,7 +163,7 @@ func New(opts Options) (*Server, error) {
 	s.log = s.log.With("component", "xds")
 	if s.checker == nil {
 		s.checker = defaultChecker
-		s.checked = newCheckedSnapshots()
+		s.checked = new(checkedSnapshots)
 	}
 	if s.epChecker == nil {
 		s.epChecker = defaultEndpointChecker
