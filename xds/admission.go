@@ -41,9 +41,10 @@ func newSyncing(limit int) syncing {
 }
 
 // waitForSlot holds a stream, once its node is validated, until it may be
-// served: until fewer than the bound are syncing, or until ctx ends. The slot is freed by h.freeSlot:
-// when the stream has answered every response it was sent (see
-// Server.settled), after syncingHold, or when the stream ends.
+// served: until fewer than the bound are syncing, or until ctx ends. The
+// slot is freed by h.freeSlot: when the stream has answered every response
+// it was sent (see Server.settled), after syncingHold, or when the stream
+// ends.
 func (s *Server) waitForSlot(ctx context.Context, h *streamHandle) error {
 	if s.syncing.slots == nil {
 		return nil

@@ -52,8 +52,8 @@ func authStatus(err error) error {
 }
 
 // streamHandle travels in a stream's context from admission (where the
-// Authenticator ran) to streamOpened, which only sees the context, and lets the server end the stream from outside (ClearNode,
-// shutdown).
+// Authenticator ran) to streamOpened, which only sees the context, and
+// lets the server end the stream from outside (ClearNode, shutdown).
 type streamHandle struct {
 	identity      Identity
 	authenticated bool

@@ -121,9 +121,7 @@ func (d *deltaSub) SubscribedResources() map[string]struct{} {
 // from the set: only the endpoint cache calls it, and it never sees a held
 // set; the node cache reads held.
 func (d *deltaSub) ReturnedResources() map[string]string {
-	if d.held != nil {
-		d.materialize()
-	}
+	d.materialize()
 	return d.returned
 }
 
@@ -206,11 +204,11 @@ func (d *deltaSub) update(subscribe, unsubscribe []string) {
 		delete(d.pending, name)
 	}
 	d.names.settle()
-	if d.wildcard != wasWildcard && d.synced {
-		// A wildcard EDS subscription is served from a version map.
-		d.desync()
-	}
 	if d.wildcard != wasWildcard {
+		if d.synced {
+			// A wildcard EDS subscription is served from a version map.
+			d.desync()
+		}
 		// A held set means all of it (wildcard) or only the subscribed
 		// names (named): moving between the two goes through the map.
 		d.materialize()
@@ -220,11 +218,13 @@ func (d *deltaSub) update(subscribe, unsubscribe []string) {
 // sent records a response as sent: the client now holds resp's set (a
 // wildcard per-node response) or its version map.
 func (d *deltaSub) sent(resp cachev3.DeltaResponse) {
-	if r, ok := resp.(*deltaResponse); ok && r.set != nil {
+	r, ok := resp.(*deltaResponse)
+	if ok && r.set != nil {
 		d.held, d.returned, d.refused, d.pending = r.set, nil, nil, nil
 		d.heldWhole = d.wildcard
 		return
-	} else if ok && r.synced {
+	}
+	if ok && r.synced {
 		d.synced, d.syncedGen, d.returned, d.pending = true, r.gen, nil, nil
 		return
 	}

@@ -1,8 +1,9 @@
 // Package xds serves Envoy resources to Envoy sidecars and proxyless gRPC
 // clients over ADS, state of the world and delta, on go-control-plane
 // v0.14.0's message types and cache interfaces, by stream loops of Weft's
-// own: sotw.go for SotW streams, delta.go for delta streams. It knows nothing of ServiceProfiles or Kubernetes objects:
-// it serves the resources it is given.
+// own: sotw.go for SotW streams, delta.go for delta streams. It knows
+// nothing of ServiceProfiles or Kubernetes objects: it serves the
+// resources it is given.
 //
 // # Caches
 //
@@ -173,9 +174,9 @@
 // cannot say what it holds; go-control-plane re-sends the resources even
 // when the first request carries the current version, with that same
 // version. Envoy compares LDS/CDS resources by hash and leaves unchanged
-// ones alone, so this costs bandwidth, not drains. EDS versions are content hashes too: a CLA's is
-// its SHA-256, and an EDS response's version is the hash of the (name,
-// version) pairs it carries.
+// ones alone, so this costs bandwidth, not drains. EDS versions are
+// content hashes too: a CLA's is its SHA-256, and an EDS response's
+// version is the hash of the (name, version) pairs it carries.
 //
 // # Admission
 //

@@ -66,11 +66,10 @@ type Options struct {
 
 	// MaxSyncingStreams bounds the streams served their initial
 	// configuration at once; more wait, their node validated but nothing
-	// served, until one of those has
-	// answered every response it was sent (or for 10 s at most). It keeps a
-	// reconnect storm (a control plane restart) from marshalling and queuing
-	// every proxy's configuration at once. 0 means 32 per CPU; negative,
-	// no bound.
+	// served, until one of those has answered every response it was sent
+	// (or for 10 s at most). It keeps a reconnect storm (a control plane
+	// restart) from marshalling and queuing every proxy's configuration at
+	// once. 0 means 32 per CPU; negative, no bound.
 	MaxSyncingStreams int
 
 	// ServerOptions are added to the gRPC server Serve builds (transport
@@ -163,7 +162,7 @@ func New(opts Options) (*Server, error) {
 	s.log = s.log.With("component", "xds")
 	if s.checker == nil {
 		s.checker = defaultChecker
-		s.checked = newCheckedSnapshots()
+		s.checked = new(checkedSnapshots)
 	}
 	if s.epChecker == nil {
 		s.epChecker = defaultEndpointChecker
@@ -477,8 +476,8 @@ func (s *Server) refused(err error, nodeID, why string) {
 }
 
 // adsService wraps Weft's ADS stream loops (serveSotw, serveDelta) with
-// admission, so that Register works on any gRPC server
-// without an interceptor.
+// admission, so that Register works on any gRPC server without an
+// interceptor.
 type adsService struct {
 	discoveryv3.UnimplementedAggregatedDiscoveryServiceServer
 	s *Server

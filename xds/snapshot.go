@@ -129,11 +129,7 @@ type inputKey struct {
 }
 
 func newTypeSets() *typeSets {
-	return &typeSets{
-		byVersion: weakValues[string, typeSet]{m: make(map[string]weak.Pointer[typeSet])},
-		byInput:   weakValues[inputKey, typeSet]{m: make(map[inputKey]weak.Pointer[typeSet])},
-		seed:      maphash.MakeSeed(),
-	}
+	return &typeSets{seed: maphash.MakeSeed()}
 }
 
 // inputKeyOf returns the key of items' pointers, or false when an item is
@@ -193,7 +189,7 @@ func (ts *typeSets) put(typeURL string, set *typeSet) *typeSet {
 func (ts *typeSets) len() int { return ts.byVersion.len() }
 
 // weakValues maps keys to values it does not keep alive: an entry goes
-// once its value is collected.
+// once its value is collected. The zero value is empty and ready.
 type weakValues[K comparable, V any] struct {
 	mu sync.Mutex
 	m  map[K]weak.Pointer[V]
@@ -234,6 +230,9 @@ func (w *weakValues[K, V]) storeLocked(k K, v *V) {
 	wp := weak.Make(v)
 	if w.m[k] == wp {
 		return
+	}
+	if w.m == nil {
+		w.m = make(map[K]weak.Pointer[V])
 	}
 	w.m[k] = wp
 	runtime.AddCleanup(v, func(k K) {
@@ -413,10 +412,6 @@ type checkedSnapshots = weakValues[checkedKey, nodeSnapshot]
 type checkedKey struct {
 	kind proxy.Kind
 	sets [4]weak.Pointer[typeSet] // in snapshotTypes' order
-}
-
-func newCheckedSnapshots() *checkedSnapshots {
-	return &checkedSnapshots{m: make(map[checkedKey]weak.Pointer[nodeSnapshot])}
 }
 
 func checkedKeyOf(kind proxy.Kind, snap *nodeSnapshot) checkedKey {

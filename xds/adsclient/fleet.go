@@ -87,11 +87,12 @@ type FleetOptions struct {
 	// then waits for the answer before it drops the connection and
 	// reconnects, as an Envoy does whose xDS cluster sets
 	// http2_protocol_options.connection_keepalive (interval, timeout;
-	// Envoy 1.40 sends no pings without it). Without them a connection the control plane's
-	// kernel aborted without a reset (a TCP_USER_TIMEOUT abort under
-	// memory pressure) is never noticed by a proxy that has nothing to
-	// send, and the proxy waits for a response forever. 0: 30 s and 20 s
-	// (gRPC pings no more often than every 10 s).
+	// Envoy 1.40 sends no pings without it). Without them a connection
+	// the control plane's kernel aborted without a reset (a
+	// TCP_USER_TIMEOUT abort under memory pressure) is never noticed by a
+	// proxy that has nothing to send, and the proxy waits for a response
+	// forever. 0: 30 s and 20 s (gRPC pings no more often than every
+	// 10 s).
 	KeepaliveTime, KeepaliveTimeout time.Duration
 }
 
