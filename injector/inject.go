@@ -226,9 +226,7 @@ func (in *Injector) proxyContainer(image, logLevel, bootstrap string, resources 
 		// The bootstrap serves /ready alone on the health port; the admin
 		// interface stays on 127.0.0.1.
 		ReadinessProbe: &corev1.Probe{
-			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-				Path: "/ready", Port: intstr.FromInt32(int32(mesh.ProxyHealthPort)),
-			}},
+			ProbeHandler:     proxyReady(),
 			PeriodSeconds:    2,
 			FailureThreshold: 3,
 		},
@@ -238,9 +236,7 @@ func (in *Injector) proxyContainer(image, logLevel, bootstrap string, resources 
 		// start only after Envoy has its configuration. Two minutes, then
 		// kubelet restarts the proxy.
 		StartupProbe: &corev1.Probe{
-			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-				Path: "/ready", Port: intstr.FromInt32(int32(mesh.ProxyHealthPort)),
-			}},
+			ProbeHandler:     proxyReady(),
 			PeriodSeconds:    1,
 			FailureThreshold: 120,
 		},
@@ -420,4 +416,12 @@ func (in *Injector) envoyBootstrap(bundle []byte) ([]byte, error) {
 	}
 	in.bootBundle, in.bootYAML = bytes.Clone(bundle), boot
 	return boot, nil
+}
+
+// proxyReady is kubelet's GET of Envoy's /ready through the bootstrap's
+// health listener; a new handler per probe, so no two probes share one.
+func proxyReady() corev1.ProbeHandler {
+	return corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+		Path: bootstrap.ReadyPath, Port: intstr.FromInt32(int32(mesh.ProxyHealthPort)),
+	}}
 }
