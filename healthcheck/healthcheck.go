@@ -16,6 +16,9 @@ import (
 
 	apiextensionsclientset "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/weftmesh/weft/injector"
+	"github.com/weftmesh/weft/profiles/admission"
 )
 
 // Names the chart (deploy/charts/weft) gives what it installs; the checks
@@ -26,8 +29,6 @@ const (
 	ControlPlaneSelector   = "app.kubernetes.io/name=weft,app.kubernetes.io/component=control-plane"
 	InjectorWebhookName    = "weft-proxy-injector"
 	ValidatorWebhookName   = "weft-profile-validator"
-	InjectorWebhookPath    = "/inject"
-	ValidatorWebhookPath   = "/validate"
 	WebhookServingSecret   = "weft-webhook-tls"
 	IssuerSecretName       = "weft-identity-issuer"
 	TrustBundleName        = "weft-trust-bundle"
@@ -40,6 +41,13 @@ const (
 	AnchorMinValidity      = 60 * 24 * time.Hour
 	IssuerMinValidity      = 7 * 24 * time.Hour
 	WebhookCertMinValidity = 30 * 24 * time.Hour
+)
+
+// The paths the chart's webhook configurations call: the ones cp's webhook
+// server serves them on.
+const (
+	InjectorWebhookPath  = injector.InjectPath
+	ValidatorWebhookPath = admission.Path
 )
 
 // Status is the outcome of one check, with Linkerd's JSON words.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -36,11 +37,11 @@ func New(cfg Config) (*Injector, error) {
 	return &Injector{cfg: cfg}, nil
 }
 
-func (in *Injector) trustBundle() []byte {
-	if in.cfg.TrustBundleSource != nil {
-		return in.cfg.TrustBundleSource()
+func (c Config) trustBundle() []byte {
+	if c.TrustBundleSource != nil {
+		return c.TrustBundleSource()
 	}
-	return in.cfg.TrustBundlePEM
+	return c.TrustBundlePEM
 }
 
 // Result is what Inject decided.
@@ -95,7 +96,7 @@ func (in *Injector) Inject(pod *corev1.Pod, ns *corev1.Namespace) (Result, []str
 	if settings.LogLevel != "" {
 		logLevel = settings.LogLevel
 	}
-	bundle := in.trustBundle()
+	bundle := in.cfg.trustBundle()
 	if in.cfg.ServerName != "" && len(bundle) == 0 {
 		warnings = append(warnings, "the control plane has no trust bundle yet: this proxy cannot verify it and gets no config until the pod is recreated")
 	}
@@ -226,9 +227,7 @@ func (in *Injector) proxyContainer(image, logLevel, bootstrap string, resources 
 		// The bootstrap serves /ready alone on the health port; the admin
 		// interface stays on 127.0.0.1.
 		ReadinessProbe: &corev1.Probe{
-			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-				Path: "/ready", Port: intstr.FromInt32(int32(mesh.ProxyHealthPort)),
-			}},
+			ProbeHandler:     proxyReady(),
 			PeriodSeconds:    2,
 			FailureThreshold: 3,
 		},
@@ -238,9 +237,7 @@ func (in *Injector) proxyContainer(image, logLevel, bootstrap string, resources 
 		// start only after Envoy has its configuration. Two minutes, then
 		// kubelet restarts the proxy.
 		StartupProbe: &corev1.Probe{
-			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-				Path: "/ready", Port: intstr.FromInt32(int32(mesh.ProxyHealthPort)),
-			}},
+			ProbeHandler:     proxyReady(),
 			PeriodSeconds:    1,
 			FailureThreshold: 120,
 		},
@@ -402,22 +399,43 @@ func (in *Injector) envoyBootstrap(bundle []byte) ([]byte, error) {
 	if in.bootYAML != nil && bytes.Equal(in.bootBundle, bundle) {
 		return in.bootYAML, nil
 	}
-	bootCfg := bootstrap.Config{
-		ClusterDomain:       in.cfg.ClusterDomain,
-		ControlPlaneAddress: in.cfg.ControlPlaneAddress,
-		ServerName:          in.cfg.ServerName,
-		TrustBundlePEM:      bundle,
-		AdminPort:           mesh.ProxyAdminPort,
-	}
-	if in.cfg.ServerName != "" {
-		// The token is sent only inside TLS: a control plane without identity
-		// (plaintext xDS) asks for none, and sending it in clear would leak it.
-		bootCfg.TokenPath = TokenPath
-	}
-	boot, err := bootstrap.EnvoyYAML(bootCfg)
+	boot, err := bootstrap.EnvoyYAML(in.cfg.bootstrapConfig(bundle))
 	if err != nil {
 		return nil, err
 	}
 	in.bootBundle, in.bootYAML = bytes.Clone(bundle), boot
 	return boot, nil
+}
+
+// proxyReady is kubelet's GET of Envoy's /ready through the bootstrap's
+// health listener; a new handler per probe, so no two probes share one.
+func proxyReady() corev1.ProbeHandler {
+	return corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+		Path: bootstrap.ReadyPath, Port: intstr.FromInt32(int32(mesh.ProxyHealthPort)),
+	}}
+}
+
+// bootstrapConfig is the bootstrap Config of the proxies c injects, with bundle.
+func (c Config) bootstrapConfig(bundle []byte) bootstrap.Config {
+	boot := bootstrap.Config{
+		ClusterDomain:       c.ClusterDomain,
+		ControlPlaneAddress: c.ControlPlaneAddress,
+		ServerName:          c.ServerName,
+		TrustBundlePEM:      bundle,
+		AdminPort:           mesh.ProxyAdminPort,
+	}
+	if c.ServerName != "" {
+		// The token is sent only inside TLS: a control plane without identity
+		// (plaintext xDS) asks for none, and sending it in clear would leak it.
+		boot.TokenPath = TokenPath
+	}
+	return boot
+}
+
+// ControlPlaneService is how the proxies c injects reach the control plane
+// over gRPC (bootstrap.ControlPlaneService), with the trust bundle of now:
+// what the control plane's other gRPC services, such as tap's access log
+// service, tell those proxies to dial.
+func (c Config) ControlPlaneService() (*corev3.GrpcService, error) {
+	return bootstrap.ControlPlaneService(c.bootstrapConfig(c.trustBundle()))
 }

@@ -2,9 +2,6 @@ package main
 
 import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-
-	"github.com/weftmesh/weft/injector"
-	"github.com/weftmesh/weft/injector/bootstrap"
 )
 
 // tapLogService is how a tapped sidecar reaches this control plane's access
@@ -17,10 +14,5 @@ func (o options) tapLogService(ca interface{ Bundle() []byte }) (*corev3.GrpcSer
 	if err != nil {
 		return nil, err
 	}
-	c := bootstrap.Config{ControlPlaneAddress: injCfg.ControlPlaneAddress, ServerName: injCfg.ServerName, ClusterDomain: injCfg.ClusterDomain}
-	if injCfg.ServerName != "" {
-		c.TrustBundlePEM = ca.Bundle()
-		c.TokenPath = injector.TokenPath
-	}
-	return bootstrap.ControlPlaneService(c)
+	return injCfg.ControlPlaneService()
 }

@@ -133,7 +133,7 @@ purpose). The namespace stays too.`,
 				return err
 			}
 			if !found {
-				fmt.Fprintf(cmd.OutOrStdout(), "nothing to remove: no release %s in %s\n", map[bool]string{false: charts.Release, true: charts.CRDsRelease}[f.crds], f.namespace)
+				fmt.Fprintf(cmd.OutOrStdout(), "nothing to remove: no release %s in %s\n", o.ReleaseName(), f.namespace)
 				return nil
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "removed the release from %s; the CRDs are kept\n", f.namespace)

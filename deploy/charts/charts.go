@@ -104,7 +104,8 @@ func (o Options) namespace() string {
 	return o.Namespace
 }
 
-func (o Options) release() string {
+// ReleaseName is the Helm release these options install or remove.
+func (o Options) ReleaseName() string {
 	if o.CRDsOnly {
 		return CRDsRelease
 	}
@@ -141,7 +142,7 @@ func renderChart(ctx context.Context, c *chart.Chart, o Options) (string, error)
 	cfg := &action.Configuration{Log: o.debugLog()}
 	in := action.NewInstall(cfg)
 	in.DryRun, in.ClientOnly, in.Replace, in.IncludeCRDs = true, true, true, true
-	in.ReleaseName, in.Namespace = o.release(), o.namespace()
+	in.ReleaseName, in.Namespace = o.ReleaseName(), o.namespace()
 	kv, err := chartutil.ParseKubeVersion(RenderKubeVersion)
 	if err != nil {
 		return "", fmt.Errorf("rendering chart %s: %w", c.Name(), err)
@@ -178,7 +179,7 @@ func Install(ctx context.Context, getter genericclioptions.RESTClientGetter, o O
 	if err != nil {
 		return nil, err
 	}
-	name := o.release()
+	name := o.ReleaseName()
 	_, err = cfg.Releases.Last(name)
 	switch {
 	case errors.Is(err, driver.ErrReleaseNotFound):
@@ -219,11 +220,11 @@ func Uninstall(getter genericclioptions.RESTClientGetter, o Options) (found bool
 	}
 	un := action.NewUninstall(cfg)
 	un.Wait, un.Timeout = o.Wait, o.timeout()
-	if _, err := un.Run(o.release()); err != nil {
+	if _, err := un.Run(o.ReleaseName()); err != nil {
 		if errors.Is(err, driver.ErrReleaseNotFound) {
 			return false, nil
 		}
-		return false, fmt.Errorf("uninstalling release %s in %s: %w", o.release(), o.namespace(), err)
+		return false, fmt.Errorf("uninstalling release %s in %s: %w", o.ReleaseName(), o.namespace(), err)
 	}
 	return true, nil
 }

@@ -141,7 +141,7 @@ func Envoy(c Config) (*bootstrapv3.Bootstrap, error) {
 			CdsConfig: adsSource(),
 		},
 		StatsConfig:        statsConfig(c.clusterDomain()),
-		StatsFlushInterval: statsFlushInterval(),
+		StatsFlushInterval: durationpb.New(StatsFlushInterval),
 	}
 	if c.ServerName == "" {
 		host, port, _ := splitHostPort(c.ControlPlaneAddress)

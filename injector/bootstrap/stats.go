@@ -8,7 +8,6 @@ import (
 	metricsv3 "github.com/envoyproxy/go-control-plane/envoy/config/metrics/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
-	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -179,5 +178,3 @@ func statsSinks(ads *corev3.GrpcService) []*metricsv3.StatsSink {
 		})},
 	}}
 }
-
-func statsFlushInterval() *durationpb.Duration { return durationpb.New(StatsFlushInterval) }
