@@ -316,7 +316,7 @@ func (s *Source) routes(ctx context.Context, q telemetry.Query) (telemetry.Table
 		// Route stats carry no gRPC status: every failed call is the service's.
 		grpcFailures: fmt.Sprintf(`sum(rate(%s{%s}[%s]))`, metricGRPCFailure, cluster, w),
 	}
-	defRows, err := s.collect(ctx, def, func(model.Metric) rowKey { return rowKey{ns, telemetry.DefaultRoute} })
+	defParts, err := s.gather(ctx, def, func(model.Metric) rowKey { return rowKey{ns, telemetry.DefaultRoute} })
 	if err != nil {
 		return telemetry.Table{}, err
 	}
@@ -327,16 +327,13 @@ func (s *Source) routes(ctx context.Context, q telemetry.Query) (telemetry.Table
 		}
 	}
 	t := telemetry.Table{Resource: q.Resource}
+	// def.grpcFailures is the whole service's: [DEFAULT]'s partial already holds it.
 	var serviceGRPCFailures float64
-	vec, err := s.query(ctx, def.grpcFailures, s.now())
-	if err != nil {
-		return telemetry.Table{}, err
-	}
-	for _, smp := range vec {
-		serviceGRPCFailures += float64(smp.Value)
+	for _, p := range defParts {
+		serviceGRPCFailures += p.grpcFailures
 	}
 	unattributed := telemetry.GRPCFailuresUnattributed(withTraffic, serviceGRPCFailures)
-	rows = append(rows, defRows...)
+	rows = append(rows, rowsOf(defParts, def)...)
 	for i := range rows {
 		rows[i].Dst = q.Name
 		if unattributed {
@@ -367,7 +364,17 @@ type partial struct {
 // quantiles are the latency percentiles a row shows.
 var quantiles = []float64{0.5, 0.95, 0.99}
 
+// collect asks g's expressions and returns a row per key.
 func (s *Source) collect(ctx context.Context, g golden, key func(model.Metric) rowKey) ([]telemetry.Row, error) {
+	parts, err := s.gather(ctx, g, key)
+	if err != nil {
+		return nil, err
+	}
+	return rowsOf(parts, g), nil
+}
+
+// gather asks g's expressions and sums their samples per key.
+func (s *Source) gather(ctx context.Context, g golden, key func(model.Metric) rowKey) (map[rowKey]*partial, error) {
 	at := s.now()
 	parts := map[rowKey]*partial{}
 	get := func(k rowKey) *partial {
@@ -426,6 +433,11 @@ func (s *Source) collect(ctx context.Context, g golden, key func(model.Metric) r
 			return nil, err
 		}
 	}
+	return parts, nil
+}
+
+// rowsOf turns gathered partials into rows, in namespace and name order.
+func rowsOf(parts map[rowKey]*partial, g golden) []telemetry.Row {
 	rows := make([]telemetry.Row, 0, len(parts))
 	for k, p := range parts {
 		rows = append(rows, p.row(k, g))
@@ -433,7 +445,7 @@ func (s *Source) collect(ctx context.Context, g golden, key func(model.Metric) r
 	slices.SortFunc(rows, func(a, b telemetry.Row) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
-	return rows, nil
+	return rows
 }
 
 func (p *partial) row(k rowKey, g golden) telemetry.Row {
