@@ -214,18 +214,15 @@ func (s *Source) workloads(ctx context.Context, q telemetry.Query) (telemetry.Ta
 // carry no peer identity, so Dst is a service and SECURED, CLIENT_ID and SERVER_ID
 // stay unknown ("-") on this path; the embedded path has them from access logs.
 func (s *Source) edges(ctx context.Context, q telemetry.Query) (telemetry.Table, error) {
-	matchers := []string{fmt.Sprintf(`%s=~%q`, bootstrap.TagCluster, `outbound\|\d+\|[^.]+\.[^.]+\.svc\.`+regexp.QuoteMeta(s.clusterDomain))}
+	matchers := []string{s.outboundClusters(`[^.]+`, `[^.]+`)}
 	if !q.AllNamespaces && q.Namespace != "" {
 		matchers = append(matchers, matchEq(LabelNamespace, q.Namespace))
 	}
 	by := fmt.Sprintf("%s, %s, weft_service", LabelNamespace, LabelDeployment)
-	svc := func(inner string) string {
-		return fmt.Sprintf(`label_replace(%s, "weft_service", "$1", %q, %q)`, inner, bootstrap.TagCluster, `outbound\|\d+\|([^.]+\.[^.]+)\..*`)
-	}
 	w := promDuration(q.WindowOrDefault())
 	g := golden{
-		classes: fmt.Sprintf(`sum by (%s, %s) (%s)`, by, bootstrap.TagResponseCodeClass, svc(fmt.Sprintf(`rate(%s%s[%s])`, metricUpstreamRq, selector(matchers), w))),
-		buckets: fmt.Sprintf(`sum by (%s, le) (%s)`, by, svc(fmt.Sprintf(`rate(%s%s[%s])`, metricUpstreamRqTime, selector(matchers), w))),
+		classes: fmt.Sprintf(`sum by (%s, %s) (%s)`, by, bootstrap.TagResponseCodeClass, withService(fmt.Sprintf(`rate(%s%s[%s])`, metricUpstreamRq, selector(matchers), w))),
+		buckets: fmt.Sprintf(`sum by (%s, le) (%s)`, by, withService(fmt.Sprintf(`rate(%s%s[%s])`, metricUpstreamRqTime, selector(matchers), w))),
 	}
 	// The row key packs source and destination; rows are unpacked below.
 	key := func(m model.Metric) rowKey {
@@ -257,15 +254,13 @@ func (s *Source) services(ctx context.Context, q telemetry.Query) (telemetry.Tab
 	if q.Name != "" {
 		name = regexp.QuoteMeta(q.Name)
 	}
-	clusterRe := fmt.Sprintf(`outbound\|\d+\|%s\.%s\.svc\.%s`, name, ns, regexp.QuoteMeta(s.clusterDomain))
-	sel := fmt.Sprintf(`%s=~%q`, bootstrap.TagCluster, clusterRe)
-	svc := fmt.Sprintf(`label_replace(%%s, "weft_service", "$1", %q, %q)`, bootstrap.TagCluster, `outbound\|\d+\|([^.]+\.[^.]+)\..*`)
+	sel := s.outboundClusters(name, ns)
 	w := promDuration(q.WindowOrDefault())
 	g := golden{
-		classes: fmt.Sprintf(`sum by (weft_service, %s) (`+svc+`)`, bootstrap.TagResponseCodeClass,
-			fmt.Sprintf(`rate(%s{%s}[%s])`, metricUpstreamRq, sel, w)),
-		buckets:      fmt.Sprintf(`sum by (weft_service, le) (`+svc+`)`, fmt.Sprintf(`rate(%s{%s}[%s])`, metricUpstreamRqTime, sel, w)),
-		grpcFailures: fmt.Sprintf(`sum by (weft_service) (`+svc+`)`, fmt.Sprintf(`rate(%s{%s}[%s])`, metricGRPCFailure, sel, w)),
+		classes: fmt.Sprintf(`sum by (weft_service, %s) (%s)`, bootstrap.TagResponseCodeClass,
+			withService(fmt.Sprintf(`rate(%s{%s}[%s])`, metricUpstreamRq, sel, w))),
+		buckets:      fmt.Sprintf(`sum by (weft_service, le) (%s)`, withService(fmt.Sprintf(`rate(%s{%s}[%s])`, metricUpstreamRqTime, sel, w))),
+		grpcFailures: fmt.Sprintf(`sum by (weft_service) (%s)`, withService(fmt.Sprintf(`rate(%s{%s}[%s])`, metricGRPCFailure, sel, w))),
 	}
 	key := func(m model.Metric) rowKey {
 		name, ns, _ := strings.Cut(string(m["weft_service"]), ".")
@@ -301,8 +296,7 @@ func (s *Source) routes(ctx context.Context, q telemetry.Query) (telemetry.Table
 	}
 	// [DEFAULT] is the service's outbound clusters (every port) minus its routes: the
 	// requests no profile route matched and their retries, as the embedded path computes it.
-	cluster := fmt.Sprintf(`%s=~%q`, bootstrap.TagCluster, fmt.Sprintf(`outbound\|\d+\|%s\.%s\.svc\.%s`,
-		regexp.QuoteMeta(q.Name), regexp.QuoteMeta(ns), regexp.QuoteMeta(s.clusterDomain)))
+	cluster := s.outboundClusters(regexp.QuoteMeta(q.Name), regexp.QuoteMeta(ns))
 	minus := func(by, clusterMetric, routeMetric string) string {
 		c := fmt.Sprintf(`sum by (%s) (rate(%s{%s}[%s]))`, by, clusterMetric, cluster, w)
 		r := fmt.Sprintf(`sum by (%s) (rate(%s{%s}[%s]))`, by, routeMetric, sel, w)
@@ -468,6 +462,18 @@ func (p *partial) row(k rowKey, g golden) telemetry.Row {
 	}
 	r.P50, r.P95, r.P99 = p.quantile[0.5], p.quantile[0.95], p.quantile[0.99]
 	return r
+}
+
+// outboundClusters matches the outbound clusters (every port) of the services whose
+// name and namespace match the regular expressions name and ns.
+func (s *Source) outboundClusters(name, ns string) string {
+	return fmt.Sprintf(`%s=~%q`, bootstrap.TagCluster, fmt.Sprintf(`outbound\|\d+\|%s\.%s\.svc\.%s`, name, ns, regexp.QuoteMeta(s.clusterDomain)))
+}
+
+// withService labels inner's series with weft_service, "<name>.<namespace>" of the
+// outbound cluster they count.
+func withService(inner string) string {
+	return fmt.Sprintf(`label_replace(%s, "weft_service", "$1", %q, %q)`, inner, bootstrap.TagCluster, `outbound\|\d+\|([^.]+\.[^.]+)\..*`)
 }
 
 func matchEq(label, value string) string { return fmt.Sprintf(`%s=%q`, label, value) }
