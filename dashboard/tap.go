@@ -138,9 +138,5 @@ func (h *Handler) tapEvents(w http.ResponseWriter, r *http.Request) {
 		_ = send("end", map[string]string{"reason": err.Error(), "failed": "true"})
 		return
 	}
-	msg := "session ended: " + end.End
-	if end.Dropped > 0 {
-		msg += fmt.Sprintf("; %d requests not shown (the page read too slowly)", end.Dropped)
-	}
-	_ = send("end", map[string]string{"reason": msg})
+	_ = send("end", map[string]string{"reason": end.Ended("the page")})
 }

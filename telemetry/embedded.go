@@ -237,6 +237,11 @@ func matches(t Target, w Workload) bool {
 
 type groupKey struct{ namespace, name string }
 
+// inScope says whether namespace ns is one q asks about.
+func (q Query) inScope(ns string) bool {
+	return q.AllNamespaces || q.Namespace == "" || ns == q.Namespace
+}
+
 // Query answers q from the store.
 func (e *Embedded) Query(_ context.Context, q Query) (Table, error) {
 	if err := q.Validate(); err != nil {
@@ -268,7 +273,6 @@ func (e *Embedded) Query(_ context.Context, q Query) (Table, error) {
 		}
 		proxies = append(proxies, proxySeries{w, series})
 	}
-	inScope := func(ns string) bool { return q.AllNamespaces || q.Namespace == "" || ns == q.Namespace }
 	t := Table{Resource: q.Resource}
 	switch q.Resource {
 	case ResourceRoute:
@@ -314,13 +318,7 @@ func (e *Embedded) Query(_ context.Context, q Query) (Table, error) {
 					if to.Resource == ResourceNamespace {
 						hit = d.namespace == to.Name
 					}
-					if !hit {
-						for _, dw := range dsts {
-							if matches(to, dw) {
-								hit = true
-							}
-						}
-					}
+					hit = hit || slices.ContainsFunc(dsts, func(dw Workload) bool { return matches(to, dw) })
 					if !hit {
 						continue
 					}
@@ -379,7 +377,7 @@ func (e *Embedded) Query(_ context.Context, q Query) (Table, error) {
 		keys[k] = true
 	}
 	for k := range keys {
-		if !inScope(k.namespace) || (q.Name != "" && k.name != q.Name) {
+		if !q.inScope(k.namespace) || (q.Name != "" && k.name != q.Name) {
 			continue
 		}
 		if (from.Resource != "" || to.Resource != "") && sums[k] == nil {
@@ -498,7 +496,7 @@ func (e *Embedded) edges(q Query, proxies []proxySeries, behind map[groupKey][]W
 	}
 	out := map[edgeKey]*edgeVal{}
 	for _, p := range proxies {
-		if !(q.AllNamespaces || q.Namespace == "" || p.w.Namespace == q.Namespace) {
+		if !q.inScope(p.w.Namespace) {
 			continue
 		}
 		srcs := groups(ResourceDeployment, p.w)

@@ -87,11 +87,7 @@ func (g *globals) stream(ctx context.Context, target string, f tapFlags, onProxi
 
 // reportEnd tells, on stderr, why a session ended and what was lost.
 func reportEnd(w io.Writer, l tap.Line) {
-	msg := "session ended: " + l.End
-	if l.Dropped > 0 {
-		msg += fmt.Sprintf("; %d requests not shown (this client read too slowly)", l.Dropped)
-	}
-	fmt.Fprintln(w, msg)
+	fmt.Fprintln(w, l.Ended("this client"))
 }
 
 func newTapCommand(g *globals) *cobra.Command {

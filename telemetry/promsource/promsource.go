@@ -214,18 +214,15 @@ func (s *Source) workloads(ctx context.Context, q telemetry.Query) (telemetry.Ta
 // carry no peer identity, so Dst is a service and SECURED, CLIENT_ID and SERVER_ID
 // stay unknown ("-") on this path; the embedded path has them from access logs.
 func (s *Source) edges(ctx context.Context, q telemetry.Query) (telemetry.Table, error) {
-	matchers := []string{fmt.Sprintf(`%s=~%q`, bootstrap.TagCluster, `outbound\|\d+\|[^.]+\.[^.]+\.svc\.`+regexp.QuoteMeta(s.clusterDomain))}
+	matchers := []string{s.outboundClusters(`[^.]+`, `[^.]+`)}
 	if !q.AllNamespaces && q.Namespace != "" {
 		matchers = append(matchers, matchEq(LabelNamespace, q.Namespace))
 	}
 	by := fmt.Sprintf("%s, %s, weft_service", LabelNamespace, LabelDeployment)
-	svc := func(inner string) string {
-		return fmt.Sprintf(`label_replace(%s, "weft_service", "$1", %q, %q)`, inner, bootstrap.TagCluster, `outbound\|\d+\|([^.]+\.[^.]+)\..*`)
-	}
 	w := promDuration(q.WindowOrDefault())
 	g := golden{
-		classes: fmt.Sprintf(`sum by (%s, %s) (%s)`, by, bootstrap.TagResponseCodeClass, svc(fmt.Sprintf(`rate(%s%s[%s])`, metricUpstreamRq, selector(matchers), w))),
-		buckets: fmt.Sprintf(`sum by (%s, le) (%s)`, by, svc(fmt.Sprintf(`rate(%s%s[%s])`, metricUpstreamRqTime, selector(matchers), w))),
+		classes: fmt.Sprintf(`sum by (%s, %s) (%s)`, by, bootstrap.TagResponseCodeClass, withService(fmt.Sprintf(`rate(%s%s[%s])`, metricUpstreamRq, selector(matchers), w))),
+		buckets: fmt.Sprintf(`sum by (%s, le) (%s)`, by, withService(fmt.Sprintf(`rate(%s%s[%s])`, metricUpstreamRqTime, selector(matchers), w))),
 	}
 	// The row key packs source and destination; rows are unpacked below.
 	key := func(m model.Metric) rowKey {
@@ -257,15 +254,13 @@ func (s *Source) services(ctx context.Context, q telemetry.Query) (telemetry.Tab
 	if q.Name != "" {
 		name = regexp.QuoteMeta(q.Name)
 	}
-	clusterRe := fmt.Sprintf(`outbound\|\d+\|%s\.%s\.svc\.%s`, name, ns, regexp.QuoteMeta(s.clusterDomain))
-	sel := fmt.Sprintf(`%s=~%q`, bootstrap.TagCluster, clusterRe)
-	svc := fmt.Sprintf(`label_replace(%%s, "weft_service", "$1", %q, %q)`, bootstrap.TagCluster, `outbound\|\d+\|([^.]+\.[^.]+)\..*`)
+	sel := s.outboundClusters(name, ns)
 	w := promDuration(q.WindowOrDefault())
 	g := golden{
-		classes: fmt.Sprintf(`sum by (weft_service, %s) (`+svc+`)`, bootstrap.TagResponseCodeClass,
-			fmt.Sprintf(`rate(%s{%s}[%s])`, metricUpstreamRq, sel, w)),
-		buckets:      fmt.Sprintf(`sum by (weft_service, le) (`+svc+`)`, fmt.Sprintf(`rate(%s{%s}[%s])`, metricUpstreamRqTime, sel, w)),
-		grpcFailures: fmt.Sprintf(`sum by (weft_service) (`+svc+`)`, fmt.Sprintf(`rate(%s{%s}[%s])`, metricGRPCFailure, sel, w)),
+		classes: fmt.Sprintf(`sum by (weft_service, %s) (%s)`, bootstrap.TagResponseCodeClass,
+			withService(fmt.Sprintf(`rate(%s{%s}[%s])`, metricUpstreamRq, sel, w))),
+		buckets:      fmt.Sprintf(`sum by (weft_service, le) (%s)`, withService(fmt.Sprintf(`rate(%s{%s}[%s])`, metricUpstreamRqTime, sel, w))),
+		grpcFailures: fmt.Sprintf(`sum by (weft_service) (%s)`, withService(fmt.Sprintf(`rate(%s{%s}[%s])`, metricGRPCFailure, sel, w))),
 	}
 	key := func(m model.Metric) rowKey {
 		name, ns, _ := strings.Cut(string(m["weft_service"]), ".")
@@ -301,8 +296,7 @@ func (s *Source) routes(ctx context.Context, q telemetry.Query) (telemetry.Table
 	}
 	// [DEFAULT] is the service's outbound clusters (every port) minus its routes: the
 	// requests no profile route matched and their retries, as the embedded path computes it.
-	cluster := fmt.Sprintf(`%s=~%q`, bootstrap.TagCluster, fmt.Sprintf(`outbound\|\d+\|%s\.%s\.svc\.%s`,
-		regexp.QuoteMeta(q.Name), regexp.QuoteMeta(ns), regexp.QuoteMeta(s.clusterDomain)))
+	cluster := s.outboundClusters(regexp.QuoteMeta(q.Name), regexp.QuoteMeta(ns))
 	minus := func(by, clusterMetric, routeMetric string) string {
 		c := fmt.Sprintf(`sum by (%s) (rate(%s{%s}[%s]))`, by, clusterMetric, cluster, w)
 		r := fmt.Sprintf(`sum by (%s) (rate(%s{%s}[%s]))`, by, routeMetric, sel, w)
@@ -316,7 +310,7 @@ func (s *Source) routes(ctx context.Context, q telemetry.Query) (telemetry.Table
 		// Route stats carry no gRPC status: every failed call is the service's.
 		grpcFailures: fmt.Sprintf(`sum(rate(%s{%s}[%s]))`, metricGRPCFailure, cluster, w),
 	}
-	defRows, err := s.collect(ctx, def, func(model.Metric) rowKey { return rowKey{ns, telemetry.DefaultRoute} })
+	defParts, err := s.gather(ctx, def, func(model.Metric) rowKey { return rowKey{ns, telemetry.DefaultRoute} })
 	if err != nil {
 		return telemetry.Table{}, err
 	}
@@ -327,16 +321,13 @@ func (s *Source) routes(ctx context.Context, q telemetry.Query) (telemetry.Table
 		}
 	}
 	t := telemetry.Table{Resource: q.Resource}
+	// def.grpcFailures is the whole service's: [DEFAULT]'s partial already holds it.
 	var serviceGRPCFailures float64
-	vec, err := s.query(ctx, def.grpcFailures, s.now())
-	if err != nil {
-		return telemetry.Table{}, err
-	}
-	for _, smp := range vec {
-		serviceGRPCFailures += float64(smp.Value)
+	for _, p := range defParts {
+		serviceGRPCFailures += p.grpcFailures
 	}
 	unattributed := telemetry.GRPCFailuresUnattributed(withTraffic, serviceGRPCFailures)
-	rows = append(rows, defRows...)
+	rows = append(rows, rowsOf(defParts, def)...)
 	for i := range rows {
 		rows[i].Dst = q.Name
 		if unattributed {
@@ -367,7 +358,17 @@ type partial struct {
 // quantiles are the latency percentiles a row shows.
 var quantiles = []float64{0.5, 0.95, 0.99}
 
+// collect asks g's expressions and returns a row per key.
 func (s *Source) collect(ctx context.Context, g golden, key func(model.Metric) rowKey) ([]telemetry.Row, error) {
+	parts, err := s.gather(ctx, g, key)
+	if err != nil {
+		return nil, err
+	}
+	return rowsOf(parts, g), nil
+}
+
+// gather asks g's expressions and sums their samples per key.
+func (s *Source) gather(ctx context.Context, g golden, key func(model.Metric) rowKey) (map[rowKey]*partial, error) {
 	at := s.now()
 	parts := map[rowKey]*partial{}
 	get := func(k rowKey) *partial {
@@ -426,6 +427,11 @@ func (s *Source) collect(ctx context.Context, g golden, key func(model.Metric) r
 			return nil, err
 		}
 	}
+	return parts, nil
+}
+
+// rowsOf turns gathered partials into rows, in namespace and name order.
+func rowsOf(parts map[rowKey]*partial, g golden) []telemetry.Row {
 	rows := make([]telemetry.Row, 0, len(parts))
 	for k, p := range parts {
 		rows = append(rows, p.row(k, g))
@@ -433,7 +439,7 @@ func (s *Source) collect(ctx context.Context, g golden, key func(model.Metric) r
 	slices.SortFunc(rows, func(a, b telemetry.Row) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
-	return rows, nil
+	return rows
 }
 
 func (p *partial) row(k rowKey, g golden) telemetry.Row {
@@ -456,6 +462,18 @@ func (p *partial) row(k rowKey, g golden) telemetry.Row {
 	}
 	r.P50, r.P95, r.P99 = p.quantile[0.5], p.quantile[0.95], p.quantile[0.99]
 	return r
+}
+
+// outboundClusters matches the outbound clusters (every port) of the services whose
+// name and namespace match the regular expressions name and ns.
+func (s *Source) outboundClusters(name, ns string) string {
+	return fmt.Sprintf(`%s=~%q`, bootstrap.TagCluster, fmt.Sprintf(`outbound\|\d+\|%s\.%s\.svc\.%s`, name, ns, regexp.QuoteMeta(s.clusterDomain)))
+}
+
+// withService labels inner's series with weft_service, "<name>.<namespace>" of the
+// outbound cluster they count.
+func withService(inner string) string {
+	return fmt.Sprintf(`label_replace(%s, "weft_service", "$1", %q, %q)`, inner, bootstrap.TagCluster, `outbound\|\d+\|([^.]+\.[^.]+)\..*`)
 }
 
 func matchEq(label, value string) string { return fmt.Sprintf(`%s=%q`, label, value) }

@@ -43,18 +43,6 @@ type series struct {
 	labels string // `a="x",b="y"`
 }
 
-// promName is Envoy's Prometheus name for a tag-extracted stat name: "envoy_" and the
-// name with every character outside [a-zA-Z0-9_] as "_" (prometheus_stats.cc,
-// PrometheusStatsFormatter::metricName).
-func promName(name string) string {
-	return "envoy_" + strings.Map(func(r rune) rune {
-		if r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
-			return r
-		}
-		return '_'
-	}, name)
-}
-
 func newSeries(name string, labels map[string]string) series {
 	var parts []string
 	for _, k := range slices.Sorted(maps.Keys(labels)) {
@@ -88,10 +76,10 @@ func (p *standInProxy) render(w io.Writer) {
 		var last string
 		for _, s := range slices.SortedFunc(maps.Keys(m), compareSeries) {
 			if s.name != last {
-				fmt.Fprintf(w, "# TYPE %s %s\n", promName(s.name), typ)
+				fmt.Fprintf(w, "# TYPE %s %s\n", envoystats.MetricName(s.name), typ)
 				last = s.name
 			}
-			fmt.Fprintf(w, "%s{%s} %g\n", promName(s.name), s.labels, m[s])
+			fmt.Fprintf(w, "%s{%s} %g\n", envoystats.MetricName(s.name), s.labels, m[s])
 		}
 	}
 	byName(p.counters, "counter")
@@ -99,10 +87,10 @@ func (p *standInProxy) render(w io.Writer) {
 	var last string
 	for _, s := range slices.SortedFunc(maps.Keys(p.histograms), compareSeries) {
 		if s.name != last {
-			fmt.Fprintf(w, "# TYPE %s histogram\n", promName(s.name))
+			fmt.Fprintf(w, "# TYPE %s histogram\n", envoystats.MetricName(s.name))
 			last = s.name
 		}
-		name := promName(s.name)
+		name := envoystats.MetricName(s.name)
 		h := p.histograms[s]
 		for i, le := range envoyBuckets {
 			fmt.Fprintf(w, "%s_bucket{%s,le=\"%g\"} %g\n", name, s.labels, le, h[i])
